@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both build the
+# virtualenv from pyproject.toml first when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' -e clients/python
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/syncd serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check syncd tests bench clients/python
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/push.py
+	$(BIN)/python bench/pull.py
+
+clean:
+	rm -rf $(VENV) .cache

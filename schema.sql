@@ -1,0 +1,121 @@
+-- syncd schema: applied idempotently by `syncd migrate` (and at `syncd serve` start-up).
+-- The event log is the source of truth; notes and projects are its projection, kept in
+-- the same transaction as every append and rebuildable from the log (`syncd rebuild`).
+
+CREATE TABLE IF NOT EXISTS users (
+    id            uuid PRIMARY KEY,
+    email         text NOT NULL UNIQUE,          -- stored lowercased
+    name          text NOT NULL DEFAULT '',
+    password_hash text NOT NULL,
+    timezone      text NOT NULL DEFAULT 'UTC',
+    head          bigint NOT NULL DEFAULT 0,      -- last seq of this user's log; its row lock orders appends
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS devices (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name         text NOT NULL DEFAULT '',
+    platform     text NOT NULL DEFAULT '',
+    acked        bigint NOT NULL DEFAULT 0,       -- highest consumed client_seq
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS devices_user ON devices (user_id);
+
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash bytea PRIMARY KEY,                 -- sha256 of the token; the token itself is never stored
+    device_id  uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    expires_at timestamptz NOT NULL,
+    used_at    timestamptz                         -- set on rotation; a second use revokes the device
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_device ON refresh_tokens (device_id);
+
+-- One id per op, shared by every member's copy of its event.
+CREATE SEQUENCE IF NOT EXISTS op_ids;
+
+-- CRDT bytes (a text op's Yjs update, a put's document state), stored once per op.
+CREATE TABLE IF NOT EXISTS payloads (
+    op_id bigint PRIMARY KEY,
+    data  bytea NOT NULL
+);
+
+-- The per-user append-only log. seq is 1, 2, 3, … per user, in commit order.
+CREATE TABLE IF NOT EXISTS events (
+    user_id     uuid NOT NULL,
+    seq         bigint NOT NULL,
+    op_id       bigint NOT NULL,
+    entity      text NOT NULL,
+    entity_id   uuid NOT NULL,
+    kind        text NOT NULL,
+    fields      jsonb,
+    has_payload boolean NOT NULL DEFAULT false,
+    hlc         text NOT NULL,
+    device_id   uuid,
+    author_id   uuid NOT NULL,
+    client_seq  bigint,
+    at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, seq)
+);
+CREATE INDEX IF NOT EXISTS events_entity ON events (entity_id, op_id);
+
+CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Account deletion is the one sanctioned erase; it sets this for its own transaction.
+    IF current_setting('syncd.erase', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'the event log is append-only (% refused)', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE OR REPLACE TRIGGER events_no_update BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_append_only();
+CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_append_only();
+
+CREATE TABLE IF NOT EXISTS projects (
+    id          uuid PRIMARY KEY,
+    owner_id    uuid NOT NULL,
+    title       text NOT NULL DEFAULT '',
+    description text NOT NULL DEFAULT '',
+    word_goal   integer NOT NULL DEFAULT 0,
+    status      text NOT NULL DEFAULT 'active',
+    deleted     boolean NOT NULL DEFAULT false,
+    word_count  integer NOT NULL DEFAULT 0,
+    milestones  jsonb NOT NULL DEFAULT '{}',
+    clocks      jsonb NOT NULL DEFAULT '{}',
+    version     bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS projects_owner ON projects (owner_id);
+
+CREATE TABLE IF NOT EXISTS members (
+    project_id uuid NOT NULL,
+    user_id    uuid NOT NULL,
+    role       text NOT NULL CHECK (role IN ('owner', 'editor', 'viewer')),
+    added_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_user ON members (user_id);
+
+CREATE TABLE IF NOT EXISTS notes (
+    id          uuid PRIMARY KEY,
+    owner_id    uuid NOT NULL,
+    project_id  uuid,
+    title       text NOT NULL DEFAULT '',
+    tags        jsonb NOT NULL DEFAULT '[]',
+    pinned      boolean NOT NULL DEFAULT false,
+    favorite    boolean NOT NULL DEFAULT false,
+    deleted     boolean NOT NULL DEFAULT false,
+    body        text NOT NULL DEFAULT '',
+    body_state  bytea,
+    word_count  integer NOT NULL DEFAULT 0,
+    clocks      jsonb NOT NULL DEFAULT '{}',
+    version     bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS notes_owner ON notes (owner_id);
+CREATE INDEX IF NOT EXISTS notes_project ON notes (project_id);

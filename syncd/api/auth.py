@@ -1,0 +1,65 @@
+"""/v1/auth and /v1/devices: register, login, refresh, logout, me, list and revoke devices."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from syncd.api.common import path_uuid, principal, read_body, respond, services
+from syncd.errors import NotFound
+from syncd.messages import LoginRequest, RefreshRequest, RegisterRequest
+
+
+async def register(request: Request) -> Response:
+    body = await read_body(request, RegisterRequest, limit=64 * 1024)
+    user = await services(request).auth.register(body.email, body.password, body.name)
+    return respond(request, {"user": user}, 201)
+
+
+async def login(request: Request) -> Response:
+    body = await read_body(request, LoginRequest, limit=64 * 1024)
+    result = await services(request).auth.login(body.email, body.password, body.device.name,
+                                                body.device.platform)
+    return respond(request, result)
+
+
+async def refresh(request: Request) -> Response:
+    body = await read_body(request, RefreshRequest, limit=64 * 1024)
+    return respond(request, await services(request).auth.refresh(body.refresh_token))
+
+
+async def logout(request: Request) -> Response:
+    who = await principal(request)
+    await services(request).auth.revoke(who, who.device_id)
+    services(request).hub.close_device(who.device_id, "logged out")
+    return Response(status_code=204)
+
+
+async def me(request: Request) -> Response:
+    return respond(request, await services(request).auth.me(await principal(request)))
+
+
+async def devices(request: Request) -> Response:
+    who = await principal(request)
+    return respond(request, {"devices": await services(request).auth.devices(who)})
+
+
+async def revoke_device(request: Request) -> Response:
+    who = await principal(request)
+    device = path_uuid(request, "device_id")
+    if not await services(request).auth.revoke(who, device):
+        raise NotFound("no such device")
+    services(request).hub.close_device(device, "device revoked")
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v1/auth/register", register, methods=["POST"]),
+    Route("/v1/auth/login", login, methods=["POST"]),
+    Route("/v1/auth/refresh", refresh, methods=["POST"]),
+    Route("/v1/auth/logout", logout, methods=["POST"]),
+    Route("/v1/auth/me", me, methods=["GET"]),
+    Route("/v1/devices", devices, methods=["GET"]),
+    Route("/v1/devices/{device_id}", revoke_device, methods=["DELETE"]),
+]

@@ -1,0 +1,97 @@
+"""What every route shares: body reading with limits, JSON/MessagePack negotiation,
+the caller's identity, and turning SyncdError into the one error body."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from syncd.config import MAX_BODY_BYTES
+from syncd.errors import BadRequest, NotFound, PayloadTooLarge, SyncdError
+from syncd.messages import MSGPACK, decode, encode
+from syncd.services import Services
+from syncd.types import Principal
+
+T = TypeVar("T")
+
+
+def services(conn: HTTPConnection) -> Services:
+    svc: Services = conn.app.state.services
+    return svc
+
+
+def wants_msgpack(request: Request) -> bool:
+    return MSGPACK in request.headers.get("accept", "") or (
+        request.headers.get("content-type", "").startswith(MSGPACK)
+        and "json" not in request.headers.get("accept", ""))
+
+
+async def read_body(request: Request, typ: type[T], limit: int = MAX_BODY_BYTES) -> T:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes", {"limit": limit})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    msgpack = request.headers.get("content-type", "").startswith(MSGPACK)
+    return decode(body, typ, msgpack=msgpack)
+
+
+def respond(request: Request, obj: Any, status: int = 200,
+            headers: dict[str, str] | None = None) -> Response:
+    msgpack = wants_msgpack(request)
+    return Response(encode(obj, msgpack), status,
+                    media_type=MSGPACK if msgpack else "application/json", headers=headers)
+
+
+def error_response(exc: SyncdError) -> Response:
+    headers = {}
+    if exc.status == 429 and "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return Response(encode(exc.body()), exc.status, media_type="application/json",
+                    headers=headers)
+
+
+def bearer(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return conn.query_params.get("token")
+
+
+async def principal(conn: HTTPConnection) -> Principal:
+    who = await services(conn).auth.authenticate(bearer(conn))
+    conn.state.principal = who
+    return who
+
+
+def path_uuid(request: Request, name: str) -> UUID:
+    try:
+        return UUID(request.path_params[name])
+    except ValueError:
+        raise NotFound(f"{name} is not a valid id") from None
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer", {"param": name},
+                         code="invalid_request") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be from {lo} to {hi}", {"param": name},
+                         code="invalid_request")
+    return value

@@ -1,0 +1,94 @@
+"""The ASGI application: routes, error handling, and the start-up → serve → shutdown cycle."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from syncd.api import auth as auth_routes
+from syncd.api import members as member_routes
+from syncd.api import sync as sync_routes
+from syncd.api.common import error_response
+from syncd.auth import Auth
+from syncd.config import Settings
+from syncd.db import Database, migrate_sync
+from syncd.errors import NotFound, SyncdError
+from syncd.fanout import Hub
+from syncd.messages import encode
+from syncd.services import Services
+
+log = logging.getLogger("syncd")
+
+
+def load_secret(settings: Settings) -> str:
+    """The token-signing secret: SYNCD_SECRET, or one generated once and kept in data_dir."""
+    if settings.secret:
+        return settings.secret
+    path = Path(settings.data_dir) / "secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def _syncd_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SyncdError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"error": {"code": code, "message": str(exc.detail), "details": {}}}
+    return Response(encode(body), exc.status_code, media_type="application/json")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    body = {"error": {"code": "internal", "message": "internal server error", "details": {}}}
+    return Response(encode(body), 500, media_type="application/json")
+
+
+def routes() -> list[BaseRoute]:
+    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes]
+
+
+def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise SystemExit("DATABASE_URL is not set (syncd serve starts an embedded one)")
+        if migrate:
+            migrate_sync(settings.database_url)
+        db = Database(settings.database_url, settings.pool_min, settings.pool_max)
+        await db.open()
+        hub = Hub()
+        auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl)
+        app.state.services = Services(settings, db, auth, hub)
+        try:
+            yield
+        finally:
+            await db.close()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            SyncdError: _syncd_error,
+            NotFound: _syncd_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )

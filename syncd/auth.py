@@ -1,0 +1,212 @@
+"""Accounts, devices and tokens: argon2 password hashes, short-lived JWT access tokens,
+opaque rotating refresh tokens with reuse detection, and device revocation.
+
+An access token names a user and a device; every request also checks the device is not
+revoked, so revoking a device stops its unexpired access tokens at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from syncd.db import Conn, Database
+from syncd.errors import BadRequest, Conflict, Unauthorized
+from syncd.types import Principal
+
+# OWASP's argon2id baseline (19 MiB, t=2, p=1): strong, and ~20 ms on one core.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Verifying against this keeps an unknown email as slow as a wrong password.
+_DUMMY_HASH = _hasher.hash("syncd-dummy-password")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or len(email) > 320 or " " in email:
+        raise BadRequest("email is not a valid address", {"field": "email"}, code="validation")
+    return email
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Auth:
+    def __init__(self, db: Database, secret: str, access_ttl: int, refresh_ttl: int) -> None:
+        self.db = db
+        self.secret = secret
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def access_token(self, user: UUID, device: UUID) -> str:
+        now = int(time.time())
+        claims = {"sub": str(user), "dev": str(device), "iat": now,
+                  "exp": now + self.access_ttl, "typ": "access"}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def decode(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"],
+                                options={"require": ["exp", "sub", "dev"]})
+            if claims.get("typ") != "access":
+                raise jwt.InvalidTokenError("not an access token")
+            return Principal(UUID(claims["sub"]), UUID(claims["dev"]))
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the access token has expired", code="token_expired") from None
+        except (jwt.InvalidTokenError, ValueError):
+            raise Unauthorized("the access token is not valid", code="invalid_token") from None
+
+    async def authenticate(self, token: str | None) -> Principal:
+        """Decode the token and check its device is still live."""
+        if not token:
+            raise Unauthorized("an access token is required")
+        who = self.decode(token)
+
+        async def tx(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "SELECT 1 FROM devices WHERE id = %s AND user_id = %s AND revoked_at IS NULL",
+                (who.device_id, who.user_id))
+            return await cur.fetchone() is not None
+
+        if not await self.db.run(tx, read_only=True):
+            raise Unauthorized("this device has been revoked", code="device_revoked")
+        return who
+
+    async def _issue(self, conn: Conn, user: UUID, device: UUID) -> dict[str, Any]:
+        refresh = secrets.token_urlsafe(32)
+        await conn.execute(
+            """INSERT INTO refresh_tokens (token_hash, device_id, expires_at)
+               VALUES (%s, %s, now() + make_interval(secs => %s))""",
+            (_token_hash(refresh), device, self.refresh_ttl))
+        return {"access_token": self.access_token(user, device), "refresh_token": refresh,
+                "expires_in": self.access_ttl}
+
+    # --- accounts -------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str, name: str) -> dict[str, Any]:
+        email = normalise_email(email)
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise BadRequest(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+                             {"field": "password"}, code="validation")
+        if len(name) > 200:
+            raise BadRequest("name must be at most 200 characters", {"field": "name"},
+                             code="validation")
+        hashed = await asyncio.to_thread(_hasher.hash, password)
+        user_id = uuid.uuid4()
+
+        async def tx(conn: Conn) -> bool:
+            cur = await conn.execute(
+                """INSERT INTO users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (email) DO NOTHING""", (user_id, email, name, hashed))
+            return cur.rowcount == 1
+
+        if not await self.db.run(tx):
+            raise Conflict("an account with this email exists", code="email_taken")
+        return {"id": user_id, "email": email, "name": name}
+
+    async def login(self, email: str, password: str, device_name: str,
+                    platform: str) -> dict[str, Any]:
+        email = normalise_email(email)
+
+        async def find(conn: Conn) -> dict[str, Any] | None:
+            cur = await conn.execute(
+                "SELECT id, email, name, password_hash FROM users WHERE email = %s", (email,))
+            return await cur.fetchone()
+
+        user = await self.db.run(find, read_only=True)
+        try:
+            await asyncio.to_thread(_hasher.verify,
+                                    user["password_hash"] if user else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            user = None
+        if user is None:
+            raise Unauthorized("wrong email or password", code="invalid_credentials")
+        device = uuid.uuid4()
+
+        async def tx(conn: Conn) -> dict[str, Any]:
+            await conn.execute(
+                "INSERT INTO devices (id, user_id, name, platform) VALUES (%s, %s, %s, %s)",
+                (device, user["id"], device_name[:200], platform[:100]))
+            return await self._issue(conn, user["id"], device)
+
+        tokens = await self.db.run(tx)
+        return {"user": {k: user[k] for k in ("id", "email", "name")}, "device_id": device,
+                **tokens}
+
+    async def refresh(self, token: str) -> dict[str, Any]:
+        async def tx(conn: Conn) -> dict[str, Any] | str:
+            cur = await conn.execute(
+                """SELECT t.device_id, t.used_at, t.expires_at < now() AS expired, d.user_id,
+                          d.revoked_at FROM refresh_tokens t JOIN devices d ON d.id = t.device_id
+                   WHERE t.token_hash = %s FOR UPDATE OF t, d""", (_token_hash(token),))
+            row = await cur.fetchone()
+            if row is None or row["revoked_at"] is not None or row["expired"]:
+                return "invalid"
+            if row["used_at"] is not None:
+                # A rotated token came back: someone holds a copy. End the device.
+                await _revoke(conn, row["device_id"])
+                return "reused"
+            await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = %s",
+                               (_token_hash(token),))
+            return await self._issue(conn, row["user_id"], row["device_id"])
+
+        result = await self.db.run(tx)
+        if result == "reused":
+            raise Unauthorized("refresh token reuse detected: the device is revoked",
+                               code="token_reused")
+        if isinstance(result, str):
+            raise Unauthorized("the refresh token is not valid", code="invalid_token")
+        return result
+
+    async def me(self, who: Principal) -> dict[str, Any]:
+        async def tx(conn: Conn) -> dict[str, Any] | None:
+            cur = await conn.execute(
+                "SELECT id, email, name, timezone, created_at FROM users WHERE id = %s",
+                (who.user_id,))
+            return await cur.fetchone()
+
+        user = await self.db.run(tx, read_only=True)
+        if user is None:
+            raise Unauthorized("the account no longer exists")
+        return {"user": user, "device_id": who.device_id}
+
+    async def devices(self, who: Principal) -> list[dict[str, Any]]:
+        async def tx(conn: Conn) -> list[dict[str, Any]]:
+            cur = await conn.execute(
+                """SELECT id, name, platform, acked, created_at, last_seen_at, revoked_at
+                   FROM devices WHERE user_id = %s ORDER BY created_at""", (who.user_id,))
+            return [{**d, "current": d["id"] == who.device_id} for d in await cur.fetchall()]
+
+        return await self.db.run(tx, read_only=True)
+
+    async def revoke(self, who: Principal, device: UUID) -> bool:
+        """Revoke one of the caller's devices. False when it is not theirs (or unknown)."""
+        async def tx(conn: Conn) -> bool:
+            cur = await conn.execute("SELECT 1 FROM devices WHERE id = %s AND user_id = %s",
+                                     (device, who.user_id))
+            if await cur.fetchone() is None:
+                return False
+            await _revoke(conn, device)
+            return True
+
+        return await self.db.run(tx)
+
+
+async def _revoke(conn: Conn, device: UUID) -> None:
+    await conn.execute(
+        "UPDATE devices SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s", (device,))
+    await conn.execute("DELETE FROM refresh_tokens WHERE device_id = %s", (device,))

@@ -1,0 +1,121 @@
+"""The `syncd` command: serve, migrate, rebuild/verify the projection."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from syncd.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "host", None):
+        settings.host = args.host
+    if getattr(args, "port", None):
+        settings.port = args.port
+    if getattr(args, "data_dir", None):
+        settings.data_dir = Path(args.data_dir)
+    return settings
+
+
+def _database_url(settings: Settings) -> tuple[str, object | None]:
+    """DATABASE_URL, or an embedded PostgreSQL started in the data directory."""
+    if settings.database_url:
+        return settings.database_url, None
+    from syncd.embedded import start_postgres
+
+    url, handle = start_postgres(settings.data_dir)
+    return url, handle
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from syncd.app import create_app
+
+    settings = _settings(args)
+    url, handle = _database_url(settings)
+    settings.database_url = url
+    where = "embedded PostgreSQL" if handle else "PostgreSQL from DATABASE_URL"
+    print(f"syncd: data in {settings.data_dir} ({where})", flush=True)
+    print(f"syncd: fan-out {'through Redis' if settings.redis_url else 'in process'}", flush=True)
+    print(f"syncd: listening on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, ws_max_size=16 * 1024 * 1024,
+                timeout_graceful_shutdown=5, lifespan="on")
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from syncd.db import migrate_sync
+
+    settings = _settings(args)
+    url, _handle = _database_url(settings)
+    migrate_sync(url)
+    print("syncd: schema is up to date")
+    return 0
+
+
+def rebuild(args: argparse.Namespace) -> int:
+    import psycopg
+    from rich.progress import Progress
+
+    from syncd.db import migrate_sync
+    from syncd.rebuild import count_ops, differences, rebuild_from_log, write_projection
+
+    settings = _settings(args)
+    url, _handle = _database_url(settings)
+    migrate_sync(url)
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        total = count_ops(conn)
+        with Progress(transient=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("replaying the log", total=total)
+            rebuilt = rebuild_from_log(conn, lambda: progress.advance(task))
+        print(f"replayed {rebuilt.ops} ops into {len(rebuilt.entities)} entities")
+        if args.verify:
+            diffs = differences(conn, rebuilt)
+            for line in diffs[:200]:
+                print(line)
+            if diffs:
+                print(f"{len(diffs)} difference(s) between the projection and the log")
+                return 1
+            print("the projection matches the log")
+            return 0
+        write_projection(conn, rebuilt)
+        conn.commit()
+        print("projection rebuilt from the log")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="syncd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (
+        ("serve", serve, "run the server"),
+        ("migrate", migrate, "apply schema.sql (idempotent)"),
+        ("rebuild", rebuild, "recompute notes and projects from the log"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(fn=fn)
+        p.add_argument("--data-dir", help="where the embedded database and secret live "
+                       "(SYNCD_DATA_DIR)")
+        if name == "serve":
+            p.add_argument("--host", help="interface to bind (SYNCD_HOST, 127.0.0.1)")
+            p.add_argument("--port", type=int, help="port (SYNCD_PORT, 8000)")
+        if name == "rebuild":
+            p.add_argument("--verify", action="store_true",
+                           help="compare only; exit 1 when the projection differs from the log")
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

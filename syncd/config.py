@@ -1,0 +1,50 @@
+"""Settings from flags and SYNCD_* environment variables, with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+@dataclass
+class Settings:
+    host: str = field(default_factory=lambda: _env("SYNCD_HOST", "127.0.0.1") or "127.0.0.1")
+    port: int = field(default_factory=lambda: int(_env("SYNCD_PORT", "8000") or 8000))
+    data_dir: Path = field(
+        default_factory=lambda: Path(
+            _env("SYNCD_DATA_DIR") or platformdirs.user_data_dir("syncd", appauthor=False)
+        )
+    )
+    # DATABASE_URL unset means: run the embedded PostgreSQL in data_dir.
+    database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
+    # REDIS_URL unset means single-node, in-process fan-out.
+    redis_url: str | None = field(default_factory=lambda: _env("REDIS_URL"))
+    secret: str | None = field(default_factory=lambda: _env("SYNCD_SECRET"))
+    access_ttl: int = field(default_factory=lambda: int(_env("SYNCD_ACCESS_TTL", "900") or 900))
+    refresh_ttl: int = field(
+        default_factory=lambda: int(_env("SYNCD_REFRESH_TTL", str(60 * 86400)) or 0)
+    )
+    pool_min: int = field(default_factory=lambda: int(_env("SYNCD_POOL_MIN", "2") or 2))
+    pool_max: int = field(default_factory=lambda: int(_env("SYNCD_POOL_MAX", "10") or 10))
+    cors_origins: list[str] = field(
+        default_factory=lambda: [o for o in (_env("SYNCD_CORS_ORIGINS", "") or "").split(",") if o]
+    )
+    log_level: str = field(default_factory=lambda: _env("SYNCD_LOG_LEVEL", "info") or "info")
+
+
+# Limits (PROTOCOL.md): a request is refused whole past these.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_OPS_PER_PUSH = 1000
+MAX_PULL_LIMIT = 5000
+DEFAULT_PULL_LIMIT = 500
+# A clock more than this far ahead of the server is canonicalised to the server's clock.
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+# A note body's merged CRDT state may not grow past this.
+MAX_DOC_BYTES = 4 * 1024 * 1024

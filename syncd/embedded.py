@@ -1,0 +1,21 @@
+"""The embedded PostgreSQL for zero-configuration runs (the `pgserver` package)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("syncd.embedded")
+
+
+def start_postgres(data_dir: Path) -> tuple[str, Any]:
+    """Start (or reuse) a PostgreSQL whose data lives in data_dir/pg. Returns (url, handle)."""
+    import pgserver  # imported here: only zero-config runs need it
+
+    pg_dir = data_dir / "pg"
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: leave the server running for the next start if another process
+    # shares it; pgserver stops it when the last user exits otherwise.
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    return server.get_uri(), server

@@ -1,0 +1,119 @@
+"""The per-user append-only log: allocate seqs, append planned events, read them back.
+
+Seqs come from `users.head`, bumped under the user row's lock, which is held to commit:
+a later seq for a user can only be allocated after the earlier one committed, so each
+user's seq order is commit order and a reader never sees seq n+1 before n.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from syncd.db import Conn
+from syncd.messages import Event
+from syncd.plan import Planned
+
+_json = msgspec.json.Encoder()
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def make_event(seq: int, user: UUID, row: dict[str, Any], payload: bytes | None) -> Event:
+    """Turn a stored row (or a planned event) into the wire event."""
+    kind = row["kind"]
+    fields = row["fields"]
+    ev = Event(
+        seq=seq, entity=row["entity"], id=row["entity_id"], kind=kind, hlc=row["hlc"],
+        user_id=row["author_id"], at=iso(row["at"]), device_id=row["device_id"],
+        client_seq=row["client_seq"],
+    )
+    if kind == "text":
+        ev.field, ev.update = "body", payload
+    elif kind == "put":
+        ev.fields, ev.clocks, ev.body_state = fields["fields"], fields["clocks"], payload
+    else:
+        ev.fields = fields
+    return ev
+
+
+async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
+    """Append every planned event to each of its audience's logs. Returns them per user."""
+    if not planned:
+        return {}
+    cur = await conn.execute(
+        "SELECT nextval('op_ids') AS id, now() AS at FROM generate_series(1, %s)",
+        (len(planned),),
+    )
+    rows = await cur.fetchall()
+    at: datetime = rows[0]["at"]
+    for p, r in zip(planned, rows, strict=True):
+        p.op_id = r["id"]
+
+    counts: dict[UUID, int] = defaultdict(int)
+    for p in planned:
+        for user in p.audience:
+            counts[user] += 1
+    users = sorted(counts)
+    cur = await conn.execute(
+        """WITH locked AS (SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR UPDATE)
+           UPDATE users u SET head = u.head + c.n
+           FROM unnest(%s::uuid[], %s::bigint[]) AS c(id, n), locked
+           WHERE u.id = c.id AND locked.id = c.id RETURNING u.id, u.head""",
+        (users, users, [counts[u] for u in users]),
+    )
+    next_seq = {r["id"]: r["head"] - counts[r["id"]] + 1 for r in await cur.fetchall()}
+
+    out: dict[UUID, list[Event]] = defaultdict(list)
+    async with conn.cursor().copy(
+        "COPY payloads (op_id, data) FROM STDIN"
+    ) as copy:
+        for p in planned:
+            if p.payload is not None:
+                await copy.write_row((p.op_id, p.payload))
+    async with conn.cursor().copy(
+        """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,
+           device_id, author_id, client_seq, at) FROM STDIN"""
+    ) as copy:
+        for p in planned:
+            fields_json = None if p.fields is None else _json.encode(p.fields).decode()
+            row = {
+                "entity": p.entity, "entity_id": p.entity_id, "kind": p.kind,
+                "fields": p.fields, "hlc": p.hlc, "device_id": p.device_id,
+                "author_id": p.author_id, "client_seq": p.client_seq, "at": at,
+            }
+            for user in sorted(p.audience):
+                seq = next_seq.get(user)
+                if seq is None:
+                    continue  # an audience member without an account row: account deleted
+                next_seq[user] = seq + 1
+                await copy.write_row((
+                    user, seq, p.op_id, p.entity, p.entity_id, p.kind, fields_json,
+                    p.payload is not None, p.hlc, p.device_id, p.author_id, p.client_seq, at,
+                ))
+                out[user].append(make_event(seq, user, row, p.payload))
+    return out
+
+
+async def head(conn: Conn, user: UUID) -> int:
+    cur = await conn.execute("SELECT head FROM users WHERE id = %s", (user,))
+    row = await cur.fetchone()
+    return int(row["head"]) if row else 0
+
+
+async def read(conn: Conn, user: UUID, cursor: int, limit: int) -> list[Event]:
+    """Events of the user's log with seq > cursor, in order, at most `limit`."""
+    cur = await conn.execute(
+        """SELECT e.seq, e.entity, e.entity_id, e.kind, e.fields, e.hlc, e.device_id,
+                  e.author_id, e.client_seq, e.at, p.data
+           FROM events e LEFT JOIN payloads p ON e.has_payload AND p.op_id = e.op_id
+           WHERE e.user_id = %s AND e.seq > %s ORDER BY e.seq LIMIT %s""",
+        (user, cursor, limit),
+    )
+    return [make_event(r["seq"], user, r, r["data"]) for r in await cur.fetchall()]

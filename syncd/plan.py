@@ -1,0 +1,228 @@
+"""Pure batch planning: (entities, memberships, ops) → per-op results and events to append.
+
+The push, the REST writes and the collab endpoint all hand their ops to a `Batch`; the
+async code in sync.py loads state, drives the batch and writes what it planned. Nothing
+here does I/O, which is what lets the property tests and `rebuild` share this path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from syncd.errors import OpRejected
+from syncd.fields import validate
+from syncd.merge import Entity, apply_fields, apply_text
+from syncd.messages import Op, OpResult
+from syncd.types import WRITE_ROLES
+
+MILESTONES = (25, 50, 75, 100)
+SOURCE_KINDS = ("set", "text", "delete", "restore")
+
+
+@dataclass
+class Planned:
+    """One event: a single op id, copied into the log of every user in `audience`."""
+
+    audience: set[UUID]
+    entity: str
+    entity_id: UUID
+    kind: str
+    hlc: str
+    author_id: UUID
+    device_id: UUID | None
+    client_seq: int | None = None
+    fields: dict[str, Any] | None = None
+    payload: bytes | None = None
+    op_id: int = 0
+
+
+Members = dict[UUID, dict[UUID, str]]  # project id → user id → role
+
+
+class Batch:
+    def __init__(
+        self,
+        author: UUID,
+        device: UUID | None,
+        entities: dict[UUID, Entity],
+        members: Members,
+        server_hlc: Callable[[], str],
+    ) -> None:
+        self.author = author
+        self.device = device
+        self.entities = entities
+        self.members = members
+        self.server_hlc = server_hlc
+        self.events: list[Planned] = []
+        self.new_members: list[tuple[UUID, UUID, str]] = []
+        # Each note's contribution to a project's word count before the batch.
+        self._baseline = {e.id: _contribution(e) for e in entities.values() if e.entity == "note"}
+        self._goal_touched: set[UUID] = set()
+
+    # --- access ---------------------------------------------------------------------------
+
+    def role(self, project_id: UUID | None) -> str | None:
+        if project_id is None:
+            return None
+        return self.members.get(project_id, {}).get(self.author)
+
+    def can_see(self, ent: Entity) -> bool:
+        if ent.entity == "project":
+            return self.role(ent.id) is not None
+        return ent.owner_id == self.author or self.role(ent.project_id) is not None
+
+    def can_write(self, ent: Entity) -> bool:
+        if ent.entity == "project":
+            return self.role(ent.id) in WRITE_ROLES
+        return ent.owner_id == self.author or self.role(ent.project_id) in WRITE_ROLES
+
+    def audience(self, ent: Entity) -> set[UUID]:
+        if ent.entity == "project":
+            return set(self.members.get(ent.id, {}))
+        return {ent.owner_id, *self.members.get(ent.project_id, {})} if ent.project_id else {
+            ent.owner_id
+        }
+
+    # --- ops ------------------------------------------------------------------------------
+
+    def apply(self, op: Op, hlc: str) -> OpResult:
+        """Apply one op; a refusal leaves every entity as it was and is reported, not raised."""
+        try:
+            self._apply(op, hlc)
+        except OpRejected as r:
+            return OpResult(op.client_seq, "rejected", code=r.code, message=r.message)
+        return OpResult(op.client_seq, "applied", hlc=hlc if hlc != op.hlc else None)
+
+    def _existing(self, op: Op) -> Entity:
+        ent = self.entities.get(op.id)
+        if ent is None:
+            raise OpRejected("not_found", f"{op.entity} {op.id} does not exist")
+        if ent.entity != op.entity or not self.can_see(ent):
+            raise OpRejected("forbidden", f"no access to {op.entity} {op.id}")
+        if not self.can_write(ent):
+            raise OpRejected("forbidden", f"no write access to {op.entity} {op.id}")
+        return ent
+
+    def _apply(self, op: Op, hlc: str) -> None:
+        if op.kind == "set":
+            self._set(op, hlc)
+            return
+        ent = self._existing(op)
+        if op.kind == "text":
+            if op.entity != "note" or op.field != "body" or op.update is None:
+                raise OpRejected("validation", "a text op needs entity note, field body, update")
+            apply_text(ent, op.update)
+            self._emit(ent, op, hlc, fields=None, payload=op.update)
+            return
+        if ent.entity == "project" and self.role(ent.id) != "owner":
+            raise OpRejected("forbidden", "only the owner deletes or restores a project")
+        apply_fields(ent, {"deleted": op.kind == "delete"}, hlc)
+        self._emit(ent, op, hlc, fields=None)
+
+    def _set(self, op: Op, hlc: str) -> None:
+        if op.field is not None or op.update is not None:
+            raise OpRejected("validation", "a set op carries fields only")
+        fields = validate(op.entity, op.fields or {})
+        ent = self.entities.get(op.id)
+        if ent is None:
+            ent = Entity.new(op.entity, op.id, self.author)
+        elif ent.entity != op.entity or not self.can_see(ent):
+            raise OpRejected("forbidden", f"no access to {op.entity} {op.id}")
+        elif not self.can_write(ent):
+            raise OpRejected("forbidden", f"no write access to {op.entity} {op.id}")
+        if "project_id" in fields and hlc > ent.clocks.get("project_id", ""):
+            self._check_move(ent, fields["project_id"])
+        before = set() if ent.is_new and ent.id not in self.entities else self.audience(ent)
+        if ent.id not in self.entities:
+            self.entities[ent.id] = ent
+            if ent.entity == "project":
+                self.members[ent.id] = {self.author: "owner"}
+                self.new_members.append((ent.id, self.author, "owner"))
+        apply_fields(ent, fields, hlc)
+        ent.dirty = True
+        if "word_goal" in fields:
+            self._goal_touched.add(ent.id)
+        after = self.audience(ent)
+        self._emit(ent, op, hlc, fields=fields, audience=after if not before else before & after)
+        for user in after - before if before else ():
+            self._put(ent, user)
+        for user in before - after:
+            self.events.append(Planned({user}, ent.entity, ent.id, "revoke", hlc, self.author,
+                                       self.device))
+
+    def _check_move(self, ent: Entity, target: str | None) -> None:
+        old = ent.project_id
+        new = UUID(target) if target else None
+        if new == old:
+            return
+        if old is not None and self.role(old) not in WRITE_ROLES and ent.owner_id != self.author:
+            raise OpRejected("forbidden", "moving a note needs write access to its project")
+        if new is not None:
+            project = self.entities.get(new)
+            if project is None or project.entity != "project":
+                raise OpRejected("not_found", f"project {new} does not exist")
+            if self.role(new) not in WRITE_ROLES:
+                raise OpRejected("forbidden", f"no write access to project {new}")
+
+    def _emit(self, ent: Entity, op: Op, hlc: str, fields: dict[str, Any] | None,
+              payload: bytes | None = None, audience: set[UUID] | None = None) -> None:
+        self.events.append(Planned(
+            self.audience(ent) if audience is None else audience, ent.entity, ent.id, op.kind,
+            hlc, self.author, self.device, op.client_seq if op.client_seq > 0 else None, fields,
+            payload,
+        ))
+
+    def _put(self, ent: Entity, user: UUID) -> None:
+        state = ent.doc.get_update() if ent.doc is not None else ent.body_state
+        self.events.append(Planned(
+            {user}, ent.entity, ent.id, "put", self.server_hlc(), self.author, self.device,
+            fields={"fields": dict(ent.fields), "clocks": dict(ent.clocks)}, payload=state,
+        ))
+
+    # --- derived values -------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Fold documents, then update project word counts and emit first-reached milestones."""
+        touched = set(self._goal_touched)
+        for ent in self.entities.values():
+            if ent.entity != "note" or not ent.dirty:
+                continue
+            ent.flush_text()
+            old_project, old_words = self._baseline.get(ent.id, (None, 0))
+            new_project, new_words = _contribution(ent)
+            if (old_project, old_words) == (new_project, new_words):
+                continue
+            for pid, delta in ((old_project, -old_words), (new_project, new_words)):
+                project = self.entities.get(pid) if pid else None
+                if project is not None and delta:
+                    project.word_count += delta
+                    project.dirty = True
+                    touched.add(project.id)
+        for pid in sorted(touched):
+            self._milestones(self.entities[pid])
+
+    def _milestones(self, project: Entity) -> None:
+        goal = project.fields.get("word_goal") or 0
+        if goal <= 0:
+            return
+        for pct in MILESTONES:
+            key = str(pct)
+            if key not in project.milestones and project.word_count * 100 >= pct * goal:
+                project.milestones[key] = {"seq": 0, "at": None}
+                project.dirty = True
+                self.events.append(Planned(
+                    self.audience(project), "project", project.id, "milestone",
+                    self.server_hlc(), self.author, self.device,
+                    fields={"milestone": pct, "word_count": project.word_count,
+                            "word_goal": goal},
+                ))
+
+
+def _contribution(note: Entity) -> tuple[UUID | None, int]:
+    """Which project a note's words count towards, and how many (deleted notes count none)."""
+    if note.deleted or note.project_id is None:
+        return None, 0
+    return note.project_id, note.word_count

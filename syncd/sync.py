@@ -1,0 +1,183 @@
+"""Sync use cases: push, pull, snapshot, status, and server-made writes. One transaction each.
+
+Flow: validate the request → lock the device and the entities → plan the batch (pure,
+plan.py) → append to the log and save the projection in the same transaction → after
+commit, hand the events to the fan-out hub.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from syncd import hlc as hlcs
+from syncd import log, store
+from syncd.config import MAX_OPS_PER_PUSH
+from syncd.db import Conn, Database
+from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
+from syncd.fanout import Hub
+from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
+from syncd.plan import Batch
+from syncd.types import Principal
+from syncd.views import entity_view
+
+
+def check_ops(ops: list[Op], device_id: UUID) -> None:
+    """Request-level checks: refused whole, with a 4xx, before anything is applied."""
+    if len(ops) > MAX_OPS_PER_PUSH:
+        raise PayloadTooLarge(f"at most {MAX_OPS_PER_PUSH} ops per push", {"limit": MAX_OPS_PER_PUSH})
+    node = str(device_id)
+    for i, op in enumerate(ops):
+        parsed = hlcs.parse(op.hlc)
+        if parsed is None:
+            raise BadRequest(f"ops[{i}].hlc is malformed", {"index": i}, code="invalid_hlc")
+        if parsed[2] != node:
+            raise BadRequest(f"ops[{i}].hlc must end with this device's id", {"index": i},
+                             code="invalid_hlc")
+
+
+async def _apply(conn: Conn, who: Principal, ops: list[tuple[Op, str]], hub_events: list[
+        dict[UUID, list[Event]]]) -> list[OpResult]:
+    """Plan and write a batch of fresh ops in the current transaction."""
+    ids = {op.id for op, _ in ops}
+    ids |= {UUID(p) for op, _ in ops if op.fields
+            for p in [op.fields.get("project_id")] if isinstance(p, str) and _is_uuid(p)}
+    entities = await store.lock_entities(conn, ids)
+    project_ids = {e.id for e in entities.values() if e.entity == "project"}
+    members = await store.load_members(conn, project_ids)
+    batch = Batch(who.user_id, who.device_id, entities, members,
+                  lambda: hlcs.clock.tick(who.device_id))
+    results = [batch.apply(op, hlc) for op, hlc in ops]
+    batch.finish()
+    events = await log.append(conn, batch.events)
+    for p in batch.events:  # version = the newest op that changed the entity
+        if p.kind in ("set", "text", "delete", "restore"):
+            ent = entities[p.entity_id]
+            ent.version = max(ent.version, p.op_id)
+        elif p.kind == "milestone":
+            _record_milestone(entities[p.entity_id], p.fields or {}, events, p.op_id)
+    await store.add_members(conn, batch.new_members)
+    await store.save_entities(conn, entities.values())
+    hub_events.append(events)
+    return results
+
+
+def _record_milestone(project: Any, fields: dict[str, Any], events: dict[UUID, list[Event]],
+                      op_id: int) -> None:
+    owner_events = events.get(project.owner_id, [])
+    match = next((e for e in owner_events if e.kind == "milestone" and e.id == project.id
+                  and e.fields == fields), None)
+    project.milestones[str(fields["milestone"])] = {
+        "seq": match.seq if match else 0, "at": match.at if match else None, "op_id": op_id,
+    }
+
+
+def _is_uuid(s: str) -> bool:
+    try:
+        UUID(s)
+    except ValueError:
+        return False
+    return True
+
+
+async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushResponse:
+    check_ops(ops, who.device_id)
+    server_ms = hlcs.now_ms()
+    hub_events: list[dict[UUID, list[Event]]] = []
+
+    async def tx(conn: Conn) -> PushResponse:
+        hub_events.clear()
+        cur = await conn.execute(
+            "SELECT acked FROM devices WHERE id = %s AND user_id = %s AND revoked_at IS NULL"
+            " FOR UPDATE", (who.device_id, who.user_id))
+        row = await cur.fetchone()
+        if row is None:
+            raise Unauthorized("this device has been revoked")
+        acked = int(row["acked"])
+        if ops:
+            first = ops[0].client_seq
+            contiguous = all(op.client_seq == first + i for i, op in enumerate(ops))
+            if not contiguous or first < 1 or first > acked + 1:
+                raise ClientSeqGap(acked + 1)
+        results = [OpResult(op.client_seq, "duplicate") for op in ops if op.client_seq <= acked]
+        fresh = [(op, hlcs.canonicalise(op.hlc, server_ms)) for op in ops
+                 if op.client_seq > acked]
+        if fresh:
+            results += await _apply(conn, who, fresh, hub_events)
+            acked = fresh[-1][0].client_seq
+            await conn.execute(
+                "UPDATE devices SET acked = %s, last_seen_at = now() WHERE id = %s",
+                (acked, who.device_id))
+        return PushResponse(acked, await log.head(conn, who.user_id), results)
+
+    response = await db.run(tx)
+    for _, hlc in ((op, r.hlc) for op, r in zip(ops, response.results, strict=False) if r.hlc):
+        hlcs.clock.observe(hlc)
+    for events in hub_events:
+        await hub.publish(events)
+    return response
+
+
+async def write(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> list[OpResult]:
+    """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log."""
+    stamped = [(op, hlcs.clock.tick(who.device_id)) for op in ops]
+    hub_events: list[dict[UUID, list[Event]]] = []
+
+    async def tx(conn: Conn) -> list[OpResult]:
+        hub_events.clear()
+        return await _apply(conn, who, stamped, hub_events)
+
+    results = await db.run(tx)
+    for events in hub_events:
+        await hub.publish(events)
+    return results
+
+
+async def pull(db: Database, who: Principal, cursor: int, limit: int) -> PullResponse:
+    async def tx(conn: Conn) -> PullResponse:
+        events = await log.read(conn, who.user_id, cursor, limit + 1)
+        more = len(events) > limit
+        events = events[:limit]
+        return PullResponse(events, events[-1].seq if events else cursor, more)
+
+    return await db.run(tx, read_only=True)
+
+
+async def snapshot(db: Database, who: Principal) -> dict[str, Any]:
+    async def tx(conn: Conn) -> dict[str, Any]:
+        head = await log.head(conn, who.user_id)
+        cur = await conn.execute(
+            """SELECT p.*, m.role FROM projects p JOIN members m ON m.project_id = p.id
+               WHERE m.user_id = %s ORDER BY p.id""", (who.user_id,))
+        projects = await cur.fetchall()
+        members = await store.load_members(conn, [p["id"] for p in projects])
+        cur = await conn.execute(
+            """SELECT n.* FROM notes n WHERE n.owner_id = %(u)s OR n.project_id IN
+               (SELECT project_id FROM members WHERE user_id = %(u)s) ORDER BY n.id""",
+            {"u": who.user_id})
+        notes = await cur.fetchall()
+        return {
+            "cursor": head,
+            "notes": [entity_view("note", n) for n in notes],
+            "projects": [entity_view("project", p, members.get(p["id"], {})) for p in projects],
+        }
+
+    # REPEATABLE READ: the head and every row are read from one snapshot of the database.
+    return await db.run(tx, read_only=True, repeatable=True)
+
+
+async def status(db: Database, who: Principal) -> dict[str, Any]:
+    async def tx(conn: Conn) -> dict[str, Any]:
+        cur = await conn.execute(
+            """SELECT id, name, platform, acked, created_at, last_seen_at,
+                      revoked_at IS NOT NULL AS revoked
+               FROM devices WHERE user_id = %s ORDER BY created_at""", (who.user_id,))
+        devices = await cur.fetchall()
+        mine = next((d for d in devices if d["id"] == who.device_id), None)
+        return {
+            "cursor": await log.head(conn, who.user_id),
+            "acked": mine["acked"] if mine else 0,
+            "devices": [{**d, "current": d["id"] == who.device_id} for d in devices],
+        }
+
+    return await db.run(tx, read_only=True)
