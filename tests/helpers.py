@@ -66,8 +66,9 @@ class Device:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.api.get(path, headers=self.headers, **kw)
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            **kw: Any) -> httpx.Response:
+        return self.api.get(path, headers={**self.headers, **(headers or {})}, **kw)
 
     def login_again(self, name: str = "second") -> Device:
         return self.api.login(self.email, name)
