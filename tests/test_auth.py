@@ -1,0 +1,77 @@
+"""Identity: register, login (a device each), refresh rotation and reuse, logout, revoke."""
+
+from __future__ import annotations
+
+from tests.helpers import PASSWORD, Api
+
+
+def test_register_login_me(api: Api) -> None:
+    email = api.register("Ada")
+    r = api.post("/v1/auth/register", json={"email": email.upper(), "password": PASSWORD})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "email_taken"
+    d = api.login(email)
+    me = d.get("/v1/auth/me").json()
+    assert me["user"]["email"] == email and me["user"]["name"] == "Ada"
+    assert me["device_id"] == d.device_id
+
+
+def test_wrong_password_and_unknown_email_look_the_same(api: Api) -> None:
+    email = api.register()
+    bad = api.post("/v1/auth/login", json={"email": email, "password": "wrong password!"})
+    unknown = api.post("/v1/auth/login", json={"email": "nobody@example.com",
+                                               "password": PASSWORD})
+    assert bad.status_code == unknown.status_code == 401
+    assert bad.json()["error"]["code"] == unknown.json()["error"]["code"] == "invalid_credentials"
+
+
+def test_register_validates(api: Api) -> None:
+    for body in ({"email": "no-at-sign", "password": PASSWORD},
+                 {"email": "a@example.com", "password": "short"}):
+        r = api.post("/v1/auth/register", json=body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "validation"
+
+
+def test_refresh_rotates_and_reuse_revokes_the_device(api: Api) -> None:
+    d = api.user()
+    r = api.post("/v1/auth/refresh", json={"refresh_token": d.refresh_token})
+    assert r.status_code == 200
+    fresh = r.json()
+    assert fresh["refresh_token"] != d.refresh_token
+    new_access = fresh["access_token"]
+    assert api.get("/v1/auth/me", headers={"Authorization": f"Bearer {new_access}"}
+                   ).status_code == 200
+    # The old refresh token comes back: a copy is loose. The device ends.
+    reuse = api.post("/v1/auth/refresh", json={"refresh_token": d.refresh_token})
+    assert reuse.status_code == 401 and reuse.json()["error"]["code"] == "token_reused"
+    assert api.post("/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]}
+                    ).status_code == 401
+    me = api.get("/v1/auth/me", headers={"Authorization": f"Bearer {new_access}"})
+    assert me.status_code == 401 and me.json()["error"]["code"] == "device_revoked"
+
+
+def test_logout_ends_tokens_at_once(api: Api) -> None:
+    d = api.user()
+    other = d.login_again("phone")
+    assert api.post("/v1/auth/logout", headers=d.headers).status_code == 204
+    assert d.get("/v1/auth/me").status_code == 401
+    assert api.post("/v1/auth/refresh", json={"refresh_token": d.refresh_token}
+                    ).status_code == 401
+    assert other.get("/v1/auth/me").status_code == 200
+
+
+def test_devices_list_and_revoke(api: Api) -> None:
+    laptop = api.user("laptop")
+    phone = laptop.login_again("phone")
+    devices = laptop.get("/v1/devices").json()["devices"]
+    assert [x["name"] for x in devices] == ["laptop", "phone"]
+    assert [x["current"] for x in devices] == [True, False]
+    r = api.delete(f"/v1/devices/{phone.device_id}", headers=laptop.headers)
+    assert r.status_code == 204
+    # Its unexpired access token fails at once, for every endpoint.
+    assert phone.get("/v1/sync/pull").status_code == 401
+    assert api.post("/v1/sync/push", json={"ops": []}, headers=phone.headers).status_code == 401
+    # Another user's device cannot be revoked (nor seen).
+    stranger = api.user()
+    assert api.delete(f"/v1/devices/{laptop.device_id}", headers=stranger.headers
+                      ).status_code == 404
+    assert laptop.get("/v1/auth/me").status_code == 200
