@@ -1,0 +1,84 @@
+"""Convergence as a property of the pure merge: any order and any duplication of the same
+ops gives the same entity (fields, clocks, text)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from syncd.merge import Entity, apply_fields, apply_text
+
+DEVICES = sorted(str(uuid.UUID(int=i + 1)) for i in range(3))
+NOTE = uuid.UUID(int=99)
+
+
+def hlc(wall: int, counter: int, device: str) -> str:
+    return f"{1_700_000_000_000 + wall:013d}.{counter:06d}.{device}"
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[tuple[str, Any, str]]:
+    """Ops from three devices, each editing its own doc replica and setting fields."""
+    docs = {d: Doc() for d in DEVICES}
+    for doc in docs.values():
+        doc.get("body", type=Text)
+    ops: list[tuple[str, Any, str]] = []
+    for i in range(draw(st.integers(1, 25))):
+        device = draw(st.sampled_from(DEVICES))
+        clock = hlc(draw(st.integers(0, 50)), i, device)
+        kind = draw(st.sampled_from(["title", "pinned", "deleted", "text", "sync"]))
+        if kind == "text":
+            doc = docs[device]
+            text = doc.get("body", type=Text)
+            before = doc.get_state()
+            pos = draw(st.integers(0, len(str(text))))
+            if draw(st.booleans()) or not str(text):
+                text.insert(pos, draw(st.text("abc ", min_size=1, max_size=4)))
+            else:
+                end = min(len(str(text)), pos + draw(st.integers(1, 3)))
+                if pos < end:
+                    del text[pos:end]
+            ops.append(("text", doc.get_update(before), clock))
+        elif kind == "sync":  # a device catches up with another's document
+            src = draw(st.sampled_from(DEVICES))
+            docs[device].apply_update(docs[src].get_update())
+        else:
+            value: Any = draw(st.text(max_size=3)) if kind == "title" else draw(st.booleans())
+            ops.append(("set", {kind: value}, clock))
+    return ops
+
+
+def replay(ops: list[tuple[str, Any, str]]) -> tuple[dict[str, Any], dict[str, str], str]:
+    ent = Entity.new("note", NOTE, NOTE)
+    for kind, payload, clock in ops:
+        if kind == "set":
+            apply_fields(ent, payload, clock)
+        else:
+            apply_text(ent, payload)
+    return ent.fields, ent.clocks, ent.body
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_any_order_and_duplication_converges(ops: list[tuple[str, Any, str]],
+                                             rnd: Any) -> None:
+    expected = replay(ops)
+    shuffled = list(ops) + rnd.sample(ops, k=len(ops) // 2)  # duplicates delivered too
+    rnd.shuffle(shuffled)
+    assert replay(shuffled) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories())
+def test_each_field_holds_the_write_with_the_greatest_clock(
+        ops: list[tuple[str, Any, str]]) -> None:
+    fields, clocks, _ = replay(ops)
+    for name in ("title", "pinned", "deleted"):
+        writes = [(c, p[name]) for k, p, c in ops if k == "set" and name in p]
+        if writes:
+            top = max(writes, key=lambda w: w[0])
+            assert (clocks[name], fields[name]) == top
