@@ -37,6 +37,11 @@ class Settings:
         default_factory=lambda: [o for o in (_env("SYNCD_CORS_ORIGINS", "") or "").split(",") if o]
     )
     log_level: str = field(default_factory=lambda: _env("SYNCD_LOG_LEVEL", "info") or "info")
+    # Rate limits per fixed window of rate_window seconds; 0 turns a limit off.
+    # Login/register attempts per client IP and per email; requests per user.
+    rate_auth: int = field(default_factory=lambda: int(_env("SYNCD_RATE_AUTH", "10") or 0))
+    rate_user: int = field(default_factory=lambda: int(_env("SYNCD_RATE_USER", "600") or 0))
+    rate_window: int = field(default_factory=lambda: int(_env("SYNCD_RATE_WINDOW", "60") or 60))
 
 
 # Limits (PROTOCOL.md): a request is refused whole past these.

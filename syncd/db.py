@@ -36,7 +36,7 @@ def migrate_sync(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(7215)")  # one migrator at a time
         try:
-            conn.execute(SCHEMA.read_text())  # type: ignore[arg-type]
+            conn.execute(SCHEMA.read_text().encode())
         finally:
             conn.execute("SELECT pg_advisory_unlock(7215)")
 

@@ -17,5 +17,5 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
     pg_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: leave the server running for the next start if another process
     # shares it; pgserver stops it when the last user exits otherwise.
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return server.get_uri(), server

@@ -10,7 +10,8 @@ class SyncdError(Exception):
     code = "bad_request"
     close_code = 4409
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None, code: str | None = None):
+    def __init__(self, message: str, details: dict[str, Any] | None = None,
+                 code: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or {}

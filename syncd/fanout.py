@@ -45,14 +45,24 @@ class Subscriber:
 
 
 class Hub:
-    """Local subscribers by user; `forward` hands local commits to the bus for other nodes."""
+    """Local subscribers by user; `forward` hands local commits to the bus for other nodes.
+
+    The bus (bus.py) also sets `watch` (called with a user and True on their first local
+    subscriber, False after the last) and `forward_close` (a device closed on this node).
+    """
 
     def __init__(self) -> None:
         self.by_user: dict[UUID, set[Subscriber]] = defaultdict(set)
         self.forward: Callable[[dict[UUID, list[Event]]], Awaitable[None]] | None = None
+        self.published = 0  # events handed to publish (the syncd_events_fanned_out metric)
+        self.watch: Callable[[UUID, bool], None] | None = None
+        self.forward_close: Callable[[UUID, str], None] | None = None
 
     def subscribe(self, sub: Subscriber) -> None:
+        first = sub.user_id not in self.by_user
         self.by_user[sub.user_id].add(sub)
+        if first and self.watch is not None:
+            self.watch(sub.user_id, True)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self.by_user.get(sub.user_id)
@@ -60,6 +70,8 @@ class Hub:
             subs.discard(sub)
             if not subs:
                 del self.by_user[sub.user_id]
+                if self.watch is not None:
+                    self.watch(sub.user_id, False)
 
     def deliver(self, events_by_user: dict[UUID, list[Event]]) -> None:
         for user, events in events_by_user.items():
@@ -70,11 +82,24 @@ class Hub:
         """Called after commit: deliver locally, then to other nodes."""
         if not events_by_user:
             return
+        self.published += sum(map(len, events_by_user.values()))
         self.deliver(events_by_user)
         if self.forward is not None:
             await self.forward(events_by_user)
 
+    def nudge(self, user: UUID | None = None) -> None:
+        """An empty batch: "something may have been missed, catch up from the log"."""
+        for uid in [user] if user is not None else list(self.by_user):
+            for sub in list(self.by_user.get(uid, ())):
+                sub.offer([])
+
     def close_device(self, device_id: UUID, reason: str) -> None:
+        """Close a device's subscriptions here and, through the bus, on every node."""
+        self.close_local_device(device_id, reason)
+        if self.forward_close is not None:
+            self.forward_close(device_id, reason)
+
+    def close_local_device(self, device_id: UUID, reason: str) -> None:
         for subs in list(self.by_user.values()):
             for sub in list(subs):
                 if sub.device_id == device_id:

@@ -13,7 +13,8 @@ from uuid import UUID
 
 from syncd.config import MAX_CLOCK_SKEW_MS
 
-_HLC = re.compile(r"^(\d{13})\.(\d{6})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_HLC = re.compile(rf"^(\d{{13}})\.(\d{{6}})\.({_UUID})$")
 
 
 def parse(hlc: str) -> tuple[int, int, str] | None:

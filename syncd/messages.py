@@ -123,3 +123,68 @@ def decode(body: bytes, typ: type[T], msgpack: bool = False) -> T:
     except msgspec.DecodeError as e:
         kind = "MessagePack" if msgpack else "JSON"
         raise BadRequest(f"malformed {kind}: {e}", code="malformed_body") from e
+
+
+# --- the sync socket (/v1/sync/ws) --------------------------------------------------------
+# One JSON text frame (or MessagePack binary frame) per message, tagged by "type". Tags are
+# never reused; new fields get defaults.
+
+
+class SocketMsg(msgspec.Struct, tag_field="type", tag=str.lower, frozen=True):
+    pass
+
+
+class Hello(SocketMsg, frozen=True):
+    cursor: int = 0
+
+
+class Push(SocketMsg, frozen=True):
+    ops: list[Op]
+
+
+class Ping(SocketMsg, frozen=True):
+    pass
+
+
+class Welcome(SocketMsg, frozen=True):
+    head: int
+
+
+class Events(SocketMsg, frozen=True):
+    events: list[Event]
+    cursor: int
+
+
+class Ack(SocketMsg, frozen=True):
+    acked: int
+    cursor: int
+    results: list[OpResult]
+
+
+class Pong(SocketMsg, frozen=True):
+    pass
+
+
+class Resync(SocketMsg, frozen=True):
+    cursor: int
+
+
+class Error(SocketMsg, frozen=True):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+ClientMsg = Hello | Push | Ping
+ServerMsg = Welcome | Events | Ack | Pong | Resync | Error
+CLIENT_TYPES = frozenset({"hello", "push", "ping"})
+
+
+class Envelope(msgspec.Struct):
+    """Just the tag: tells a malformed protocol message from something that is not one."""
+
+    type: str
+
+
+decode_client_json = msgspec.json.Decoder(ClientMsg)
+decode_client_msgpack = msgspec.msgpack.Decoder(ClientMsg)

@@ -55,7 +55,7 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
     by_id = out.entities
     for note in by_id.values():
         if note.entity == "note" and not note.deleted and note.project_id in by_id:
-            by_id[note.project_id].word_count += note.word_count  # type: ignore[index]
+            by_id[note.project_id].word_count += note.word_count
     return out
 
 
@@ -114,7 +114,8 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
     for eid in sorted(set(live) | set(rebuilt.entities)):
         a, b = live.get(eid), rebuilt.entities.get(eid)
         if a is None or b is None:
-            diffs.append(f"{eid}: {'missing from the projection' if a is None else 'not in the log'}")
+            where = "missing from the projection" if a is None else "not in the log"
+            diffs.append(f"{eid}: {where}")
             continue
         ca, cb = _comparable(a), _comparable(b)
         for key in ca:

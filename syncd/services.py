@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from syncd.auth import Auth
 from syncd.config import Settings
 from syncd.db import Database
 from syncd.fanout import Hub
+from syncd.metrics import Metrics
 
 
 @dataclass
@@ -16,3 +17,4 @@ class Services:
     db: Database
     auth: Auth
     hub: Hub
+    metrics: Metrics = field(default_factory=Metrics)  # metrics.open_sockets for the sockets

@@ -25,7 +25,8 @@ from syncd.views import entity_view
 def check_ops(ops: list[Op], device_id: UUID) -> None:
     """Request-level checks: refused whole, with a 4xx, before anything is applied."""
     if len(ops) > MAX_OPS_PER_PUSH:
-        raise PayloadTooLarge(f"at most {MAX_OPS_PER_PUSH} ops per push", {"limit": MAX_OPS_PER_PUSH})
+        raise PayloadTooLarge(f"at most {MAX_OPS_PER_PUSH} ops per push",
+                              {"limit": MAX_OPS_PER_PUSH})
     node = str(device_id)
     for i, op in enumerate(ops):
         parsed = hlcs.parse(op.hlc)
@@ -111,8 +112,8 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
         return PushResponse(acked, await log.head(conn, who.user_id), results)
 
     response = await db.run(tx)
-    for _, hlc in ((op, r.hlc) for op, r in zip(ops, response.results, strict=False) if r.hlc):
-        hlcs.clock.observe(hlc)
+    if ops:  # server-made events must never sort below a clock this server accepted
+        hlcs.clock.observe(max(hlcs.canonicalise(op.hlc, server_ms) for op in ops))
     for events in hub_events:
         await hub.publish(events)
     return response

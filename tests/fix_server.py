@@ -44,6 +44,8 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "DATABASE_URL": self.database_url, "SYNCD_SECRET": TEST_SECRET,
                "SYNCD_DATA_DIR": str(self.data_dir), "SYNCD_LOG_LEVEL": "warning",
+               # Test suites log in far more often than people do; limit tests turn these on.
+               "SYNCD_RATE_AUTH": "0", "SYNCD_RATE_USER": "0",
                **self.extra_env}
         env.pop("REDIS_URL", None)
         if self.redis_url:

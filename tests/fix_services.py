@@ -17,10 +17,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from syncd.db import migrate_sync
 from tests.fix_server import ServerProcess
 from tests.helpers import Api
-
-from syncd.db import migrate_sync
 
 
 @pytest.fixture(scope="session")

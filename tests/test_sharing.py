@@ -24,7 +24,7 @@ def shared_project(api: Api, role: str = "editor") -> tuple[Device, Device, str,
 
 
 def test_adding_a_member_backfills_their_log(api: Api) -> None:
-    owner, member, pid, nid = shared_project(api)
+    _owner, member, pid, nid = shared_project(api)
     events = member.pull()
     puts = {(e["entity"], e["id"]): e for e in events if e["kind"] == "put"}
     assert set(puts) == {("project", pid), ("note", nid)}
@@ -75,7 +75,7 @@ def test_removing_a_member_revokes_and_stops_updates(api: Api) -> None:
 
 
 def test_moving_a_note_changes_who_sees_it(api: Api) -> None:
-    owner, member, pid, nid = shared_project(api)
+    owner, member, pid, _nid = shared_project(api)
     private = new_id()
     owner.push([owner.set("note", private, title="secret")])
     cursor = member.pull()[-1]["seq"]

@@ -11,14 +11,23 @@ from syncd.errors import NotFound
 from syncd.messages import LoginRequest, RefreshRequest, RegisterRequest
 
 
+async def _limit(request: Request, email: str) -> None:
+    limiter = getattr(request.app.state, "limiter", None)
+    if limiter is not None:
+        ip = request.client.host if request.client else "unknown"
+        await limiter.auth_attempt(ip, email)
+
+
 async def register(request: Request) -> Response:
     body = await read_body(request, RegisterRequest, limit=64 * 1024)
+    await _limit(request, body.email)
     user = await services(request).auth.register(body.email, body.password, body.name)
     return respond(request, {"user": user}, 201)
 
 
 async def login(request: Request) -> Response:
     body = await read_body(request, LoginRequest, limit=64 * 1024)
+    await _limit(request, body.email)
     result = await services(request).auth.login(body.email, body.password, body.device.name,
                                                 body.device.platform)
     return respond(request, result)

@@ -16,7 +16,9 @@ async def push(request: Request) -> Response:
     who = await principal(request)
     body = await read_body(request, PushRequest)
     svc = services(request)
-    return respond(request, await sync.push(svc.db, svc.hub, who, body.ops))
+    response = await sync.push(svc.db, svc.hub, who, body.ops)
+    svc.metrics.count_push(response.results)
+    return respond(request, response)
 
 
 async def pull(request: Request) -> Response:
