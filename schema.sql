@@ -64,6 +64,8 @@ CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql
 BEGIN
     -- Account deletion is the one sanctioned erase; it sets this for its own transaction.
     IF current_setting('syncd.erase', true) = 'on' THEN
+        -- DELETE proceeds with OLD; UPDATE (pseudonymising a deleted author) with NEW.
+        IF TG_OP = 'UPDATE' THEN RETURN NEW; END IF;
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'the event log is append-only (% refused)', TG_OP

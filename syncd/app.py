@@ -10,12 +10,15 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from syncd.api import auth as auth_routes
 from syncd.api import members as member_routes
+from syncd.api import ops as ops_routes
 from syncd.api import sync as sync_routes
 from syncd.api.common import error_response
 from syncd.auth import Auth
@@ -24,6 +27,9 @@ from syncd.db import Database, migrate_sync
 from syncd.errors import NotFound, SyncdError
 from syncd.fanout import Hub
 from syncd.messages import encode
+from syncd.metrics import Metrics
+from syncd.middleware import RequestContext
+from syncd.ratelimit import Limiter
 from syncd.services import Services
 
 log = logging.getLogger("syncd")
@@ -60,11 +66,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes]
+    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes,
+            *ops_routes.routes]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:
     settings = settings or Settings()
+    metrics = Metrics()
+    limiter = Limiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,15 +85,25 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         await db.open()
         hub = Hub()
         auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl)
-        app.state.services = Services(settings, db, auth, hub)
+        app.state.services = Services(settings, db, auth, hub, metrics)
         try:
             yield
         finally:
+            await limiter.close()
             await db.close()
 
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         lifespan=lifespan,
+        middleware=[
+            # CORS outermost: a 429 or 413 still carries the headers a browser needs to read it.
+            Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "If-Match",
+                                      "If-None-Match", "X-Request-ID"],
+                       expose_headers=["ETag", "Retry-After", "X-Request-ID"], max_age=600),
+            Middleware(RequestContext, metrics=metrics, limiter=limiter),
+        ],
         exception_handlers={
             SyncdError: _syncd_error,
             NotFound: _syncd_error,
@@ -92,3 +111,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
             Exception: _internal_error,
         },
     )
+    app.state.metrics = metrics
+    app.state.limiter = limiter
+    metrics.bind(lambda: getattr(app.state, "services", None))
+    return app

@@ -1,0 +1,73 @@
+"""Prometheus metrics: one registry per app (so tests can run several apps in a process).
+
+Counted where the facts are: requests and latencies in the request middleware, pushes and
+op outcomes in the push handler, open sockets by the WebSocket code (`metrics.open_sockets`
+.inc()/.dec()). Events fanned out (`Hub.published`) and pool usage are read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0)
+
+
+class _Live(Collector):
+    """Values owned by other objects (the hub, the pool), read when Prometheus scrapes."""
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        services = self.source()
+        if services is None:
+            return
+        fanned = CounterMetricFamily("syncd_events_fanned_out",
+                                     "Events handed to the fan-out hub after commit")
+        fanned.add_metric([], float(getattr(services.hub, "published", 0)))
+        yield fanned
+        subs = GaugeMetricFamily("syncd_hub_subscribers", "Live subscribers on this node")
+        subs.add_metric([], float(services.hub.subscriber_count()))
+        yield subs
+        pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
+        for stat, value in services.db.pool.get_stats().items():
+            pool.add_metric([stat], float(value))
+        yield pool
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("syncd_http_requests", "HTTP requests by route template",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("syncd_http_request_duration_seconds",
+                                 "HTTP request latency by route template", ["method", "route"],
+                                 buckets=_BUCKETS, registry=r)
+        self.pushes = Counter("syncd_pushes", "Push requests that committed", registry=r)
+        self.ops = Counter("syncd_ops", "Pushed ops by outcome", ["status"], registry=r)
+        self.open_sockets = Gauge("syncd_open_sockets", "Open WebSockets on this node",
+                                  registry=r)
+        self.rate_limited = Counter("syncd_rate_limited", "Requests refused with 429",
+                                    ["limit"], registry=r)
+        self._live: _Live | None = None
+
+    def bind(self, source: Callable[[], Any]) -> None:
+        """Read hub and pool figures from `source()` (the app's Services, once started)."""
+        if self._live is None:
+            self._live = _Live(source)
+            self.registry.register(self._live)
+
+    def count_push(self, results: Iterable[Any]) -> None:
+        self.pushes.inc()
+        for r in results:
+            self.ops.labels(r.status).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,189 @@
+"""The OpenAPI 3.1 document, built from the app's routes and the msgspec structs that
+validate requests, and a self-contained HTML page that lists it at /docs.
+
+Route modules say what they take and return with `describe(path, method, request=...,
+response=..., summary=...)` at import time. Every route of the app appears in the document
+whether described or not; an undescribed one gets a generic object schema.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.routing import BaseRoute, Mount, Route
+
+REF = "#/components/schemas/{name}"
+PUBLIC = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/health", "/metrics",
+          "/openapi.json", "/docs"}
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class Error(msgspec.Struct):
+    """Every error response: {"error": {"code", "message", "details"}}."""
+
+    error: ErrorDetail
+
+
+@dataclass
+class Operation:
+    summary: str = ""
+    request: Any = None
+    response: Any = None
+    status: int = 200
+    query: dict[str, Any] = field(default_factory=dict)
+    auth: bool | None = None
+    content_type: str = "application/json"
+
+
+_registry: dict[tuple[str, str], Operation] = {}
+
+
+def describe(path: str, method: str, *, request: Any = None, response: Any = None,
+             summary: str = "", status: int = 200, query: dict[str, Any] | None = None,
+             auth: bool | None = None, content_type: str = "application/json") -> None:
+    """Record an operation's request/response types (msgspec-able) and query parameters.
+
+    `query` maps a parameter name to its type (e.g. `int`, `Literal["week", "month"]`);
+    `status` 204 means no body; `auth` defaults to "needs a bearer token" except for the
+    public endpoints.
+    """
+    _registry[(path, method.upper())] = Operation(summary, request, response, status,
+                                                  dict(query or {}), auth, content_type)
+
+
+def _walk(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, Route]]:
+    out: list[tuple[str, Route]] = []
+    for r in routes:
+        if isinstance(r, Mount):
+            out += _walk(list(r.routes), prefix + r.path)
+        elif isinstance(r, Route):
+            out.append((prefix + r.path, r))
+    return out
+
+
+def _path_params(path: str) -> tuple[str, list[dict[str, Any]]]:
+    params = []
+    for name, _conv in re.findall(r"{([A-Za-z_][A-Za-z0-9_]*)(:[a-z]+)?}", path):
+        schema: dict[str, Any] = {"type": "string"}
+        if name == "id" or name.endswith("_id"):
+            schema["format"] = "uuid"
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return re.sub(r"{([A-Za-z_][A-Za-z0-9_]*):[a-z]+}", r"{\1}", path), params
+
+
+def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
+    walked = _walk(routes)
+    types: list[Any] = [Error]
+    for op in _registry.values():
+        types += [t for t in (op.request, op.response) if t is not None]
+        types += list(op.query.values())
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+    error = {"description": "error", "content": {"application/json": {
+        "schema": {"$ref": REF.format(name="Error")}}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for raw, route in walked:
+        path, params = _path_params(raw)
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            found = _registry.get((raw, method)) or _registry.get((path, method))
+            op = found or Operation()
+            doc = (route.endpoint.__doc__ or "").strip().splitlines()
+            entry: dict[str, Any] = {
+                "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower())}"
+                .rstrip("_"),
+                "summary": op.summary or (doc[0] if doc else f"{method} {path}"),
+                "tags": [path.strip("/").split("/")[1 if path.startswith("/v1/") else 0]
+                         or "root"],
+            }
+            query = [{"name": n, "in": "query", "required": False,
+                      "schema": schema_of[id(t)]} for n, t in op.query.items()]
+            if params or query:
+                entry["parameters"] = params + query
+            if op.request is not None:
+                entry["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": schema_of[id(op.request)]}}}
+            elif method in ("POST", "PUT", "PATCH") and found is None:
+                entry["requestBody"] = {"content": {
+                    "application/json": {"schema": {"type": "object"}}}}
+            entry["responses"] = {str(op.status) if found else "2XX": _ok(op, schema_of),
+                                  "default": error}
+            if op.auth if op.auth is not None else path not in PUBLIC:
+                entry["security"] = [{"bearer": []}]
+            paths.setdefault(path, {})[method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "syncd", "version": version,
+                 "description": "Offline-first sync server. The wire protocol is PROTOCOL.md; "
+                                "WebSockets (/v1/sync/ws, /v1/collab/{note_id}) are not "
+                                "expressible here."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+def _ok(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
+    if op.status == 204:
+        return {"description": "no content"}
+    schema = schema_of[id(op.response)] if op.response is not None else {"type": "object"}
+    if op.content_type != "application/json" and op.response is None:
+        schema = {"type": "string"}
+    return {"description": "success", "content": {op.content_type: {"schema": schema}}}
+
+
+def docs_page(doc: dict[str, Any]) -> str:
+    """A readable, self-contained (no CDN) HTML listing of the operations."""
+    rows = []
+    components = doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            parts = [f'<section><h3><span class="m {method}">{method.upper()}</span> '
+                     f'<code>{html.escape(path)}</code></h3>'
+                     f'<p>{html.escape(op["summary"])}'
+                     f'{" 🔒" if "security" in op else ""}</p>']
+            for p in op.get("parameters", []):
+                parts.append(f'<div class="p"><code>{html.escape(p["name"])}</code> '
+                             f'({p["in"]}) {html.escape(json.dumps(p["schema"]))}</div>')
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                parts.append(_schema_block("request body", body["schema"], components))
+            for status, resp in op["responses"].items():
+                if status == "default":
+                    continue
+                content = next(iter(resp.get("content", {}).values()), None)
+                if content:
+                    parts.append(_schema_block(f"{status} response", content["schema"],
+                                               components))
+                else:
+                    parts.append(f'<div class="p">{status}: {resp["description"]}</div>')
+            rows.append("".join(parts) + "</section>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>syncd API</title>
+<style>body{{font:15px/1.4 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+section{{border-top:1px solid #ddd;padding:.4rem 0}} h3{{margin:.3rem 0;font-size:1rem}}
+.m{{display:inline-block;width:4.5rem;font-family:monospace}} .get{{color:#0a6}}
+.post{{color:#06c}} .patch{{color:#a60}} .delete{{color:#c22}} .put{{color:#939}}
+.p{{margin-left:4.5rem;font-size:.9rem}} pre{{background:#f6f6f6;padding:.5rem;overflow:auto}}
+</style></head><body><h1>syncd API</h1><p>{html.escape(doc["info"]["description"])}
+Machine-readable: <a href="/openapi.json">/openapi.json</a>. 🔒 = needs
+<code>Authorization: Bearer &lt;access_token&gt;</code>.
+Errors are <code>{{"error": {{"code", "message", "details"}}}}</code>.</p>
+{"".join(rows)}</body></html>"""
+
+
+def _schema_block(title: str, schema: dict[str, Any], components: dict[str, Any]) -> str:
+    ref = schema.get("$ref", "")
+    name = ref.rsplit("/", 1)[-1] if ref else ""
+    shown = components.get(name, schema) if name else schema
+    label = f"{title}: {html.escape(name)}" if name else title
+    return (f'<details class="p"><summary>{label}</summary>'
+            f"<pre>{html.escape(json.dumps(shown, indent=2))}</pre></details>")

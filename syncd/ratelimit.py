@@ -1,0 +1,79 @@
+"""Fixed-window rate limits: login/register attempts per IP and per email, and a request
+budget per user. Counters live in Redis when REDIS_URL is set (shared by every node), in a
+bounded in-process dict otherwise. A Redis outage falls back to the local counters rather
+than refusing or failing requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from syncd.config import Settings
+from syncd.errors import TooManyRequests
+
+log = logging.getLogger("syncd.ratelimit")
+MAX_KEYS = 100_000
+
+
+class Limiter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.window = max(1, settings.rate_window)
+        self._local: dict[str, int] = {}
+        self._redis: Any = None
+
+    def redis(self) -> Any:
+        """The async Redis client (made on first use, inside the running loop), or None."""
+        if self._redis is None and self.settings.redis_url:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.from_url(self.settings.redis_url, socket_timeout=1,
+                                            socket_connect_timeout=1)
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def hit(self, name: str, ident: str, limit: int) -> None:
+        """Count one hit on (name, ident); raise 429 with Retry-After past `limit` per window."""
+        if limit <= 0:
+            return
+        now = time.time()
+        index = int(now // self.window)
+        key = f"syncd:rl:{name}:{ident}:{index}"
+        count = await self._incr(key)
+        if count > limit:
+            retry = max(1, math.ceil((index + 1) * self.window - now))
+            raise TooManyRequests(f"too many requests ({name}); retry in {retry}s", retry)
+
+    async def _incr(self, key: str) -> int:
+        client = self.redis()
+        if client is not None:
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, self.window + 1)
+                    count, _ = await pipe.execute()
+                return int(count)
+            except Exception as e:  # any Redis failure: count locally instead
+                log.warning("rate limit counters fall back to memory: %s", type(e).__name__)
+        return self._incr_local(key)
+
+    def _incr_local(self, key: str) -> int:
+        if key not in self._local and len(self._local) >= MAX_KEYS:
+            current = f":{int(time.time() // self.window)}"
+            self._local = {k: v for k, v in self._local.items() if k.endswith(current)}
+            if len(self._local) >= MAX_KEYS:  # one window's worth of keys: drop the oldest half
+                self._local = dict(list(self._local.items())[MAX_KEYS // 2:])
+        self._local[key] = count = self._local.get(key, 0) + 1
+        return count
+
+    async def auth_attempt(self, ip: str, email: str) -> None:
+        """Login and register: per client IP and per (normalised) email."""
+        limit = self.settings.rate_auth
+        await self.hit("auth-ip", ip, limit)
+        await self.hit("auth-email", email.strip().lower()[:320], limit)
