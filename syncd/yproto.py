@@ -122,7 +122,7 @@ class Reader:
     def var_uint(self) -> int:
         num = 0
         # 8 bytes carry 56 bits, enough for any value lib0 accepts; refuse longer padding
-        for shift in range(0, 70, 7):
+        for shift in range(0, 56, 7):
             if self.pos >= len(self._data):
                 raise ProtocolError(f"truncated varUint at offset {self.pos}")
             byte = self._data[self.pos]

