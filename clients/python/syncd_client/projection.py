@@ -1,0 +1,208 @@
+"""The local projection: applying remote events, snapshots and local edits to the store.
+
+Every change goes through `merge.py` (LWW per field by HLC) or through the
+note's pycrdt document (text), so applying the same event twice, or an old
+event after a newer local edit, changes nothing. Events of this device carry
+their `client_seq`; when the server canonicalised the clock of such an op the
+fields that still carry the original clock are rewritten to the canonical one,
+so every replica orders later writes the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc, Text
+
+from syncd_client import merge, textdoc
+from syncd_client.messages import Event, to_event
+from syncd_client.store import Row, Store
+from syncd_client.types import EntityName, Json, defaults, writable_fields
+
+log = logging.getLogger(__name__)
+
+NOTIFICATION_KINDS = frozenset({"milestone", "member", "conflict"})
+_NOT_DERIVED = frozenset({"id", "clocks", "body", "body_state", "deleted"})
+
+
+def _entity(name: str) -> EntityName:
+    if name == "note":
+        return "note"
+    if name == "project":
+        return "project"
+    raise ValueError(f"unknown entity {name!r}")
+
+
+def _b64(value: Any) -> bytes | None:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and value:
+        return base64.b64decode(value)
+    return None
+
+
+class Projection:
+    """Owns the note documents in memory and keeps them and the store rows in step."""
+
+    def __init__(self, store: Store, observe_clock: Callable[[str], None]) -> None:
+        self.store = store
+        self._observe_clock = observe_clock
+        self._docs: dict[str, Doc[Text]] = {}
+
+    # --- rows and documents ---------------------------------------------------------------
+
+    def row(self, entity: EntityName, id: str) -> Row | None:
+        return self.store.row(entity, id)
+
+    def row_or_new(self, entity: EntityName, id: str) -> Row:
+        return self.store.row(entity, id) or Row(entity=entity, id=id)
+
+    def doc(self, row: Row) -> Doc[Text]:
+        """The note's document, loaded once per process (one Yjs client id per session)."""
+        doc = self._docs.get(row.id)
+        if doc is None:
+            doc = self._docs[row.id] = textdoc.new_doc(row.body_state)
+        return doc
+
+    def save_doc(self, row: Row, doc: Doc[Text]) -> None:
+        row.body = textdoc.text_of(doc)
+        row.body_state = doc.get_update()
+        self.store.save(row)
+
+    def forget(self, entity: EntityName, id: str) -> bool:
+        self._docs.pop(id, None)
+        return self.store.drop(entity, id)
+
+    # --- local edits ----------------------------------------------------------------------
+
+    def local_set(self, entity: EntityName, id: str, fields: Json, hlc: str) -> Row:
+        row = self.row_or_new(entity, id)
+        merge.set_fields(row, fields, hlc)
+        self.store.save(row)
+        return row
+
+    def local_text(self, note_id: str, edit: Callable[[Doc[Text]], bytes]) -> bytes:
+        """Run an edit on the note's document and persist it; return the update."""
+        row = self.row_or_new("note", note_id)
+        doc = self.doc(row)
+        update = edit(doc)
+        if update:
+            self.save_doc(row, doc)
+        return update
+
+    # --- remote events --------------------------------------------------------------------
+
+    def apply_event(self, raw: Json, device_id: str | None) -> list[str]:
+        """Apply one pulled event; return the ids whose local state changed."""
+        ev = to_event(raw)
+        if ev.hlc:
+            self._observe_clock(ev.hlc)
+        if ev.kind in NOTIFICATION_KINDS:
+            self.store.notify(raw)
+            return [ev.id]
+        try:
+            entity = _entity(ev.entity)
+        except ValueError:
+            log.warning("ignoring event %s on unknown entity %r", ev.seq, ev.entity)
+            return []
+        if ev.kind == "revoke":
+            return [ev.id] if self.forget(entity, ev.id) else []
+
+        row = self.row_or_new(entity, ev.id)
+        changed = self._canonicalise(row, ev, device_id)
+        match ev.kind:
+            case "set":
+                changed |= bool(merge.set_fields(row, ev.fields or {}, ev.hlc))
+            case "delete" | "restore":
+                changed |= bool(merge.set_fields(row, {"deleted": ev.kind == "delete"}, ev.hlc))
+            case "text":
+                changed |= self._merge_text(row, self._update_of(ev))
+            case "put":
+                flat = {**(ev.fields or {})}
+                if ev.deleted is not None:
+                    flat.setdefault("deleted", ev.deleted)
+                changed |= self._merge_entity(row, flat, ev.clocks or {}, ev.body_state)
+            case _:
+                self.store.notify(raw)
+                return []
+        if changed or self.store.row(entity, ev.id) is None:
+            self.store.save(row)
+        return [ev.id] if changed else []
+
+    def apply_entity(self, entity: EntityName, flat: Json) -> bool:
+        """Merge one snapshot entity (flat: fields, deleted, derived, clocks, body...)."""
+        row = self.row_or_new(entity, str(flat["id"]))
+        changed = self._merge_entity(
+            row,
+            flat,
+            flat.get("clocks") or {},
+            _b64(flat.get("body_state")),
+            body=flat.get("body"),
+        )
+        self.store.save(row)
+        return changed
+
+    def _canonicalise(self, row: Row, ev: Event, device_id: str | None) -> bool:
+        if ev.client_seq is None or device_id is None or ev.device_id != device_id:
+            return False
+        sent = self.store.take_sent(ev.client_seq)
+        if sent is None or sent[2] == ev.hlc:
+            return False
+        return merge.rewrite_clock(row, sent[2], ev.hlc)
+
+    @staticmethod
+    def _update_of(ev: Event) -> bytes | None:
+        # PROTOCOL.md: "fields are as the op sent them"; a text op carries `update`
+        # at the top level. Accept it inside `fields` too, to be lenient.
+        if ev.update:
+            return ev.update
+        fields = ev.fields or {}
+        return _b64(fields.get("update")) or _b64(fields.get(ev.field or "body"))
+
+    def _merge_text(self, row: Row, update: bytes | None) -> bool:
+        if not update:
+            return False
+        doc = self.doc(row)
+        before = doc.get_state()
+        try:
+            textdoc.apply_update(doc, update)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # pycrdt raises pyo3 PanicException (a BaseException)
+            log.exception("skipping a text update that does not apply to note %s", row.id)
+            return False
+        if doc.get_state() == before:
+            return False
+        row.body = textdoc.text_of(doc)
+        row.body_state = doc.get_update()
+        return True
+
+    def _merge_entity(
+        self,
+        row: Row,
+        flat: Json,
+        clocks: dict[str, str],
+        body_state: bytes | None,
+        body: Any = None,
+    ) -> bool:
+        names = writable_fields(row.entity) | {"deleted"}
+        fields = {k: v for k, v in flat.items() if k in names}
+        changed = bool(merge.set_clocked(row, fields, clocks))
+        # A value without a clock (never written by anyone) only fills a gap.
+        for name, value in {**defaults(row.entity), **fields}.items():
+            if name not in row.fields:
+                row.fields[name] = value
+                changed = True
+        derived = {k: v for k, v in flat.items() if k not in names and k not in _NOT_DERIVED}
+        if derived and derived != row.derived:
+            row.derived = {**row.derived, **derived}
+            changed = True
+        if body_state:
+            changed |= self._merge_text(row, body_state)
+        elif isinstance(body, str) and not row.body and row.body_state is None and body:
+            row.body = body
+            changed = True
+        return changed
