@@ -1,0 +1,1 @@
+"""syncd benchmarks: run each as `python -m bench.<name>` from the repository root."""
