@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
 from syncd.api import members as member_routes
 from syncd.api import ops as ops_routes
@@ -66,7 +67,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes,
+    return [*auth_routes.routes, *account_routes.routes, *sync_routes.routes,
+            *member_routes.routes,
             *ops_routes.routes]
 
 

@@ -1,4 +1,4 @@
-"""The `syncd` command: serve, migrate, rebuild/verify the projection."""
+"""The `syncd` command: serve, migrate, rebuild/verify the projection, export/import a user."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from syncd.app import create_app
+    from syncd.middleware import setup_logging
 
     settings = _settings(args)
+    setup_logging(settings.log_level)
     url, handle = _database_url(settings)
     settings.database_url = url
     where = "embedded PostgreSQL" if handle else "PostgreSQL from DATABASE_URL"
@@ -45,7 +47,8 @@ def serve(args: argparse.Namespace) -> int:
     print(f"syncd: listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, ws_max_size=16 * 1024 * 1024,
-                timeout_graceful_shutdown=5, lifespan="on")
+                timeout_graceful_shutdown=5, lifespan="on", log_config=None,
+                access_log=False)  # syncd.access logs each request as JSON
     return 0
 
 
@@ -91,6 +94,22 @@ def rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from syncd.transfer import export_to_file
+
+    settings = _settings(args)
+    url, _handle = _database_url(settings)
+    return export_to_file(url, args.user, args.out)
+
+
+def import_(args: argparse.Namespace) -> int:
+    from syncd.transfer import import_from_file
+
+    settings = _settings(args)
+    url, _handle = _database_url(settings)
+    return import_from_file(url, args.file, args.password)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="syncd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", serve, "run the server"),
         ("migrate", migrate, "apply schema.sql (idempotent)"),
         ("rebuild", rebuild, "recompute notes and projects from the log"),
+        ("export", export, "write a user's data as one JSON document"),
+        ("import", import_, "recreate a user from an export (into a server without them)"),
     ):
         p = sub.add_parser(name, help=help_)
         p.set_defaults(fn=fn)
@@ -109,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "rebuild":
             p.add_argument("--verify", action="store_true",
                            help="compare only; exit 1 when the projection differs from the log")
+        if name == "export":
+            p.add_argument("--user", required=True, help="the account's email")
+            p.add_argument("--out", help="file to write (default: stdout)")
+        if name == "import":
+            p.add_argument("file", help="an export document (- for stdin)")
+            p.add_argument("--password", help="the imported account's password (default: "
+                           "none, it cannot log in until one is set)")
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

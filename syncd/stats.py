@@ -1,0 +1,145 @@
+"""Writing stats: words written per day, daily streaks, projects by status, milestones.
+
+Words are counted exactly, not estimated: the user's log is replayed note by note in seq
+order (`text` updates applied to a pycrdt document, a `put` merged in as a baseline), and
+each of the user's own text events adds the change in the note's plain-text word count it
+made (negative for deletions). So "words written" is net of deletions, per day.
+
+The day of an edit is the local date, in the user's time zone (users.timezone, set with
+PATCH /v1/auth/me), of its HLC wall time: when the device made the edit, not when it
+synced. An offline week of writing counts for the days it was written (HLCs are already
+clamped to at most 5 minutes ahead of the server, so a skewed clock cannot invent a
+future day). A streak counts days with a positive net; today not written yet does not
+break the current streak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from pycrdt import Doc, Text
+
+from syncd import hlc as hlcs
+from syncd.db import Conn, Database
+from syncd.log import iso
+from syncd.merge import BODY, word_count
+from syncd.types import Principal
+
+Period = Literal["week", "month", "year", "all"]
+DAYS = {"week": 7, "month": 30, "year": 365}
+
+
+def words_by_day(rows: list[dict[str, Any]], user: UUID, tz: ZoneInfo) -> dict[date, int]:
+    """Pure: replay text/put rows (seq order) and sum the user's word deltas per local day."""
+    docs: dict[UUID, tuple[Doc[Text], Text, int]] = {}
+    out: dict[date, int] = defaultdict(int)
+    for r in rows:
+        if r["data"] is None:
+            continue
+        doc, text, before = docs.get(r["entity_id"]) or _new_doc()
+        try:
+            doc.apply_update(r["data"])
+            after = word_count(str(text))
+        # pycrdt raises Rust panics as BaseException; a bad stored update is skipped.
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            continue
+        docs[r["entity_id"]] = (doc, text, after)
+        if r["kind"] == "text" and r["author_id"] == user:
+            parsed = hlcs.parse(r["hlc"])
+            wall = parsed[0] if parsed else int(r["at"].timestamp() * 1000)
+            day = datetime.fromtimestamp(wall / 1000, tz).date()
+            out[day] += after - before
+    return dict(out)
+
+
+def _new_doc() -> tuple[Doc[Text], Text, int]:
+    doc: Doc[Text] = Doc()
+    return doc, doc.get(BODY, type=Text), 0
+
+
+def streaks(days: dict[date, int], today: date) -> tuple[int, int]:
+    """(current, longest) runs of consecutive days with a positive net word count."""
+    written = sorted(d for d, n in days.items() if n > 0)
+    longest = run = 0
+    prev: date | None = None
+    for d in written:
+        run = run + 1 if prev is not None and d - prev == timedelta(days=1) else 1
+        longest = max(longest, run)
+        prev = d
+    current = 0
+    day = today if today in set(written) else today - timedelta(days=1)
+    present = set(written)
+    while day in present:
+        current += 1
+        day -= timedelta(days=1)
+    return current, longest
+
+
+async def stats(db: Database, who: Principal, period: Period,
+                now: datetime | None = None) -> dict[str, Any]:
+    async def tx(conn: Conn) -> dict[str, Any]:
+        cur = await conn.execute("SELECT timezone FROM users WHERE id = %s", (who.user_id,))
+        user = await cur.fetchone()
+        cur = await conn.execute(
+            """SELECT e.entity_id, e.kind, e.hlc, e.author_id, e.at, p.data
+               FROM events e LEFT JOIN payloads p ON e.has_payload AND p.op_id = e.op_id
+               WHERE e.user_id = %s AND e.entity = 'note' AND e.kind IN ('text', 'put')
+               ORDER BY e.seq""", (who.user_id,))
+        rows = await cur.fetchall()
+        cur = await conn.execute(
+            """SELECT p.status, count(*) AS n FROM projects p
+               JOIN members m ON m.project_id = p.id AND m.user_id = %s
+               WHERE NOT p.deleted GROUP BY p.status""", (who.user_id,))
+        projects = {r["status"]: r["n"] for r in await cur.fetchall()}
+        cur = await conn.execute(
+            """SELECT entity_id, fields, seq, at FROM events
+               WHERE user_id = %s AND kind = 'milestone' ORDER BY seq""", (who.user_id,))
+        milestones = await cur.fetchall()
+        return {"tz": user["timezone"] if user else "UTC", "rows": rows,
+                "projects": projects, "milestones": milestones}
+
+    got = await db.run(tx, read_only=True, repeatable=True)
+    tz = _zone(got["tz"])
+    days = await asyncio.to_thread(words_by_day, got["rows"], who.user_id, tz)
+    today = (now or datetime.now(tz)).astimezone(tz).date()
+    first = min(days, default=today)
+    start = min(first, today) if period == "all" else today - timedelta(days=DAYS[period] - 1)
+    series = [{"date": (start + timedelta(days=i)).isoformat(),
+               "words": days.get(start + timedelta(days=i), 0)}
+              for i in range((today - start).days + 1)]
+    current, longest = streaks(days, today)
+    reached = [{"project_id": m["entity_id"], "milestone": (m["fields"] or {}).get("milestone"),
+                "seq": m["seq"], "at": iso(m["at"])} for m in got["milestones"]
+               if m["at"].astimezone(tz).date() >= start]
+    return {
+        "period": period, "timezone": got["tz"], "from": start.isoformat(),
+        "to": today.isoformat(), "days": series,
+        "total_words": sum(n for d, n in days.items() if start <= d <= today),
+        "streak": {"current": current, "longest": longest},
+        "projects": {s: got["projects"].get(s, 0) for s in ("active", "completed", "archived")},
+        "milestones": {"reached": len(reached), "items": reached},
+    }
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # a stored zone this machine does not know
+        return ZoneInfo("UTC")
+
+
+def valid_timezone(name: str) -> bool:
+    if not name or len(name) > 64 or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
