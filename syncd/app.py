@@ -16,10 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
+from syncd.api import history as history_routes
 from syncd.api import members as member_routes
+from syncd.api import notes as note_routes
 from syncd.api import ops as ops_routes
+from syncd.api import projects as project_routes
+from syncd.api import search as search_routes
 from syncd.api import sync as sync_routes
 from syncd.api.common import error_response
 from syncd.auth import Auth
@@ -67,9 +70,9 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [*auth_routes.routes, *account_routes.routes, *sync_routes.routes,
-            *member_routes.routes,
-            *ops_routes.routes]
+    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes,
+            *ops_routes.routes, *note_routes.routes, *project_routes.routes,
+            *history_routes.routes, *search_routes.routes]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:

@@ -1,0 +1,147 @@
+"""The REST resource shape notes and projects share: list, create, read, patch, delete,
+restore, with ETags from the entity's version and `If-Match` on every write.
+
+Every write is a set of ops on the log (syncd/edits.py), so it reaches every device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from syncd import edits, queries
+from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
+from syncd.errors import BadRequest
+from syncd.merge import Entity
+from syncd.messages import Op
+from syncd.queries import MAX_LIMIT, SORTS, Page
+
+Filters = Callable[[Request, Page], None]
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false", {"param": name}, code="invalid_request")
+
+
+def page_from(request: Request) -> Page:
+    sort = request.query_params.get("sort", "updated")
+    if sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(SORTS)}", {"param": "sort"},
+                         code="invalid_request")
+    order = request.query_params.get("order", "asc" if sort == "title" else "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc", {"param": "order"}, code="invalid_request")
+    return Page(sort, order, query_int(request, "limit", 50, 1, MAX_LIMIT),
+                request.query_params.get("cursor"))
+
+
+def deleted_filter(request: Request, page: Page, alias: str) -> None:
+    """Live entities by default; `deleted=true` the deleted ones, `deleted=all` both."""
+    if request.query_params.get("deleted") == "all":
+        return
+    page.filter(f"{alias}.deleted = %(deleted)s", deleted=bool(query_bool(request, "deleted")))
+
+
+def entity_response(request: Request, entity: dict[str, Any], status: int = 200) -> Response:
+    headers = {"ETag": edits.etag(entity["version"])}
+    if status == 201:
+        headers["Location"] = f"{request.url.path.rstrip('/')}/{entity['id']}"
+    return respond(request, entity, status, headers)
+
+
+class Resource:
+    """Handlers for one entity kind; `filters` adds the kind's list filters to a page."""
+
+    def __init__(self, kind: str, filters: Filters, text_field: str | None = None) -> None:
+        self.kind = kind
+        self.filters = filters
+        self.text_field = text_field  # a plain-text field written as a CRDT diff
+
+    async def _changes(self, request: Request) -> tuple[dict[str, Any], str | None,
+                                                         bool | None, UUID | None]:
+        """Split a JSON object into (fields, text, deleted, id) and validate the fields."""
+        fields = await read_body(request, dict[str, Any], limit=1024 * 1024)
+        raw_id = fields.pop("id", None)
+        text = fields.pop(self.text_field, None) if self.text_field else None
+        deleted = fields.pop("deleted", None)
+        if text is not None and not isinstance(text, str):
+            raise edits.Unprocessable(f"{self.kind}.{self.text_field} must be a string")
+        if deleted is not None and not isinstance(deleted, bool):
+            raise edits.Unprocessable(f"{self.kind}.deleted must be a boolean")
+        try:
+            id = UUID(raw_id) if raw_id is not None else None
+        except (TypeError, ValueError, AttributeError):
+            raise edits.Unprocessable(f"{self.kind}.id must be a UUID") from None
+        return edits.check_fields(self.kind, fields), text, deleted, id
+
+    async def index(self, request: Request, within: UUID | None = None) -> Response:
+        who = await principal(request)
+        page = page_from(request)
+        self.filters(request, page)
+        return respond(request, await queries.listing(services(request).db, who, self.kind,
+                                                      page, within))
+
+    async def get(self, request: Request) -> Response:
+        who = await principal(request)
+        entity = await queries.read(services(request).db, who, self.kind, path_uuid(request, "id"))
+        none_match = request.headers.get("if-none-match")
+        if none_match and edits.etag_matches(none_match, entity["version"]):
+            return Response(status_code=304, headers={"ETag": edits.etag(entity["version"])})
+        return entity_response(request, entity)
+
+    async def _write(self, request: Request, id: UUID,
+                     build: Callable[[Entity | None], list[Op]], create: bool = False,
+                     status: int = 200) -> Response:
+        who = await principal(request)
+        svc = services(request)
+        entity = await edits.write(svc.db, svc.hub, who, self.kind, id, build, create=create,
+                                   if_match=request.headers.get("if-match"))
+        return entity_response(request, entity, status)
+
+    async def create(self, request: Request) -> Response:
+        await principal(request)
+        fields, text, _, id = await self._changes(request)
+        id = id or uuid4()
+        return await self._write(
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, fields, text),
+            create=True, status=201)
+
+    async def patch(self, request: Request) -> Response:
+        await principal(request)
+        id = path_uuid(request, "id")
+        fields, text, deleted, _ = await self._changes(request)
+        return await self._write(
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, fields, text, deleted))
+
+    async def delete(self, request: Request) -> Response:
+        id = path_uuid(request, "id")
+        return await self._write(
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=True))
+
+    async def restore(self, request: Request) -> Response:
+        id = path_uuid(request, "id")
+        return await self._write(
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=False))
+
+    def routes(self) -> list[Route]:
+        base = f"/v1/{self.kind}s"
+        return [
+            Route(base, self.index, methods=["GET"]),
+            Route(base, self.create, methods=["POST"]),
+            Route(base + "/{id}", self.get, methods=["GET"]),
+            Route(base + "/{id}", self.patch, methods=["PATCH"]),
+            Route(base + "/{id}", self.delete, methods=["DELETE"]),
+            Route(base + "/{id}/restore", self.restore, methods=["POST"]),
+        ]

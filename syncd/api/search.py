@@ -1,0 +1,31 @@
+"""/v1/search?q=: full-text search over the notes the caller can see (syncd/search.py).
+
+`limit` ≤ 100 (default 20); `deleted=true` includes deleted notes.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from syncd import search as searching
+from syncd.api.common import principal, query_int, respond, services
+from syncd.api.resource import query_bool
+from syncd.errors import BadRequest
+
+MAX_QUERY = 500
+
+
+async def search(request: Request) -> Response:
+    who = await principal(request)
+    q = request.query_params.get("q", "")
+    if len(q) > MAX_QUERY:
+        raise BadRequest(f"q is at most {MAX_QUERY} characters", {"param": "q"},
+                         code="invalid_request")
+    limit = query_int(request, "limit", 20, 1, 100)
+    deleted = bool(query_bool(request, "deleted"))
+    return respond(request, await searching.search(services(request).db, who, q, limit, deleted))
+
+
+routes = [Route("/v1/search", search, methods=["GET"])]

@@ -1,0 +1,76 @@
+"""Full-text search over the notes a user can see (PostgreSQL tsvector, schema.sql).
+
+The query's words must all match; the last one also matches as a prefix unless the query
+ends with a space, so results follow the user as they type. Notes whose title holds every
+word come first, then by `ts_rank` (title weight A, tags B, body C). Snippets come from
+`ts_headline` over HTML-escaped text with `<mark>` around the hits, so they are safe to
+render as HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from syncd.db import Conn, Database
+from syncd.queries import NOTE_VISIBLE
+from syncd.types import Principal
+
+MAX_TERMS = 16
+# Words as PostgreSQL's parser splits them: runs of letters and digits.
+_WORD = re.compile(r"[^\W_]+")
+
+
+def parse(q: str) -> tuple[str, str] | None:
+    """(tsquery text, the same restricted to titles), or None when there is no word."""
+    words = [w.lower() for w in _WORD.findall(q)][:MAX_TERMS]
+    if not words:
+        return None
+    prefix = not q[-1:].isspace()
+    terms = [(w, prefix and i == len(words) - 1) for i, w in enumerate(words)]
+    # Quoted lexemes: the words hold only letters and digits, so nothing needs escaping.
+    query = " & ".join(f"'{w}'" + (":*" if p else "") for w, p in terms)
+    titles = " & ".join(f"'{w}'" + (":*A" if p else ":A") for w, p in terms)
+    return query, titles
+
+
+def _escaped(col: str) -> str:
+    return f"replace(replace(replace({col}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+
+
+SQL = f"""
+WITH q AS (SELECT to_tsquery('simple', %(q)s) AS q, to_tsquery('simple', %(qa)s) AS qa),
+hits AS (
+    SELECT n.id, n.title, n.tags, n.body, n.project_id, n.pinned, n.favorite, n.deleted,
+           n.version, n.updated_at, n.search @@ q.qa AS title_hit, ts_rank(n.search, q.q) AS rank
+    FROM notes n, q
+    WHERE n.search @@ q.q AND {NOTE_VISIBLE} AND (%(deleted)s OR NOT n.deleted)
+    ORDER BY title_hit DESC, rank DESC, n.updated_at DESC, n.id
+    LIMIT %(limit)s)
+SELECT h.id, h.title, h.tags, h.project_id, h.pinned, h.favorite, h.deleted, h.version,
+       h.updated_at, h.title_hit, h.rank,
+       ts_headline('simple', {_escaped("h.title")}, q.q,
+                   'HighlightAll=true, StartSel=<mark>, StopSel=</mark>') AS title_html,
+       ts_headline('simple', {_escaped("left(h.body, 100000)")}, q.q,
+                   'MaxFragments=2, MaxWords=24, MinWords=8, StartSel=<mark>, StopSel=</mark>,
+                    FragmentDelimiter=" … "') AS snippet
+FROM hits h, q
+ORDER BY h.title_hit DESC, h.rank DESC, h.updated_at DESC, h.id
+"""
+
+
+async def search(db: Database, who: Principal, q: str, limit: int,
+                 deleted: bool = False) -> dict[str, Any]:
+    parsed = parse(q)
+    if parsed is None:
+        return {"results": [], "query": q}
+
+    async def tx(conn: Conn) -> list[dict[str, Any]]:
+        cur = await conn.execute(SQL, {"q": parsed[0], "qa": parsed[1], "u": who.user_id,
+                                       "limit": limit, "deleted": deleted})
+        return await cur.fetchall()
+
+    rows = await db.run(tx, read_only=True)
+    for r in rows:
+        r["rank"] = round(float(r["rank"]), 6)
+    return {"results": rows, "query": q}

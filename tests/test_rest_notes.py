@@ -1,0 +1,204 @@
+"""REST views of notes and projects: writes go through the log, body PATCHes merge as
+CRDT diffs, lists filter/sort/paginate by keyset, ETags guard writes, isolation holds."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+from tests.helpers import Api, Device, new_id, text_update
+
+
+def call(dev: Device, method: str, path: str, expect: int | None = 200,
+         **kw: Any) -> httpx.Response:
+    r = dev.api.request(method, path, headers={**dev.headers, **kw.pop("headers", {})}, **kw)
+    if expect is not None:
+        assert r.status_code == expect, r.text
+    return r
+
+
+def create(dev: Device, **body: Any) -> dict[str, Any]:
+    return dict(call(dev, "POST", "/v1/notes", 201, json=body).json())
+
+
+def test_rest_writes_reach_another_device(api: Api) -> None:
+    laptop = api.user("laptop")
+    phone = laptop.login_again("phone")
+    r = call(laptop, "POST", "/v1/notes", 201,
+             json={"title": "Groceries", "tags": ["home"], "body": "milk and eggs"})
+    note = r.json()
+    assert r.headers["etag"] == f'W/"{note["version"]}"'
+    assert r.headers["location"].endswith(f"/v1/notes/{note['id']}")
+    assert (note["title"], note["body"], note["word_count"]) == ("Groceries", "milk and eggs", 3)
+
+    call(laptop, "PATCH", f"/v1/notes/{note['id']}", json={"pinned": True, "title": "Shop"})
+    call(laptop, "DELETE", f"/v1/notes/{note['id']}")
+    restored = call(laptop, "POST", f"/v1/notes/{note['id']}/restore").json()
+    assert restored["deleted"] is False and restored["pinned"] is True
+
+    events = [e for e in phone.pull() if e["id"] == note["id"]]
+    assert [e["kind"] for e in events] == ["set", "text", "set", "delete", "restore"]
+    assert events[2]["fields"] == {"pinned": True, "title": "Shop"}
+    assert all("client_seq" not in e and e["device_id"] == laptop.device_id for e in events)
+    snap = {n["id"]: n for n in phone.snapshot()["notes"]}
+    assert snap[note["id"]]["body"] == "milk and eggs"
+    assert call(phone, "GET", f"/v1/notes/{note['id']}").json()["title"] == "Shop"
+
+
+def _device_edit(dev: Device, note_id: str, edit: Any) -> dict[str, Any]:
+    """An edit a device makes offline on the state it last synced; returns the op."""
+    state = base64.b64decode(next(n for n in dev.snapshot()["notes"]
+                                  if n["id"] == note_id)["body_state"])
+    update, _ = text_update(state, edit)
+    return dev.op("note", note_id, "text", field="body",
+                  update=base64.b64encode(update).decode())
+
+
+def test_body_patch_merges_with_a_concurrent_device_edit(api: Api) -> None:
+    web = api.user("web")
+    tablet = web.login_again("tablet")
+    note = create(web, body="hello world")
+    offline = _device_edit(tablet, note["id"], lambda t: t.insert(len(b"hello "), "dear "))
+    call(web, "PATCH", f"/v1/notes/{note['id']}", json={"body": "hello world!"})
+    assert tablet.push([offline])["results"][0]["status"] == "applied"
+    assert call(web, "GET", f"/v1/notes/{note['id']}").json()["body"] == "hello dear world!"
+
+    # The other order: the device's edit lands first, the PATCH diffs against it.
+    offline = _device_edit(tablet, note["id"], lambda t: t.insert(0, "Oh, "))
+    tablet.push([offline])
+    r = call(web, "PATCH", f"/v1/notes/{note['id']}", json={"body": "Oh, hello dear world!!"})
+    assert r.json()["body"] == "Oh, hello dear world!!"
+    # Non-ASCII: pycrdt offsets are UTF-8 bytes, the diff must not split a character.
+    r = call(web, "PATCH", f"/v1/notes/{note['id']}", json={"body": "Oh, héllo 😀 world!!"})
+    assert r.json()["body"] == "Oh, héllo 😀 world!!"
+    text_events = [e for e in tablet.pull() if e["kind"] == "text"]
+    assert len(text_events) == 6  # the diffs are small updates, not whole documents
+    assert all(len(base64.b64decode(e["update"])) < 120 for e in text_events[1:])
+
+
+def test_list_filters_sort_and_keyset_pagination(api: Api) -> None:
+    dev = api.user()
+    pid = call(dev, "POST", "/v1/projects", 201, json={"title": "Book"}).json()["id"]
+    made = []
+    for i in range(13):
+        made.append(create(dev, title=f"note {i:02d}", tags=["even"] if i % 2 == 0 else ["odd"],
+                           pinned=i % 3 == 0, favorite=i == 5,
+                           project_id=pid if i < 4 else None))
+    call(dev, "DELETE", f"/v1/notes/{made[12]['id']}")
+
+    def ids(**params: Any) -> list[str]:
+        out, cursor = [], None
+        while True:
+            page = call(dev, "GET", "/v1/notes", params={**params, "limit": 5,
+                                                          **({"cursor": cursor} if cursor else {})})
+            body = page.json()
+            assert len(body["notes"]) <= 5
+            out += [n["id"] for n in body["notes"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return out
+
+    live = [n["id"] for n in made[:12]]
+    assert ids(sort="title") == live
+    assert ids(sort="title", order="desc") == live[::-1]
+    assert ids(sort="created") == live[::-1]
+    assert sorted(ids()) == sorted(live)
+    assert ids(sort="title", tag="even") == live[0:12:2]
+    assert ids(sort="title", pinned="true") == [live[i] for i in (0, 3, 6, 9)]
+    assert ids(sort="title", favorite="true") == [live[5]]
+    assert ids(sort="title", project=pid) == live[:4]
+    assert ids(sort="title", project="none") == live[4:]
+    assert ids(deleted="true") == [made[12]["id"]]
+    assert len(ids(deleted="all")) == 13
+    r = call(dev, "GET", f"/v1/projects/{pid}/notes", params={"sort": "title"})
+    assert [n["id"] for n in r.json()["notes"]] == live[:4]
+    assert "body_state" not in r.json()["notes"][0]
+
+    # A page does not shift when a row before the cursor is removed.
+    first = call(dev, "GET", "/v1/notes", params={"sort": "title", "limit": 3}).json()
+    call(dev, "DELETE", f"/v1/notes/{live[0]}")
+    second = call(dev, "GET", "/v1/notes", params={"sort": "title", "limit": 3,
+                                                   "cursor": first["next_cursor"]}).json()
+    assert [n["id"] for n in second["notes"]] == live[3:6]
+
+    for bad in ({"cursor": "nope"}, {"sort": "size"}, {"limit": 500}, {"pinned": "maybe"},
+                {"cursor": first["next_cursor"], "sort": "created"}):
+        assert call(dev, "GET", "/v1/notes", 400, params=bad).json()["error"]["code"]
+
+
+def test_etag_and_if_match(api: Api) -> None:
+    dev = api.user()
+    note = create(dev, title="v1")
+    path = f"/v1/notes/{note['id']}"
+    etag = call(dev, "GET", path).headers["etag"]
+    assert call(dev, "GET", path, 304, headers={"If-None-Match": etag}).content == b""
+    r = call(dev, "PATCH", path, json={"title": "v2"}, headers={"If-Match": etag})
+    new_etag = r.headers["etag"]
+    assert new_etag != etag
+    for method, body in (("PATCH", {"title": "lost"}), ("DELETE", None)):
+        r = call(dev, method, path, 412, json=body, headers={"If-Match": etag})
+        assert r.json()["error"]["details"]["etag"] == new_etag
+    r = call(dev, "POST", path + "/restore", 412, headers={"If-Match": '"0"'})
+    assert call(dev, "GET", path).json()["title"] == "v2"
+    call(dev, "DELETE", path, headers={"If-Match": new_etag.removeprefix("W/")})
+    call(dev, "POST", path + "/restore", headers={"If-Match": "*"})
+
+
+def test_validation_errors(api: Api) -> None:
+    dev = api.user()
+    note = create(dev, title="ok")
+    path = f"/v1/notes/{note['id']}"
+    for body in ({"title": "x" * 501}, {"color": "red"}, {"body": 5}, {"tags": "a"},
+                 {"project_id": new_id()}, {"word_count": 3}):
+        assert call(dev, "PATCH", path, 422, json=body).json()["error"]["code"] == "validation"
+    r = dev.api.patch(path, content=b"{nope", headers={**dev.headers,
+                                                      "content-type": "application/json"})
+    assert r.status_code == 400
+    assert call(dev, "POST", "/v1/notes", 409, json={"id": note["id"]}).json()[
+        "error"]["code"] == "already_exists"
+    assert call(dev, "GET", path).json()["title"] == "ok"
+    assert call(dev, "GET", "/v1/notes/not-a-uuid", 404)
+
+
+def test_another_users_notes_are_invisible(api: Api) -> None:
+    alice, mallory = api.user("alice"), api.user("mallory")
+    note = create(alice, title="secret", body="private words")
+    pid = call(alice, "POST", "/v1/projects", 201, json={"title": "Private"}).json()["id"]
+    for method, path in (("GET", f"/v1/notes/{note['id']}"), ("PATCH", f"/v1/notes/{note['id']}"),
+                         ("DELETE", f"/v1/notes/{note['id']}"),
+                         ("POST", f"/v1/notes/{note['id']}/restore"),
+                         ("GET", f"/v1/projects/{pid}"), ("GET", f"/v1/projects/{pid}/notes"),
+                         ("PATCH", f"/v1/projects/{pid}"), ("DELETE", f"/v1/projects/{pid}")):
+        r = call(mallory, method, path, 404, json={"title": "mine"} if method == "PATCH" else None)
+        assert r.json()["error"]["code"] == "not_found"
+    assert call(mallory, "GET", "/v1/notes", params={"deleted": "all"}).json()["notes"] == []
+    assert call(mallory, "GET", "/v1/projects").json()["projects"] == []
+    assert call(alice, "GET", f"/v1/notes/{note['id']}").json()["title"] == "secret"
+    # Moving one's note into someone else's project is refused like any write to it.
+    mine = create(mallory, title="mine")
+    call(mallory, "PATCH", f"/v1/notes/{mine['id']}", 403, json={"project_id": pid})
+
+
+def test_projects_over_rest_and_shared_roles(api: Api) -> None:
+    owner, editor = api.user("owner"), api.user("editor")
+    r = call(owner, "POST", "/v1/projects", 201,
+             json={"title": "Novel", "word_goal": 10, "status": "active"})
+    project = r.json()
+    pid = project["id"]
+    assert [m["role"] for m in project["members"]] == ["owner"]
+    create(owner, title="ch1", project_id=pid, body="one two three four five")
+    call(owner, "POST", f"/v1/projects/{pid}/members", 201,
+         json={"email": editor.email, "role": "editor"})
+    got = call(editor, "GET", f"/v1/projects/{pid}").json()
+    assert (got["word_count"], got["progress"]) == (5, 0.5)
+    assert call(editor, "PATCH", f"/v1/projects/{pid}", json={"word_goal": 20}).json()[
+        "word_goal"] == 20
+    call(editor, "DELETE", f"/v1/projects/{pid}", 403)
+    assert call(editor, "GET", f"/v1/projects/{pid}/notes").json()["notes"][0]["title"] == "ch1"
+    assert call(owner, "GET", "/v1/projects", params={"status": "active"}).json()[
+        "projects"][0]["id"] == pid
+    call(owner, "DELETE", f"/v1/projects/{pid}")
+    assert call(editor, "GET", "/v1/projects").json()["projects"] == []
+    assert any(e["kind"] == "delete" and e["id"] == pid for e in editor.pull())
