@@ -9,6 +9,7 @@ from starlette.routing import Route
 from syncd.api.common import path_uuid, principal, read_body, respond, services
 from syncd.errors import NotFound
 from syncd.messages import LoginRequest, RefreshRequest, RegisterRequest
+from syncd.openapi import describe
 
 
 async def _limit(request: Request, email: str) -> None:
@@ -62,6 +63,17 @@ async def revoke_device(request: Request) -> Response:
     services(request).hub.close_device(device, "device revoked")
     return Response(status_code=204)
 
+
+describe("/v1/auth/register", "POST", request=RegisterRequest, status=201,
+         summary="Create an account")
+describe("/v1/auth/login", "POST", request=LoginRequest, summary="Log in as a new device")
+describe("/v1/auth/refresh", "POST", request=RefreshRequest,
+         summary="Rotate the refresh token, get a new access token")
+describe("/v1/auth/logout", "POST", status=204, summary="End the calling device")
+describe("/v1/auth/me", "GET", summary="The caller")
+describe("/v1/devices", "GET", summary="The caller's devices")
+describe("/v1/devices/{device_id}", "DELETE", status=204,
+         summary="Revoke a device (its tokens and sockets end at once)")
 
 routes = [
     Route("/v1/auth/register", register, methods=["POST"]),

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from syncd import sharing
 from syncd.api.common import path_uuid, principal, read_body, respond, services
 from syncd.messages import MemberRequest
+from syncd.openapi import describe
 
 
 async def list_members(request: Request) -> Response:
@@ -33,6 +34,12 @@ async def remove_member(request: Request) -> Response:
                                 path_uuid(request, "user_id"))
     return Response(status_code=204)
 
+
+describe("/v1/projects/{id}/members", "GET", summary="A project's members")
+describe("/v1/projects/{id}/members", "POST", request=MemberRequest, status=201,
+         summary="Share a project (owner only)")
+describe("/v1/projects/{id}/members/{user_id}", "DELETE", status=204,
+         summary="Remove a member (owner only)")
 
 routes = [
     Route("/v1/projects/{id}/members", list_members, methods=["GET"]),

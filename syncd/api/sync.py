@@ -7,15 +7,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd import sync
-from syncd.api.common import principal, query_int, read_body, respond, services
+from syncd.api.common import bearer, principal, query_int, read_body, respond, services
 from syncd.config import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
-from syncd.messages import PushRequest
+from syncd.messages import PullResponse, PushRequest, PushResponse
+from syncd.openapi import describe
 
 
 async def push(request: Request) -> Response:
-    who = await principal(request)
-    body = await read_body(request, PushRequest)
     svc = services(request)
+    # The push transaction locks the device row and refuses a revoked device itself, so
+    # the token is only decoded here: one round trip fewer on the hottest path.
+    who = svc.auth.decode(bearer(request) or "")
+    request.state.principal = who
+    body = await read_body(request, PushRequest)
     response = await sync.push(svc.db, svc.hub, who, body.ops)
     svc.metrics.count_push(response.results)
     return respond(request, response)
@@ -37,6 +41,13 @@ async def status(request: Request) -> Response:
     who = await principal(request)
     return respond(request, await sync.status(services(request).db, who))
 
+
+describe("/v1/sync/push", "POST", request=PushRequest, response=PushResponse,
+         summary="Push a batch of ops (exactly once, atomic)")
+describe("/v1/sync/pull", "GET", response=PullResponse, query={"cursor": int, "limit": int},
+         summary="Events after a cursor, in order")
+describe("/v1/sync/snapshot", "GET", summary="Everything the caller can see, as of a cursor")
+describe("/v1/sync/status", "GET", summary="Log head, this device's acked, the devices")
 
 routes = [
     Route("/v1/sync/push", push, methods=["POST"]),
