@@ -13,14 +13,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.errors import Unavailable
 
 log = logging.getLogger("syncd.db")
+# msgspec reads and writes json/jsonb columns: several times faster than the stdlib.
+set_json_dumps(msgspec.json.encode)
+set_json_loads(msgspec.json.decode)
 T = TypeVar("T")
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
 RETRYABLE = (

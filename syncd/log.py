@@ -71,12 +71,11 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
     next_seq = {r["id"]: r["head"] - counts[r["id"]] + 1 for r in await cur.fetchall()}
 
     out: dict[UUID, list[Event]] = defaultdict(list)
-    async with conn.cursor().copy(
-        "COPY payloads (op_id, data) FROM STDIN"
-    ) as copy:
-        for p in planned:
-            if p.payload is not None:
-                await copy.write_row((p.op_id, p.payload))
+    payloads = [(p.op_id, p.payload) for p in planned if p.payload is not None]
+    if payloads:
+        async with conn.cursor().copy("COPY payloads (op_id, data) FROM STDIN") as copy:
+            for payload in payloads:
+                await copy.write_row(payload)
     async with conn.cursor().copy(
         """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,
            device_id, author_id, client_seq, at) FROM STDIN"""

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
+import msgspec
 
 from syncd.db import Conn
 from syncd.merge import Entity
@@ -60,10 +60,6 @@ async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
     return members
 
 
-def _pid(v: Any) -> UUID | None:
-    return UUID(v) if v else None
-
-
 async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
     """Insert the new and update the changed entities: one statement per table and kind."""
     dirty = [e for e in entities if e.dirty]
@@ -74,57 +70,61 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
                 await (_save_notes if kind == "note" else _save_projects)(conn, rows, new)
 
 
+_json = msgspec.json.Encoder()
+
+
+# Rows travel as one JSON document read back with jsonb_to_recordset: psycopg dumping a
+# dozen Python lists as array parameters cost 40% of the server's CPU on large pushes.
+_NOTE_SRC = """(SELECT id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
+                decode(body_state, 'base64') AS body_state, word_count, clocks, version
+        FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid, project_id uuid,
+             title text, tags jsonb, pinned bool, favorite bool, deleted bool, body text,
+             body_state text, word_count int, clocks jsonb, version bigint)) AS v"""
+_PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid,
+             title text, description text, word_goal int, status text, deleted bool,
+             word_count int, milestones jsonb, clocks jsonb, version bigint)) AS v"""
+
+
 async def _save_notes(conn: Conn, rows: list[Entity], new: bool) -> None:
-    cols = [
-        [e.id for e in rows], [e.owner_id for e in rows],
-        [_pid(e.fields["project_id"]) for e in rows], [e.fields["title"] for e in rows],
-        [Jsonb(e.fields["tags"]) for e in rows], [e.fields["pinned"] for e in rows],
-        [e.fields["favorite"] for e in rows], [e.fields["deleted"] for e in rows],
-        [e.body for e in rows], [e.body_state for e in rows], [e.word_count for e in rows],
-        [Jsonb(e.clocks) for e in rows], [e.version for e in rows],
-    ]
-    src = """unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::jsonb[], %s::bool[],
-        %s::bool[], %s::bool[], %s::text[], %s::bytea[], %s::int[], %s::jsonb[], %s::bigint[])
-        AS v(id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
-             body_state, word_count, clocks, version)"""
+    doc = _json.encode([{
+        "id": e.id, "owner_id": e.owner_id, "project_id": e.fields["project_id"],
+        "title": e.fields["title"], "tags": e.fields["tags"], "pinned": e.fields["pinned"],
+        "favorite": e.fields["favorite"], "deleted": e.fields["deleted"], "body": e.body,
+        "body_state": e.body_state, "word_count": e.word_count, "clocks": e.clocks,
+        "version": e.version} for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
                 deleted, body, body_state, word_count, clocks, version)
-                SELECT * FROM {src}""", cols)
+                SELECT * FROM {_NOTE_SRC}""", (doc,))
     else:
         await conn.execute(
             f"""UPDATE notes n SET project_id = v.project_id, title = v.title, tags = v.tags,
                 pinned = v.pinned, favorite = v.favorite, deleted = v.deleted, body = v.body,
                 body_state = v.body_state, word_count = v.word_count, clocks = v.clocks,
                 version = v.version, updated_at = now()
-                FROM {src} WHERE n.id = v.id""", cols)
+                FROM {_NOTE_SRC} WHERE n.id = v.id""", (doc,))
 
 
 async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:
-    cols = [
-        [e.id for e in rows], [e.owner_id for e in rows], [e.fields["title"] for e in rows],
-        [e.fields["description"] for e in rows], [e.fields["word_goal"] for e in rows],
-        [e.fields["status"] for e in rows], [e.fields["deleted"] for e in rows],
-        [e.word_count for e in rows], [Jsonb(e.milestones) for e in rows],
-        [Jsonb(e.clocks) for e in rows], [e.version for e in rows],
-    ]
-    src = """unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[],
-        %s::bool[], %s::int[], %s::jsonb[], %s::jsonb[], %s::bigint[])
-        AS v(id, owner_id, title, description, word_goal, status, deleted, word_count,
-             milestones, clocks, version)"""
+    doc = _json.encode([{
+        "id": e.id, "owner_id": e.owner_id, "title": e.fields["title"],
+        "description": e.fields["description"], "word_goal": e.fields["word_goal"],
+        "status": e.fields["status"], "deleted": e.fields["deleted"],
+        "word_count": e.word_count, "milestones": e.milestones, "clocks": e.clocks,
+        "version": e.version} for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO projects (id, owner_id, title, description, word_goal, status,
                 deleted, word_count, milestones, clocks, version)
-                SELECT * FROM {src}""", cols)
+                SELECT * FROM {_PROJECT_SRC}""", (doc,))
     else:
         await conn.execute(
             f"""UPDATE projects p SET title = v.title, description = v.description,
                 word_goal = v.word_goal, status = v.status, deleted = v.deleted,
                 word_count = v.word_count, milestones = v.milestones, clocks = v.clocks,
                 version = v.version, updated_at = now()
-                FROM {src} WHERE p.id = v.id""", cols)
+                FROM {_PROJECT_SRC} WHERE p.id = v.id""", (doc,))
 
 
 async def add_members(conn: Conn, rows: list[tuple[UUID, UUID, str]]) -> None:
