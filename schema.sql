@@ -125,9 +125,10 @@ CREATE INDEX IF NOT EXISTS notes_project ON notes (project_id);
 -- Full-text search over notes (GET /v1/search): title weight A, tags B, body C. The 'simple'
 -- configuration (no stemming, no stop words) suits notes in any language and prefix search.
 -- Only a body's first 100 000 characters are indexed: a tsvector is capped at 1 MB, and a
--- write must never fail because its note grew too large to index.
+-- write must never fail because its note grew too large to index. Notes are plain text:
+-- `<` and `>` become spaces, or the parser would take `<b>` for markup and skip words.
 ALTER TABLE notes ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (
-    setweight(to_tsvector('simple', title), 'A')
+    setweight(to_tsvector('simple', translate(title, '<>', '  ')), 'A')
     || setweight(to_tsvector('simple', tags), 'B')
-    || setweight(to_tsvector('simple', left(body, 100000)), 'C')) STORED;
+    || setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')) STORED;
 CREATE INDEX IF NOT EXISTS notes_search ON notes USING gin (search);

@@ -1,0 +1,79 @@
+"""Full-text search: by word, prefix and tag, title hits first, highlighted snippets,
+and only over the notes the caller can see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import Api, Device
+from tests.test_rest_notes import call, create
+
+
+def search(dev: Device, q: str, **params: Any) -> list[dict[str, Any]]:
+    r = call(dev, "GET", "/v1/search", params={"q": q, **params})
+    return list(r.json()["results"])
+
+
+def test_finds_by_word_prefix_and_tag_with_title_hits_first(api: Api) -> None:
+    dev = api.user()
+    body_hit = create(dev, title="Shopping", body="remember the pineapple pineapple pineapple "
+                      "for the party on saturday, and <script>alert(1)</script> nothing else")
+    title_hit = create(dev, title="Pineapple cake", body="flour, sugar and eggs")
+    tagged = create(dev, title="Weekend", tags=["tropical-fruit"], body="beach")
+    create(dev, title="Unrelated", body="nothing to see")
+
+    assert [r["id"] for r in search(dev, "pineapple")] == [title_hit["id"], body_hit["id"]]
+    assert [r["id"] for r in search(dev, "pinea")] == [title_hit["id"], body_hit["id"]]
+    # A trailing space ends the word: no more prefix matching.
+    assert search(dev, "pinea ") == []
+    assert [r["id"] for r in search(dev, "tropical")] == [tagged["id"]]
+    assert [r["id"] for r in search(dev, "PARTY sat")] == [body_hit["id"]]
+    assert search(dev, "pineapple beach") == []
+    assert search(dev, "  ?! ") == []
+
+    top = search(dev, "pineapple")
+    assert top[0]["title_html"] == "<mark>Pineapple</mark> cake"
+    assert top[0]["title_hit"] and not top[1]["title_hit"]
+    snippet = top[1]["snippet"]
+    assert "<mark>pineapple</mark>" in snippet and "<script>" not in snippet
+    assert "&lt;script&gt;<mark>alert</mark>" in search(dev, "alert")[0]["snippet"]
+
+
+def test_search_follows_edits_and_deletes(api: Api) -> None:
+    dev = api.user()
+    note = create(dev, title="Draft", body="first version")
+    assert search(dev, "version")
+    call(dev, "PATCH", f"/v1/notes/{note['id']}", json={"body": "second revision"})
+    assert search(dev, "version") == []
+    assert [r["id"] for r in search(dev, "revision")] == [note["id"]]
+    call(dev, "DELETE", f"/v1/notes/{note['id']}")
+    assert search(dev, "revision") == []
+    assert [r["id"] for r in search(dev, "revision", deleted="true")] == [note["id"]]
+
+
+def test_search_never_returns_another_users_note(api: Api) -> None:
+    alice, bob = api.user("alice"), api.user("bob")
+    secret = create(alice, title="zanzibar plans", tags=["zanzibar"], body="zanzibar zanzibar")
+    mine = create(bob, title="my notes", body="nothing about it")
+    assert search(bob, "zanzibar") == []
+    assert search(bob, "zanz") == []
+    assert [r["id"] for r in search(alice, "zanzibar")] == [secret["id"]]
+    # Sharing a project makes its notes searchable for the member, and only those.
+    pid = call(alice, "POST", "/v1/projects", 201, json={"title": "Trip"}).json()["id"]
+    shared = create(alice, title="zanzibar itinerary", project_id=pid)
+    call(alice, "POST", f"/v1/projects/{pid}/members", 201,
+         json={"email": bob.email, "role": "viewer"})
+    assert [r["id"] for r in search(bob, "zanzibar")] == [shared["id"]]
+    call(alice, "DELETE", f"/v1/projects/{pid}/members/{bob.user_id}", 204)
+    assert search(bob, "zanzibar") == []
+    assert search(bob, "notes")[0]["id"] == mine["id"]
+
+
+def test_bad_search_requests(api: Api) -> None:
+    dev = api.user()
+    assert call(dev, "GET", "/v1/search", 400, params={"q": "x" * 501}).json()["error"]
+    call(dev, "GET", "/v1/search", 400, params={"q": "x", "limit": 0})
+    r = dev.api.get("/v1/search", params={"q": "x"})
+    assert r.status_code == 401
+    # Query syntax characters are words' separators, never tsquery syntax errors.
+    assert search(dev, "a & b | !c:* 'd' (e") == []
