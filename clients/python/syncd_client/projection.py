@@ -166,7 +166,9 @@ class Projection:
         if not update:
             return False
         doc = self.doc(row)
-        before = doc.get_state()
+        # The state vector only counts insertions: an update that only deletes leaves it
+        # as it was, so compare the text too (a deletion of live text always changes it).
+        before, before_text = doc.get_state(), textdoc.text_of(doc)
         try:
             textdoc.apply_update(doc, update)
         except (KeyboardInterrupt, SystemExit):
@@ -174,7 +176,7 @@ class Projection:
         except BaseException:  # pycrdt raises pyo3 PanicException (a BaseException)
             log.exception("skipping a text update that does not apply to note %s", row.id)
             return False
-        if doc.get_state() == before:
+        if doc.get_state() == before and textdoc.text_of(doc) == before_text:
             return False
         row.body = textdoc.text_of(doc)
         row.body_state = doc.get_update()
