@@ -35,6 +35,7 @@ from syncd.metrics import Metrics
 from syncd.middleware import RequestContext
 from syncd.ratelimit import Limiter
 from syncd.services import Services
+from syncd.ws_collab import routes as ws_collab_routes
 
 log = logging.getLogger("syncd")
 
@@ -71,7 +72,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def routes() -> list[BaseRoute]:
     return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes,
-            *ops_routes.routes, *note_routes.routes, *project_routes.routes,
+            *ops_routes.routes, *ws_collab_routes, *note_routes.routes, *project_routes.routes,
             *history_routes.routes, *search_routes.routes]
 
 

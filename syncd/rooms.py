@@ -1,0 +1,255 @@
+"""Collab rooms: one in-memory Yjs document per hot note, its peers, and its write-behind.
+
+A `Room` holds the note's `pycrdt` Doc (root Text `body`), the connected peers, the
+awareness states they announced, and a queue of document changes not yet in the log.
+
+- Changes are captured with `Doc.observe`: what a transaction really added (the delta), so
+  an update the room already has (a reconnect's sync step 2) yields nothing and is neither
+  broadcast nor appended.
+- Peer changes are broadcast at once and persisted right after (write-behind) by one writer
+  task per room: it sleeps `COALESCE` seconds, then takes everything queued, merges each
+  author's deltas (`pycrdt.merge_updates`) and appends them with `sync.write` as `text`
+  ops, one transaction per author. Changes arriving while a write is in flight are batched
+  into the next one. A failed write is logged, the room is dropped and its peers are closed
+  with 1011: they reconnect, the fresh room loads the note from PostgreSQL, and the
+  peers' sync step 2 sends back whatever was not persisted.
+- Changes made through the sync path (device pushes, REST) arrive as hub events and are
+  merged in (`merge_external`) and broadcast, never written again.
+
+`Rooms` is the registry: rooms with peers are always kept; at most `WARM_ROOMS` idle ones
+stay warm (LRU) so a reconnect does not rebuild the document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+from uuid import UUID
+
+from pycrdt import Doc, Text, TransactionEvent, merge_updates
+
+from syncd import sync
+from syncd.config import MAX_DOC_BYTES
+from syncd.db import Database
+from syncd.fanout import Hub
+from syncd.merge import BODY
+from syncd.messages import Op
+from syncd.types import Principal
+from syncd.yproto import AwarenessEntry, encode_update
+
+log = logging.getLogger("syncd.collab")
+
+WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
+COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class Peer(Protocol):
+    def send(self, frame: bytes) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class DocTooLarge(Exception):
+    """Applying the update would take the document past MAX_DOC_BYTES."""
+
+
+class Room:
+    def __init__(self, note_id: UUID, state: bytes | None, db: Database, hub: Hub,
+                 on_fail: Callable[[Room], None]) -> None:
+        self.note_id = note_id
+        self.db = db
+        self.hub = hub
+        self.on_fail = on_fail
+        self.doc: Doc[Any] = Doc()
+        self.doc.get(BODY, type=Text)
+        self._captured: list[bytes] = []
+        self._sub = self.doc.observe(self._capture)
+        self.size = 0
+        self.peers: set[Peer] = set()
+        self.awareness: dict[int, AwarenessEntry] = {}
+        self.pending: list[tuple[Principal, bytes]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.seen: dict[UUID, int] = {}  # per user log: the last event seq merged in
+        self.failed = False
+        if state:
+            self.merge_external(state)
+
+    # --- the document -----------------------------------------------------------------------
+
+    def _capture(self, event: TransactionEvent) -> None:
+        if event.update and event.update != EMPTY_UPDATE:
+            self._captured.append(event.update)
+
+    def _apply(self, update: bytes) -> bytes | None:
+        """Apply an already validated update; return what it changed, if anything."""
+        self._captured.clear()
+        self.doc.apply_update(update)
+        delta, self._captured = self._captured, []
+        if not delta:
+            return None
+        merged = delta[0] if len(delta) == 1 else merge_updates(*delta)
+        self.size += len(merged)
+        return merged
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    def diff(self, state_vector: bytes) -> bytes:
+        return self.doc.get_update(state_vector)
+
+    def text(self) -> str:
+        return str(self.doc.get(BODY, type=Text))
+
+    def apply_from_peer(self, who: Principal, update: bytes, origin: Peer) -> bool:
+        """A peer's validated update: apply, broadcast to the others, queue the write."""
+        if self.size + len(update) > MAX_DOC_BYTES:
+            raise DocTooLarge(f"the document would exceed {MAX_DOC_BYTES} bytes")
+        delta = self._apply(update)
+        if delta is None:
+            return False
+        self.broadcast(encode_update(delta), exclude=origin)
+        self.pending.append((who, delta))
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write_behind())
+        return True
+
+    def merge_external(self, update: bytes) -> None:
+        """A change that is already in the log (sync path, another node, the row): merge and
+        broadcast it; never written again."""
+        try:
+            delta = self._apply(update)
+        except BaseException as e:  # pycrdt raises pyo3 PanicException on bad bytes
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            log.warning("note %s: could not merge a stored update: %r", self.note_id, e)
+            return
+        if delta is not None and self.peers:
+                self.broadcast(encode_update(delta))
+
+    def on_event(self, user: UUID, seq: int, update: bytes | None) -> None:
+        """A hub event for this note, from `user`'s log (each user's copy arrives once per
+        subscribed connection: the seq dedupes)."""
+        if seq <= self.seen.get(user, 0):
+            return
+        self.seen[user] = seq
+        if update:
+            self.merge_external(update)
+
+    async def refresh(self) -> None:
+        """Merge the stored body (after a bus nudge: something may have been missed)."""
+
+        async def tx(conn: Any) -> bytes | None:
+            cur = await conn.execute("SELECT body_state FROM notes WHERE id = %s",
+                                     (self.note_id,))
+            row = await cur.fetchone()
+            return row["body_state"] if row else None
+
+        try:
+            state = await self.db.run(tx, read_only=True)
+        except Exception:
+            log.exception("note %s: refresh failed", self.note_id)
+            return
+        if state:
+            self.merge_external(bytes(state))
+
+    # --- peers ------------------------------------------------------------------------------
+
+    def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
+        for peer in list(self.peers):
+            if peer is not exclude:
+                peer.send(frame)
+
+    def awareness_entries(self) -> list[AwarenessEntry]:
+        return list(self.awareness.values())
+
+    def observe_awareness(self, entries: list[AwarenessEntry]) -> None:
+        for entry in entries:
+            if entry.removed:
+                self.awareness.pop(entry.client_id, None)
+            else:
+                known = self.awareness.get(entry.client_id)
+                if known is None or entry.clock >= known.clock:
+                    self.awareness[entry.client_id] = entry
+
+    def forget_awareness(self, client_ids: list[int]) -> None:
+        for client_id in client_ids:
+            self.awareness.pop(client_id, None)
+
+    # --- write-behind -----------------------------------------------------------------------
+
+    async def _write_behind(self) -> None:
+        try:
+            while self.pending and not self.failed:
+                await asyncio.sleep(COALESCE)
+                batch, self.pending = self.pending, []
+                by_author: dict[Principal, list[bytes]] = {}
+                for who, delta in batch:
+                    by_author.setdefault(who, []).append(delta)
+                for who, deltas in by_author.items():
+                    update = deltas[0] if len(deltas) == 1 else merge_updates(*deltas)
+                    await self._persist(who, update)
+        finally:
+            self.writer = None
+
+    async def _persist(self, who: Principal, update: bytes) -> None:
+        op = Op(client_seq=0, hlc="", entity="note", id=self.note_id, kind="text",
+                field="body", update=update)
+        try:
+            results = await sync.write(self.db, self.hub, who, [op])
+            refused = [r for r in results if r.status == "rejected"]
+            if refused:
+                raise RuntimeError(f"{refused[0].code}: {refused[0].message}")
+        except Exception:
+            log.exception("note %s: could not persist a collab update; reloading the room",
+                          self.note_id)
+            self.fail()
+
+    def fail(self) -> None:
+        """Drop this room: its peers reconnect and resync against the stored document."""
+        if self.failed:
+            return
+        self.failed = True
+        self.pending.clear()
+        for peer in list(self.peers):
+            peer.close(1011, "could not store the document; reconnect")
+        self.on_fail(self)
+
+    async def drain(self) -> None:
+        """Wait until everything queued is in the log (or failed)."""
+        while self.writer is not None:
+            await asyncio.shield(self.writer)
+
+
+class Rooms:
+    """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU)."""
+
+    def __init__(self, db: Database, hub: Hub, warm: int = WARM_ROOMS) -> None:
+        self.db = db
+        self.hub = hub
+        self.warm = warm
+        self.rooms: OrderedDict[UUID, Room] = OrderedDict()
+
+    def get(self, note_id: UUID, state: bytes | None) -> Room:
+        """The note's room, created from `state` or, when warm, with `state` merged in."""
+        room = self.rooms.get(note_id)
+        if room is None or room.failed:
+            room = Room(note_id, state, self.db, self.hub, self._dropped)
+            self.rooms[note_id] = room
+        elif state:
+            room.merge_external(state)
+        self.rooms.move_to_end(note_id)
+        return room
+
+    def _dropped(self, room: Room) -> None:
+        if self.rooms.get(room.note_id) is room:
+            del self.rooms[room.note_id]
+
+    def release(self, room: Room) -> None:
+        """A peer left: evict the least recently used idle rooms past the bound."""
+        idle = [r for r in self.rooms.values() if not r.peers and r.writer is None]
+        for old in idle[: max(0, len(idle) - self.warm)]:
+            del self.rooms[old.note_id]
