@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
 from syncd.api import history as history_routes
 from syncd.api import members as member_routes
@@ -26,6 +27,7 @@ from syncd.api import search as search_routes
 from syncd.api import sync as sync_routes
 from syncd.api.common import error_response
 from syncd.auth import Auth
+from syncd.bus import connect_bus
 from syncd.config import Settings
 from syncd.db import Database, migrate_sync
 from syncd.errors import NotFound, SyncdError
@@ -36,6 +38,7 @@ from syncd.middleware import RequestContext
 from syncd.ratelimit import Limiter
 from syncd.services import Services
 from syncd.ws_collab import routes as ws_collab_routes
+from syncd.ws_sync import routes as ws_sync_routes
 
 log = logging.getLogger("syncd")
 
@@ -71,8 +74,10 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [*auth_routes.routes, *sync_routes.routes, *member_routes.routes,
-            *ops_routes.routes, *ws_collab_routes, *note_routes.routes, *project_routes.routes,
+    return [*auth_routes.routes, *account_routes.routes, *sync_routes.routes,
+            *member_routes.routes,
+            *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
+            *note_routes.routes, *project_routes.routes,
             *history_routes.routes, *search_routes.routes]
 
 
@@ -93,7 +98,8 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl)
         app.state.services = Services(settings, db, auth, hub, metrics)
         try:
-            yield
+            async with connect_bus(settings.redis_url, hub):
+                yield
         finally:
             await limiter.close()
             await db.close()

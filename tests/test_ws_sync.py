@@ -1,0 +1,244 @@
+"""The sync socket end to end (a real server) and the session's flow control in process."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.fix_server import ServerProcess
+from tests.helpers import Api, Device, new_id
+from tests.ws_client import (
+    close_code,
+    events_until,
+    hello,
+    open_slow_socket,
+    open_socket,
+    recv,
+    recv_type,
+    send,
+    seqs,
+)
+
+# --- resume and live ----------------------------------------------------------------------
+
+
+def test_hello_backlog_then_live_including_own(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    a.push([a.set("note", new_id(), title=f"n{i}") for i in range(3)])
+    b = a.login_again("phone")
+    with open_socket(server.ws_url, b) as ws:
+        assert hello(ws, 0) == 3
+        backlog = events_until(ws, 3)
+        assert seqs(backlog) == [1, 2, 3]
+        assert backlog[0]["fields"] == {"title": "n0"}
+        a.push([a.set("note", new_id(), title="live")])
+        live = events_until(ws, 4)
+        assert seqs(live) == [4] and live[0]["fields"] == {"title": "live"}
+        # the device's own pushes come back too, after its ack or before it
+        send(ws, {"type": "push", "ops": [b.set("note", new_id(), title="mine")]})
+        frames: list[dict[str, Any]] = []
+        own = events_until(ws, 5, frames=frames)
+        if not frames:
+            frames.append(recv_type(ws, "ack"))
+        assert seqs(own) == [5] and own[0]["device_id"] == b.device_id
+        assert frames == [{"type": "ack", "acked": 1, "cursor": 5,
+                           "results": [{"client_seq": 1, "status": "applied"}]}]
+
+
+def test_resume_is_gapless_while_another_device_pushes(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    a.push([a.set("note", new_id(), title=f"old{i}") for i in range(40)])
+    b = a.login_again("phone")
+    pusher_api = Api(server.base_url)
+    a2 = Device(pusher_api, a.user_id, a.device_id, a.email, a.token, a.refresh_token,
+                a.seq, a.counter)
+    total = 40 + 60 * 3
+    done = threading.Event()
+
+    def push_concurrently() -> None:
+        try:
+            for i in range(60):
+                a2.push([a2.set("note", new_id(), title=f"new{i}.{k}") for k in range(3)])
+        finally:
+            done.set()
+
+    pusher = threading.Thread(target=push_concurrently)
+    pusher.start()
+    try:
+        for cursor in (7, 20, 33):  # reconnect with old cursors while pushes commit
+            with open_socket(server.ws_url, b) as ws:
+                hello(ws, cursor)
+                got = events_until(ws, cursor + 10)
+                assert seqs(got) == list(range(cursor + 1, cursor + 1 + len(got)))
+        with open_socket(server.ws_url, b) as ws:
+            hello(ws, 5)
+            done.wait(60)
+            got = events_until(ws, total, timeout=60)
+            assert seqs(got) == list(range(6, total + 1))  # each once, in order
+    finally:
+        pusher.join()
+        pusher_api.close()
+
+
+# --- push, ping, refusals -----------------------------------------------------------------
+
+
+def test_push_ack_duplicate_gap_and_ping(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    with open_socket(server.ws_url, a) as ws:
+        ops = [a.set("note", new_id(), title="one"), a.set("note", new_id(), title="two")]
+        send(ws, {"type": "push", "ops": ops})
+        ack = recv_type(ws, "ack")
+        assert ack["acked"] == 2 and [r["status"] for r in ack["results"]] == ["applied"] * 2
+        send(ws, {"type": "push", "ops": ops})  # re-push: nothing changes
+        again = recv_type(ws, "ack")
+        assert again["acked"] == 2 and again["cursor"] == ack["cursor"]
+        assert [r["status"] for r in again["results"]] == ["duplicate"] * 2
+        gap = a.set("note", new_id(), title="gap")
+        gap["client_seq"] = 9
+        send(ws, {"type": "push", "ops": [gap]})
+        err = recv_type(ws, "error")
+        assert err["code"] == "client_seq_gap" and err["details"] == {"expected": 3}
+        send(ws, {"type": "hello", "cursor": "nope"})
+        assert recv_type(ws, "error")["code"] == "invalid_request"
+        send(ws, {"type": "ping"})
+        assert recv_type(ws, "pong") == {"type": "pong"}  # the socket survived
+    assert a.pull() and len(a.pull()) == 2
+
+
+@pytest.mark.parametrize("frame", ["not json", '{"type": "shout"}', "[1, 2]", '{"cursor": 1}'])
+def test_a_frame_that_is_not_a_protocol_message_closes_4409(
+        server: ServerProcess, api: Api, frame: str) -> None:
+    a = api.user()
+    with open_socket(server.ws_url, a) as ws:
+        ws.send(frame)
+        assert close_code(ws) == 4409
+
+
+def test_oversize_frame_is_refused(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    with open_socket(server.ws_url, a) as ws:
+        ws.send('{"type": "ping", "pad": "' + "x" * (9 * 1024 * 1024) + '"}')
+        assert recv_type(ws, "error")["code"] == "too_large"
+        send(ws, {"type": "ping"})
+        assert recv_type(ws, "pong")["type"] == "pong"
+
+
+def test_bad_token_closes_4401(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    for token in ("garbage", a.token[:-4] + "AAAA"):
+        with open_socket(server.ws_url, a, token=token) as ws:
+            assert close_code(ws) == 4401
+    try:
+        with connect(f"{server.ws_url}/v1/sync/ws", open_timeout=10) as ws:
+            assert close_code(ws) == 4401
+    except InvalidStatus as e:  # refusing at the handshake is allowed too
+        assert e.response.status_code == 401
+
+
+def test_msgpack_subprotocol(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    a.push([a.set("note", new_id(), title="packed")])
+    with open_socket(server.ws_url, a, subprotocols=["msgpack"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "msgpack"
+        ws.send(msgspec.msgpack.encode({"type": "hello", "cursor": 0}))
+        welcome = msgspec.msgpack.decode(ws.recv(timeout=10))
+        assert welcome == {"type": "welcome", "head": 1}
+        frame = ws.recv(timeout=10)
+        assert isinstance(frame, bytes)
+        events = msgspec.msgpack.decode(frame)
+        assert events["type"] == "events" and events["events"][0]["fields"]["title"] == "packed"
+
+
+# --- revocation ---------------------------------------------------------------------------
+
+
+def test_revoking_a_device_closes_its_socket(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    b = a.login_again("phone")
+    with open_socket(server.ws_url, b) as ws_b, open_socket(server.ws_url, a) as ws_a:
+        hello(ws_b)
+        hello(ws_a)
+        assert a.api.delete(f"/v1/devices/{b.device_id}", headers=a.headers).status_code == 204
+        assert close_code(ws_b) == 4401
+        send(ws_a, {"type": "ping"})  # the other device is untouched
+        assert recv_type(ws_a, "pong")["type"] == "pong"
+
+
+def test_logout_closes_the_socket(server: ServerProcess, api: Api) -> None:
+    a = api.user()
+    with open_socket(server.ws_url, a) as ws:
+        hello(ws)
+        assert a.api.post("/v1/auth/logout", headers=a.headers).status_code == 204
+        assert close_code(ws) == 4401
+    with open_socket(server.ws_url, a) as ws:  # and the token no longer opens one
+        assert close_code(ws) == 4401
+
+
+# --- flow control: a server of its own with tight limits ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight_server(pg_url: str, tmp_root: Path) -> Any:
+    proc = ServerProcess(pg_url, tmp_root / "tight", env={
+        "SYNCD_WS_SEND_TIMEOUT": "1", "SYNCD_WS_QUEUE_LIMIT": "4",
+        "SYNCD_WS_CLOSE_TIMEOUT": "120", "SYNCD_WS_IDLE_TIMEOUT": "120"})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_a_client_that_does_not_read_is_cut_off_and_loses_nothing(tight_server: ServerProcess,
+                                                                  ) -> None:
+    with Api(tight_server.base_url) as api:
+        a = api.user()
+        b = a.login_again("slow")
+        with open_slow_socket(tight_server.ws_url, b) as ws:
+            hello(ws)
+            note = new_id()
+            total = 0
+            for round_ in range(40):  # ~14 MB of events: more than the buffers hold
+                ops = [a.set("note", note if k == 0 else new_id(), title=f"{round_}.{k}",
+                             tags=[secrets.token_urlsafe(48) for _ in range(50)])
+                       for k in range(100)]
+                total = a.push(ops)["cursor"]
+            got: list[dict[str, Any]] = []
+            frames: list[dict[str, Any]] = []
+            code = None
+            try:  # now read: what was buffered, then a resync and more, or the end
+                while not got or got[-1]["seq"] < total:
+                    frame = recv(ws, 60)
+                    if frame["type"] == "events":
+                        got += frame["events"]
+                    else:
+                        frames.append(frame)
+            except ConnectionClosed as e:
+                code = e.rcvd.code if e.rcvd else 1006
+        # The server noticed: a resync or a 4408 close (the close frame may have been cut
+        # with the connection if it could not be written). Either way nothing is lost.
+        assert code in (4408, 1006) or any(f["type"] == "resync" for f in frames), (code, frames)
+        assert seqs(got) == list(range(1, len(got) + 1))
+        with open_socket(tight_server.ws_url, b) as ws2:
+            hello(ws2, len(got))
+            rest = events_until(ws2, total, timeout=60) if len(got) < total else []
+        assert seqs(got + rest) == list(range(1, total + 1))
+
+
+def test_an_idle_client_is_closed(pg_url: str, tmp_root: Path) -> None:
+    proc = ServerProcess(pg_url, tmp_root / "idle", env={"SYNCD_WS_IDLE_TIMEOUT": "1"})
+    proc.start()
+    try:
+        with Api(proc.base_url) as api:
+            a = api.user()
+            with open_socket(proc.ws_url, a) as ws:
+                hello(ws)
+                assert close_code(ws, timeout=30) == 4408
+    finally:
+        proc.stop()
