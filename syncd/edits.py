@@ -96,15 +96,20 @@ def op(kind: str, id: UUID, op_kind: str, **extra: Any) -> Op:
 
 
 def change_ops(kind: str, id: UUID, current: Entity | None, fields: dict[str, Any],
-               body: str | None = None, deleted: bool | None = None) -> list[Op]:
-    """Ops that set `fields`, make the body `body` and the deleted flag `deleted`."""
+               body: str | None = None, deleted: bool | None = None,
+               base: bytes | None = None) -> list[Op]:
+    """Ops that set `fields`, make the body `body` and the deleted flag `deleted`. The body
+    is diffed from the document state `base` when given (what the client had read), else
+    from the current document."""
     ops = []
     if current is not None and deleted is False and current.deleted:
         ops.append(op(kind, id, "restore"))
     if fields or current is None:
         ops.append(op(kind, id, "set", fields=fields))
     if body is not None:
-        update = text_update(current.body_state if current else None, body)
+        if base is None and current is not None:
+            base = current.body_state
+        update = text_update(base, body)
         if update is not None:
             ops.append(op(kind, id, "text", field=BODY, update=update))
     if current is not None and deleted is True and not current.deleted:

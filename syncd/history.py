@@ -35,7 +35,7 @@ SNIPPET = 200  # characters of inserted / deleted text shown per history entry
 
 
 async def entity_events(conn: Conn, user: UUID, id: UUID, *, upto: int | None = None,
-                        after: int = 0, limit: int | None = None,
+                        after: int = 0, until: int | None = None, limit: int | None = None,
                         payloads: bool = True) -> list[dict[str, Any]]:
     """The entity's events in the user's log, by op id (the (entity_id, op_id) index)."""
     data = "p.data" if payloads else "NULL::bytea AS data"
@@ -45,10 +45,11 @@ async def entity_events(conn: Conn, user: UUID, id: UUID, *, upto: int | None = 
             FROM events e LEFT JOIN payloads p ON %(payloads)s AND e.has_payload
                                                  AND p.op_id = e.op_id
             WHERE e.entity_id = %(id)s AND e.user_id = %(u)s AND e.kind = ANY(%(kinds)s)
-              AND e.seq <= %(upto)s AND e.op_id > %(after)s
+              AND e.seq <= %(upto)s AND e.op_id > %(after)s AND e.op_id <= %(until)s
             ORDER BY e.op_id LIMIT %(limit)s""",
         {"id": id, "u": user, "kinds": KINDS, "upto": upto if upto is not None else 2**62,
-         "after": after, "limit": limit, "payloads": payloads})
+         "after": after, "until": until if until is not None else 2**62, "limit": limit,
+         "payloads": payloads})
     return await cur.fetchall()
 
 
@@ -179,6 +180,20 @@ async def past(db: Database, who: Principal, kind: str, id: UUID, seq: int | Non
             raise NotFound(f"the {kind} did not exist (for you) at that point",
                            code="not_found_then")
         return ent, n
+
+    return await db.run(tx, read_only=True, repeatable=True)
+
+
+async def body_at_version(db: Database, who: Principal, id: UUID, version: int) -> bytes:
+    """The note's document as of `version` (the ETag a client read), for a three-way body
+    merge: a diff from it keeps what others wrote since, a diff from now would undo it."""
+    async def tx(conn: Conn) -> bytes:
+        await _visible(conn, who, "note", id)
+        ent = state_at(await entity_events(conn, who.user_id, id, until=version))
+        if ent is None:
+            raise edits.Unprocessable("base_version is not a version of this note",
+                                      {"base_version": version})
+        return ent.body_state or b""
 
     return await db.run(tx, read_only=True, repeatable=True)
 

@@ -4,6 +4,7 @@ CRDT diffs, lists filter/sort/paginate by keyset, ETags guard writes, isolation 
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any
 
 import httpx
@@ -76,6 +77,54 @@ def test_body_patch_merges_with_a_concurrent_device_edit(api: Api) -> None:
     text_events = [e for e in tablet.pull() if e["kind"] == "text"]
     assert len(text_events) == 6  # the diffs are small updates, not whole documents
     assert all(len(base64.b64decode(e["update"])) < 120 for e in text_events[1:])
+
+
+def test_body_patch_from_a_read_version_keeps_edits_made_since(api: Api) -> None:
+    web = api.user("web")
+    tablet = web.login_again("tablet")
+    note = create(web, body="hello world")
+    read = call(web, "GET", f"/v1/notes/{note['id']}").json()
+    # The tablet's edit reaches the server after the web client read the note.
+    tablet.push([_device_edit(tablet, note["id"], lambda t: t.insert(len(b"hello "), "dear "))])
+    r = call(web, "PATCH", f"/v1/notes/{note['id']}",
+             json={"body": "hello world!", "base_version": read["version"]})
+    assert r.json()["body"] == "hello dear world!"
+    # Without base_version the text is diffed from the current document: what the
+    # client sends is what the body becomes.
+    r = call(web, "PATCH", f"/v1/notes/{note['id']}", json={"body": "hello world?"})
+    assert r.json()["body"] == "hello world?"
+    for bad in (0, "7", True):
+        call(web, "PATCH", f"/v1/notes/{note['id']}", 422, json={"body": "x", "base_version": bad})
+
+
+def test_body_patches_racing_device_pushes_lose_nothing(api: Api) -> None:
+    web = api.user("web")
+    note = create(web, body="middle")["id"]
+    with Api(str(api.base_url)) as other:
+        tablet = other.login(web.email, "tablet")
+
+        def patches() -> None:
+            for i in range(10):
+                read = call(web, "GET", f"/v1/notes/{note}").json()
+                call(web, "PATCH", f"/v1/notes/{note}",
+                     json={"body": f"{read['body']} w{i}", "base_version": read["version"]})
+
+        def pushes() -> None:
+            for i in range(10):
+                view = call(tablet, "GET", f"/v1/notes/{note}").json()
+                update, _ = text_update(base64.b64decode(view["body_state"]),
+                                        lambda t, i=i: t.insert(0, f"d{i} "))
+                tablet.push([tablet.op("note", note, "text", field="body",
+                                       update=base64.b64encode(update).decode())])
+
+        threads = [threading.Thread(target=patches), threading.Thread(target=pushes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    words = call(web, "GET", f"/v1/notes/{note}").json()["body"].split()
+    assert sorted(words) == sorted(["middle", *(f"w{i}" for i in range(10)),
+                                    *(f"d{i}" for i in range(10))])
 
 
 def test_list_filters_sort_and_keyset_pagination(api: Api) -> None:

@@ -7,6 +7,7 @@ Every write is a set of ops on the log (syncd/edits.py), so it reaches every dev
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from syncd import edits, queries
+from syncd import edits, history, queries
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.errors import BadRequest
 from syncd.merge import Entity
@@ -22,6 +23,17 @@ from syncd.messages import Op
 from syncd.queries import MAX_LIMIT, SORTS, Page
 
 Filters = Callable[[Request, Page], None]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a POST or PATCH asks for."""
+
+    fields: dict[str, Any]
+    text: str | None
+    deleted: bool | None
+    id: UUID | None
+    base_version: int | None
 
 
 def query_bool(request: Request, name: str) -> bool | None:
@@ -69,22 +81,24 @@ class Resource:
         self.filters = filters
         self.text_field = text_field  # a plain-text field written as a CRDT diff
 
-    async def _changes(self, request: Request) -> tuple[dict[str, Any], str | None,
-                                                         bool | None, UUID | None]:
-        """Split a JSON object into (fields, text, deleted, id) and validate the fields."""
+    async def _changes(self, request: Request) -> Changes:
+        """Split the JSON object of a POST or PATCH and validate its fields."""
         fields = await read_body(request, dict[str, Any], limit=1024 * 1024)
         raw_id = fields.pop("id", None)
         text = fields.pop(self.text_field, None) if self.text_field else None
         deleted = fields.pop("deleted", None)
+        base = fields.pop("base_version", None) if self.text_field else None
         if text is not None and not isinstance(text, str):
             raise edits.Unprocessable(f"{self.kind}.{self.text_field} must be a string")
         if deleted is not None and not isinstance(deleted, bool):
             raise edits.Unprocessable(f"{self.kind}.deleted must be a boolean")
+        if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
+            raise edits.Unprocessable("base_version must be an integer (an ETag's version)")
         try:
             id = UUID(raw_id) if raw_id is not None else None
         except (TypeError, ValueError, AttributeError):
             raise edits.Unprocessable(f"{self.kind}.id must be a UUID") from None
-        return edits.check_fields(self.kind, fields), text, deleted, id
+        return Changes(edits.check_fields(self.kind, fields), text, deleted, id, base)
 
     async def index(self, request: Request, within: UUID | None = None) -> Response:
         who = await principal(request)
@@ -112,18 +126,23 @@ class Resource:
 
     async def create(self, request: Request) -> Response:
         await principal(request)
-        fields, text, _, id = await self._changes(request)
-        id = id or uuid4()
+        c = await self._changes(request)
+        id = c.id or uuid4()
         return await self._write(
-            request, id, lambda cur: edits.change_ops(self.kind, id, cur, fields, text),
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, c.fields, c.text),
             create=True, status=201)
 
     async def patch(self, request: Request) -> Response:
-        await principal(request)
+        """`base_version` (notes): the version the client read; its body is then diffed
+        from that version's document, so edits others made since are kept, not undone."""
+        who = await principal(request)
         id = path_uuid(request, "id")
-        fields, text, deleted, _ = await self._changes(request)
-        return await self._write(
-            request, id, lambda cur: edits.change_ops(self.kind, id, cur, fields, text, deleted))
+        c = await self._changes(request)
+        base = None
+        if c.text is not None and c.base_version is not None:
+            base = await history.body_at_version(services(request).db, who, id, c.base_version)
+        return await self._write(request, id, lambda cur: edits.change_ops(
+            self.kind, id, cur, c.fields, c.text, c.deleted, base))
 
     async def delete(self, request: Request) -> Response:
         id = path_uuid(request, "id")
