@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -120,6 +121,9 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
             SyncdError: _syncd_error,
             NotFound: _syncd_error,
             HTTPException: _http_error,
+            # A database error is answered here, below ServerErrorMiddleware, which would
+            # re-raise to uvicorn and drop the client's keep-alive connection.
+            psycopg.Error: _internal_error,
             Exception: _internal_error,
         },
     )
