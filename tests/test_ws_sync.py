@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,15 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from syncd import sync
+from syncd.auth import Auth
+from syncd.config import Settings
+from syncd.db import Database
+from syncd.fanout import Hub, Subscriber
+from syncd.messages import Op
+from syncd.services import Services
+from syncd.types import Principal
+from syncd.ws_sync import Limits, Session
 from tests.fix_server import ServerProcess
 from tests.helpers import Api, Device, new_id
 from tests.ws_client import (
@@ -242,3 +255,162 @@ def test_an_idle_client_is_closed(pg_url: str, tmp_root: Path) -> None:
                 assert close_code(ws, timeout=30) == 4408
     finally:
         proc.stop()
+
+
+# --- in process: the session against a socket whose sends the test holds back ------------
+
+
+class HeldSocket:
+    """Stands in for Starlette's WebSocket; `gate` holds sends back like a client not reading."""
+
+    def __init__(self, token: str) -> None:
+        self.scope: dict[str, Any] = {"type": "websocket", "subprotocols": []}
+        self.query_params = {"token": token}
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.frames: list[dict[str, Any]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = asyncio.Event()  # a send is waiting at the gate
+        self.closed: tuple[int, str] | None = None
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        pass
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.gate.is_set():
+            self.held.set()
+            await self.gate.wait()
+        self.frames.append(json.loads(message["text"]))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = (code, reason or "")
+
+    def say(self, msg: dict[str, Any]) -> None:
+        self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(msg)})
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for f in self.frames if f["type"] == "events" for e in f["events"]]
+
+
+async def until(cond: Any, limit: float = 15) -> None:
+    """Poll a condition with a bounded wait (the frames list has no event to wait on)."""
+    async with asyncio.timeout(limit):
+        while not cond():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+class Rig:
+    """One user's device in process: real Database, Auth and Hub, and a held socket."""
+
+    def __init__(self, pg_url: str) -> None:
+        self.db = Database(pg_url, 1, 4)
+        self.hub = Hub()
+        self.auth = Auth(self.db, "in-process-test-secret-0123456789abcdef", 900, 3600)
+        self.seq = 0
+
+    async def __aenter__(self) -> Rig:
+        await self.db.open()
+        email = f"u{secrets.token_hex(6)}@example.com"
+        await self.auth.register(email, "correct horse battery", "")
+        login = await self.auth.login(email, "correct horse battery", "dev", "test")
+        self.token = login["access_token"]
+        self.who = Principal(login["user"]["id"], login["device_id"])
+        self.svc = Services(Settings(), self.db, self.auth, self.hub)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.db.close()
+
+    async def push(self, hub: Hub | None = None) -> None:
+        self.seq += 1
+        op = Op(self.seq, f"{int(time.time() * 1000):013d}.{self.seq:06d}.{self.who.device_id}",
+                "note", uuid.uuid4(), "set", {"title": f"t{self.seq}"})
+        await sync.push(self.db, hub or self.hub, self.who, [op])
+
+    def session(self, limits: Limits) -> tuple[HeldSocket, Session, asyncio.Task[None]]:
+        ws = HeldSocket(self.token)
+        session = Session(ws, self.svc, limits)  # type: ignore[arg-type]
+        return ws, session, asyncio.create_task(session.run())
+
+
+def test_subscriber_queue_is_bounded() -> None:
+    async def main() -> None:
+        hub = Hub()
+        sub = Subscriber(uuid.uuid4(), limit=8)
+        hub.subscribe(sub)
+        for _ in range(10_000):
+            hub.deliver({sub.user_id: []})
+            assert sub.queue.qsize() <= 8
+        assert sub.overflowed
+
+    asyncio.run(main())
+
+
+def test_overflow_sends_resync_then_carries_on_from_the_log(pg_url: str) -> None:
+    async def main() -> None:
+        async with Rig(pg_url) as rig:
+            ws, session, task = rig.session(Limits(queue_limit=2, send_timeout=60))
+            ws.say({"type": "hello", "cursor": 0})
+            await until(lambda: ws.frames)
+            ws.gate.clear()
+            await rig.push()  # the streamer takes it and is held sending it
+            await asyncio.wait_for(ws.held.wait(), 15)
+            for _ in range(6):
+                await rig.push()
+                assert session.sub.queue.qsize() <= 2
+            assert session.sub.overflowed
+            ws.gate.set()
+            await until(lambda: ws.events() and ws.events()[-1]["seq"] == 7)
+            kinds = [f["type"] for f in ws.frames]
+            assert kinds[:3] == ["welcome", "events", "resync"], kinds
+            assert ws.frames[2] == {"type": "resync", "cursor": 1}
+            assert [e["seq"] for e in ws.events()] == list(range(1, 8))
+            ws.inbox.put_nowait({"type": "websocket.disconnect"})
+            await asyncio.wait_for(task, 15)
+            assert rig.hub.subscriber_count() == 0
+
+    asyncio.run(main())
+
+
+def test_a_gap_in_live_events_is_filled_from_the_log(pg_url: str) -> None:
+    async def main() -> None:
+        async with Rig(pg_url) as rig:
+            ws, _session, task = rig.session(Limits())
+            ws.say({"type": "hello", "cursor": 0})
+            await until(lambda: ws.frames)
+            elsewhere = Hub()  # commits whose live delivery is lost, as on another node
+            await rig.push(elsewhere)
+            await rig.push(elsewhere)
+            page = await sync.pull(rig.db, rig.who, 0, 10)
+            rig.hub.deliver({rig.who.user_id: page.events[1:]})  # seq 2 without seq 1
+            await until(lambda: len(ws.events()) >= 2)
+            rig.hub.deliver({rig.who.user_id: page.events[:1]})  # seq 1, late: a duplicate
+            await rig.push()
+            await until(lambda: ws.events()[-1]["seq"] == 3)
+            assert [e["seq"] for e in ws.events()] == [1, 2, 3]
+            ws.inbox.put_nowait({"type": "websocket.disconnect"})
+            await asyncio.wait_for(task, 15)
+
+    asyncio.run(main())
+
+
+def test_a_send_the_client_never_takes_closes_4408(pg_url: str) -> None:
+    async def main() -> None:
+        async with Rig(pg_url) as rig:
+            ws, session, task = rig.session(Limits(queue_limit=4, send_timeout=0.5))
+            ws.say({"type": "hello", "cursor": 0})
+            await until(lambda: ws.frames)
+            ws.gate.clear()
+            for _ in range(20):
+                await rig.push()
+                assert session.sub.queue.qsize() <= 4
+            await asyncio.wait_for(ws.held.wait(), 15)
+            ws.gate.set = lambda: None  # type: ignore[method-assign]  # never again
+            await asyncio.wait_for(task, 15)
+            assert ws.closed is not None and ws.closed[0] == 4408
+            assert rig.hub.subscriber_count() == 0
+
+    asyncio.run(main())
