@@ -18,6 +18,10 @@ from syncd.plan import Members
 
 NOTE_COLS = ("title", "tags", "pinned", "favorite", "project_id", "deleted")
 PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
+_COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
+# The projection columns, named: `SELECT *` would also drag the search tsvector along.
+NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state"
+PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, milestones"
 
 
 def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
@@ -37,13 +41,14 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID]) -> dict[UUID, Entity]:
     """Lock and load the given notes, then every project they or `ids` refer to."""
     ids = sorted(set(ids))
     cur = await conn.execute(
-        "SELECT * FROM notes WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
+        f"SELECT {NOTE_SELECT} FROM notes WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
     )
     found = {r["id"]: entity_from_row("note", r) for r in await cur.fetchall()}
     pids = set(ids) - set(found)
     pids |= {n.project_id for n in found.values() if n.project_id}
     cur = await conn.execute(
-        "SELECT * FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(pids),)
+        f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        (sorted(pids),),
     )
     found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found

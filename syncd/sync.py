@@ -18,6 +18,7 @@ from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
 from syncd.fanout import Hub
 from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
+from syncd.store import NOTE_SELECT, PROJECT_SELECT
 from syncd.types import Principal
 from syncd.views import entity_view
 
@@ -148,12 +149,12 @@ async def snapshot(db: Database, who: Principal) -> dict[str, Any]:
     async def tx(conn: Conn) -> dict[str, Any]:
         head = await log.head(conn, who.user_id)
         cur = await conn.execute(
-            """SELECT p.*, m.role FROM projects p JOIN members m ON m.project_id = p.id
+            f"""SELECT {PROJECT_SELECT} FROM projects p JOIN members m ON m.project_id = p.id
                WHERE m.user_id = %s ORDER BY p.id""", (who.user_id,))
         projects = await cur.fetchall()
         members = await store.load_members(conn, [p["id"] for p in projects])
         cur = await conn.execute(
-            """SELECT n.* FROM notes n WHERE n.owner_id = %(u)s OR n.project_id IN
+            f"""SELECT {NOTE_SELECT} FROM notes n WHERE n.owner_id = %(u)s OR n.project_id IN
                (SELECT project_id FROM members WHERE user_id = %(u)s) ORDER BY n.id""",
             {"u": who.user_id})
         notes = await cur.fetchall()
