@@ -103,7 +103,7 @@ def new_id() -> str:
 
 def text_update(base_state: bytes | None, edit: Any) -> tuple[bytes, bytes]:
     """Apply edit(text) to a doc at base_state; return (the update it made, the new state)."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     text = doc.get("body", type=Text)
     if base_state:
         doc.apply_update(base_state)
