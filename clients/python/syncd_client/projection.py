@@ -112,6 +112,7 @@ class Projection:
             return [ev.id] if self.forget(entity, ev.id) else []
 
         row = self.row_or_new(entity, ev.id)
+        clocks_before = dict(row.clocks)
         changed = self._canonicalise(row, ev, device_id)
         match ev.kind:
             case "set":
@@ -128,7 +129,9 @@ class Projection:
             case _:
                 self.store.notify(raw)
                 return []
-        if changed or self.store.row(entity, ev.id) is None:
+        # A write that keeps the value still moves the field's clock: persist it, or an
+        # older write arriving later would win here and nowhere else.
+        if changed or row.clocks != clocks_before or self.store.row(entity, ev.id) is None:
             self.store.save(row)
         return [ev.id] if changed else []
 

@@ -244,3 +244,22 @@ def test_the_store_survives_reopening(
     b.login(email, PASSWORD, "phone", "test")
     b.bootstrap()
     assert local_notes(b)[n]["body"] == "my draft two"
+
+
+def test_a_write_that_keeps_the_value_still_moves_the_clock(mk: Make) -> None:
+    """Found by test_convergence: c sees `pinned=False` (already its value) with a newer
+    clock, then an older `pinned=True`; the older write must not win on c."""
+    email = new_email()
+    a, b, c = mk("a", email, register=True), mk("b", email), mk("c", email)
+    n = a.create_note(title="t")
+    a.sync()
+    b.sync()
+    c.bootstrap()  # the snapshot fills `pinned: False` without a clock
+    b.update_note(n, pinned=True)
+    time.sleep(0.01)
+    a.update_note(n, pinned=False)
+    a.sync()
+    c.sync()
+    b.sync()
+    c.sync()
+    assert [x.note(n)["pinned"] for x in (a, b, c)] == [False] * 3  # type: ignore[index]
