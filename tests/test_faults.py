@@ -152,12 +152,24 @@ def test_kill_9_the_server_under_pushes(
         c.close()
 
 
+def connect(url: str, timeout: float = 20) -> psycopg.Connection[Any]:
+    """The test's own connection, retried while a restarted PostgreSQL still starts up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_postgres_restart_under_a_running_server(tmp_path: Path) -> None:
     import pgserver
 
     data = tmp_path / "pg"
-    pg = pgserver.get_server(data, cleanup_mode="stop")
+    pg = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
     admin = pg.get_uri()
     url = fresh_database(admin)
     server = ServerProcess(url, tmp_path / "server")
@@ -188,16 +200,17 @@ def test_postgres_restart_under_a_running_server(tmp_path: Path) -> None:
         assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
         assert a.pending() == 2  # nothing consumed, nothing lost
 
-        pg = pgserver.get_server(data, cleanup_mode="stop")  # the same data dir again
+        # The same data dir again: the same socket, the server's URL still works.
+        pg = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
         down = False
         assert pg.get_uri() == admin
         assert server.proc is not None and server.proc.poll() is None  # never restarted
         deadline = time.monotonic() + 30
         sync_until_done(a, deadline)
         sync_until_done(b, deadline)
-        assert b.note(n)["title"] == "while down"  # type: ignore[index]
-        assert b.note(n)["body"] == "zero one "  # type: ignore[index]
-        with psycopg.connect(url, autocommit=True) as db:
+        assert b.note(n)["title"] == "while down"
+        assert b.note(n)["body"] == "zero one "
+        with connect(url) as db:
             assert assert_exactly_once(db, clients) == 4
         assert_converged(clients)
     finally:
@@ -205,7 +218,9 @@ def test_postgres_restart_under_a_running_server(tmp_path: Path) -> None:
             c.close()
         server.stop()
         if down:
-            pg = pgserver.get_server(data, cleanup_mode="stop")
+            pg = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
+        with connect(admin):  # waits out a PostgreSQL that is still starting up
+            pass
         drop_database(admin, url)
         pg.cleanup()
 
