@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from e2e_util import device, local_notes, new_email, snapshot_notes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
-from tests.fix_server import ServerProcess
 
 from syncd_client import SyncClient
+
+if TYPE_CHECKING:
+    from tests.fix_server import ServerProcess
 
 _common: dict[str, Any] = {
     "deadline": None,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 from e2e_util import PASSWORD, device, local_notes, log_counts, new_email, snapshot_notes
-from tests.fix_server import ServerProcess
 
 from syncd_client import SyncClient
+
+if TYPE_CHECKING:
+    from tests.fix_server import ServerProcess
 
 Make = Callable[..., SyncClient]
 
