@@ -31,12 +31,11 @@ from typing import Any
 import httpx
 import msgspec
 import psycopg
-from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 
-from syncd.db import migrate_sync
 from tests.fix_server import ServerProcess
+from tests.fix_services import drop_database, fresh_database
 
 PASSWORD = "correct horse battery staple"
 console = Console(width=None if os.isatty(1) else 120)
@@ -57,22 +56,6 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--server-env", action="append", default=[], metavar="K=V",
                    help="extra environment for the syncd process (repeatable)")
     return p
-
-
-def fresh_database(admin_url: str) -> str:
-    """A new, migrated database next to admin_url's (as tests/fix_services.py does)."""
-    name = f"syncd_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(admin_url, dbname=name)
-    migrate_sync(url)
-    return url
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -122,7 +105,7 @@ def bench_env(args: argparse.Namespace) -> Iterator[Env]:
             tmp / "pg", cleanup_mode=None if args.keep else "stop")
         admin_url = pg_handle.get_uri()
         kind = "embedded (pgserver)"
-    url = fresh_database(admin_url)
+    url = fresh_database(admin_url, prefix="syncd_bench")
     extra = dict(kv.split("=", 1) for kv in args.server_env)
     server = ServerProcess(url, tmp / "server", env=extra)
     env = Env(admin_url, url, server, tmp, kind)

@@ -153,9 +153,8 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
         ops = build(current)
         if ops:
             stamped = [(o, hlcs.clock.tick(who.device_id)) for o in ops]
-            # The push path's own batch step (sync.write without its transaction), so the
-            # precondition above and these ops commit together.
-            results = await sync._apply(conn, who, stamped, published)
+            # In this transaction, so the precondition above and these ops commit together.
+            results = await sync.apply_ops(conn, who, stamped, published)
             for o, result in zip(ops, results, strict=True):
                 if result.status == "rejected":
                     raise rejection(result, o)

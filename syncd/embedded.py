@@ -15,7 +15,7 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
 
     pg_dir = data_dir / "pg"
     pg_dir.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: leave the server running for the next start if another process
-    # shares it; pgserver stops it when the last user exits otherwise.
+    # cleanup_mode="stop": pgserver stops PostgreSQL when the last process using this data
+    # directory exits, and the next start reuses the same data.
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return server.get_uri(), server

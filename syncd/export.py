@@ -196,7 +196,7 @@ async def import_document(db: Database, raw: bytes, password_hash: str,
         chunk = ops[start:start + batch]
 
         async def replay(conn: Conn, chunk: list[tuple[Op, str]] = chunk) -> list[Any]:
-            return await sync._apply(conn, who, chunk, [])
+            return await sync.apply_ops(conn, who, chunk, [])
 
         for r in await db.run(replay):
             results[r.status] = results.get(r.status, 0) + 1

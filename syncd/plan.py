@@ -127,6 +127,7 @@ class Batch:
             raise OpRejected("validation", "a set op carries fields only")
         fields = validate(op.entity, op.fields or {})
         ent = self.entities.get(op.id)
+        creates = ent is None
         if ent is None:
             ent = Entity.new(op.entity, op.id, self.author)
         elif ent.entity != op.entity or not self.can_see(ent):
@@ -135,8 +136,8 @@ class Batch:
             raise OpRejected("forbidden", f"no write access to {op.entity} {op.id}")
         if "project_id" in fields and hlc > ent.clocks.get("project_id", ""):
             self._check_move(ent, fields["project_id"])
-        before = set() if ent.is_new and ent.id not in self.entities else self.audience(ent)
-        if ent.id not in self.entities:
+        before = set() if creates else self.audience(ent)
+        if creates:
             self.entities[ent.id] = ent
             if ent.entity == "project":
                 self.members[ent.id] = {self.author: "owner"}
@@ -146,8 +147,10 @@ class Batch:
         if "word_goal" in fields:
             self._goal_touched.add(ent.id)
         after = self.audience(ent)
-        self._emit(ent, op, hlc, fields=fields, audience=after if not before else before & after)
-        for user in after - before if before else ():
+        # A creation goes to everyone who can see it; a move sends newcomers the whole
+        # entity (`put`) and tells those who lost it (`revoke`).
+        self._emit(ent, op, hlc, fields=fields, audience=after if creates else before & after)
+        for user in () if creates else after - before:
             self._put(ent, user)
         for user in before - after:
             self.events.append(Planned({user}, ent.entity, ent.id, "revoke", hlc, self.author,

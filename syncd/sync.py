@@ -38,9 +38,13 @@ def check_ops(ops: list[Op], device_id: UUID) -> None:
                              code="invalid_hlc")
 
 
-async def _apply(conn: Conn, who: Principal, ops: list[tuple[Op, str]], hub_events: list[
-        dict[UUID, list[Event]]]) -> list[OpResult]:
-    """Plan and write a batch of fresh ops in the current transaction."""
+async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
+                    hub_events: list[dict[UUID, list[Event]]]) -> list[OpResult]:
+    """Plan and write a batch of (op, canonical hlc) in the caller's transaction.
+
+    The one write path: push, server-made writes, REST edits with preconditions and
+    import all go through it. What to fan out after commit is appended to hub_events.
+    """
     ids = {op.id for op, _ in ops}
     ids |= {UUID(p) for op, _ in ops if op.fields
             for p in [op.fields.get("project_id")] if isinstance(p, str) and _is_uuid(p)}
@@ -105,7 +109,7 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
         fresh = [(op, hlcs.canonicalise(op.hlc, server_ms)) for op in ops
                  if op.client_seq > acked]
         if fresh:
-            results += await _apply(conn, who, fresh, hub_events)
+            results += await apply_ops(conn, who, fresh, hub_events)
             acked = fresh[-1][0].client_seq
             await conn.execute(
                 "UPDATE devices SET acked = %s, last_seen_at = now() WHERE id = %s",
@@ -127,7 +131,7 @@ async def write(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> list[O
 
     async def tx(conn: Conn) -> list[OpResult]:
         hub_events.clear()
-        return await _apply(conn, who, stamped, hub_events)
+        return await apply_ops(conn, who, stamped, hub_events)
 
     results = await db.run(tx)
     for events in hub_events:

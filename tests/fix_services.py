@@ -41,8 +41,9 @@ def pg_admin_url(tmp_root: Path) -> Iterator[str]:
     server.cleanup()
 
 
-def fresh_database(admin_url: str) -> str:
-    name = f"syncd_test_{os.getpid()}_{secrets.token_hex(4)}"
+def fresh_database(admin_url: str, prefix: str = "syncd_test") -> str:
+    """A new, migrated database beside admin_url's."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(admin_url, dbname=name)

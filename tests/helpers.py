@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 from pycrdt import Doc, Text
 
 PASSWORD = "correct horse battery staple"
@@ -110,3 +111,14 @@ def text_update(base_state: bytes | None, edit: Any) -> tuple[bytes, bytes]:
     before = doc.get_state()
     edit(text)
     return doc.get_update(before), doc.get_update()
+
+
+def assert_acked_once(db: psycopg.Connection[Any], device_id: str, acked: int) -> None:
+    """Every op the device had acknowledged (client_seq 1..acked) is in the log exactly once:
+    one op id per client_seq, however many members' logs hold a copy."""
+    rows = db.execute(
+        "SELECT client_seq, count(DISTINCT op_id) FROM events "
+        "WHERE device_id = %s AND client_seq IS NOT NULL GROUP BY client_seq",
+        (device_id,)).fetchall()
+    counts = {int(s): int(n) for s, n in rows}
+    assert counts == {s: 1 for s in range(1, acked + 1)}, (device_id, counts)

@@ -24,6 +24,7 @@ from syncd_client import ApiError, SyncClient
 
 from tests.fix_server import ServerProcess, free_port
 from tests.fix_services import drop_database, fresh_database
+from tests.helpers import assert_acked_once
 
 PASSWORD = "correct horse battery staple"
 RETRYABLE = (httpx.HTTPError, ApiError)
@@ -55,12 +56,7 @@ def assert_exactly_once(db: psycopg.Connection[Any], clients: list[SyncClient]) 
     total = 0
     for c in clients:
         assert c.pending() == 0
-        rows = db.execute(
-            "SELECT client_seq, count(DISTINCT op_id) FROM events "
-            "WHERE device_id = %s AND client_seq IS NOT NULL GROUP BY client_seq",
-            (c.device_id,)).fetchall()
-        counts = {int(s): int(n) for s, n in rows}
-        assert counts == {s: 1 for s in range(1, c.acked + 1)}, (c.device_id, counts)
+        assert_acked_once(db, c.device_id, c.acked)
         total += c.acked
     return total
 

@@ -17,6 +17,7 @@ from e2e_util import device, local_notes, new_email, snapshot_notes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from tests.helpers import assert_acked_once
 
 from syncd_client import SyncClient
 
@@ -221,12 +222,7 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
                 assert m not in bodies, f"deleted marker {m!r} came back"
             for c in self.clients:
                 assert c.pending() == 0
-                rows = db.execute(
-                    "SELECT client_seq, count(DISTINCT op_id) FROM events "
-                    "WHERE device_id = %s AND client_seq IS NOT NULL GROUP BY client_seq",
-                    (c.device_id,)).fetchall()
-                counts = {int(s): int(n) for s, n in rows}
-                assert counts == {s: 1 for s in range(1, c.acked + 1)}, (c.device_id, counts)
+                assert_acked_once(db, c.device_id, c.acked)
 
     return Convergence
 
