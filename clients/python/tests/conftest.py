@@ -41,13 +41,3 @@ def client(store_path: Path) -> Iterator[SyncClient]:
     yield c
     c.close()
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests against a real server need the repository's fixtures (`tests.fix_services`,
-    loaded by the root pytest settings); under this package's own settings, skip them."""
-    if config.pluginmanager.hasplugin("tests.fix_services"):
-        return
-    skip = pytest.mark.skip(reason="needs a real syncd: run pytest from the repository root")
-    for item in items:
-        if "server" in getattr(item, "fixturenames", ()):
-            item.add_marker(skip)
