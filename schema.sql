@@ -132,3 +132,24 @@ ALTER TABLE notes ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (
     || setweight(to_tsvector('simple', tags), 'B')
     || setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')) STORED;
 CREATE INDEX IF NOT EXISTS notes_search ON notes USING gin (search);
+
+-- Conflicts made visible (PROTOCOL.md `base`). `writers` holds, per field, the op id whose
+-- value is current; a write from a device that had not seen that op (its seq in the
+-- author's log is past the op's `base`) is recorded here for the author to settle.
+-- A database from before this column needs one `syncd rebuild` to fill `writers`.
+ALTER TABLE notes ADD COLUMN IF NOT EXISTS writers jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS writers jsonb NOT NULL DEFAULT '{}';
+CREATE TABLE IF NOT EXISTS conflicts (
+    id          uuid PRIMARY KEY,
+    user_id     uuid NOT NULL,                   -- the author of the write, who settles it
+    entity      text NOT NULL,
+    entity_id   uuid NOT NULL,
+    field       text NOT NULL,
+    mine        jsonb NOT NULL,                  -- {value, hlc, device_id, user_id}
+    theirs      jsonb NOT NULL,                  -- {value, hlc, device_id, user_id, seq}
+    winner      text NOT NULL CHECK (winner IN ('mine', 'theirs')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    resolution  jsonb
+);
+CREATE INDEX IF NOT EXISTS conflicts_user ON conflicts (user_id, created_at);

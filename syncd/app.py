@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
+from syncd.api import conflicts as conflict_routes
 from syncd.api import history as history_routes
 from syncd.api import members as member_routes
 from syncd.api import notes as note_routes
@@ -79,7 +80,7 @@ def routes() -> list[BaseRoute]:
             *member_routes.routes,
             *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
             *note_routes.routes, *project_routes.routes,
-            *history_routes.routes, *search_routes.routes]
+            *history_routes.routes, *search_routes.routes, *conflict_routes.routes]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:

@@ -37,6 +37,7 @@ class Entity:
     body: str = ""
     word_count: int = 0
     milestones: dict[str, Any] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)  # field → op id of its value
     version: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -7,6 +7,7 @@ here does I/O, which is what lets the property tests and `rebuild` share this pa
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,15 @@ class Planned:
 Members = dict[UUID, dict[UUID, str]]  # project id → user id → role
 
 
+@dataclass(frozen=True)
+class Writer:
+    """Who wrote a field's current value, as the pushing user's log has it."""
+
+    seq: int
+    device_id: UUID | None
+    author_id: UUID
+
+
 class Batch:
     def __init__(
         self,
@@ -50,14 +60,20 @@ class Batch:
         entities: dict[UUID, Entity],
         members: Members,
         server_hlc: Callable[[], str],
+        writers: dict[int, Writer] | None = None,
     ) -> None:
         self.author = author
         self.device = device
         self.entities = entities
         self.members = members
         self.server_hlc = server_hlc
+        self.writers = writers or {}
         self.events: list[Planned] = []
         self.new_members: list[tuple[UUID, UUID, str]] = []
+        # (entity, field, event) for every field write that won, in order: once op ids
+        # exist, the last one per field is that field's writer.
+        self.writes: list[tuple[Entity, str, Planned]] = []
+        self.conflicts: list[dict[str, Any]] = []
         # Each note's contribution to a project's word count before the batch.
         self._baseline = {e.id: _contribution(e) for e in entities.values() if e.entity == "note"}
         self._goal_touched: set[UUID] = set()
@@ -119,8 +135,7 @@ class Batch:
             return
         if ent.entity == "project" and self.role(ent.id) != "owner":
             raise OpRejected("forbidden", "only the owner deletes or restores a project")
-        apply_fields(ent, {"deleted": op.kind == "delete"}, hlc)
-        self._emit(ent, op, hlc, fields=None)
+        self._write(ent, op, hlc, {"deleted": op.kind == "delete"}, None, None)
 
     def _set(self, op: Op, hlc: str) -> None:
         if op.field is not None or op.update is not None:
@@ -136,25 +151,66 @@ class Batch:
             raise OpRejected("forbidden", f"no write access to {op.entity} {op.id}")
         if "project_id" in fields and hlc > ent.clocks.get("project_id", ""):
             self._check_move(ent, fields["project_id"])
-        before = set() if creates else self.audience(ent)
+        before = None if creates else self.audience(ent)
         if creates:
             self.entities[ent.id] = ent
             if ent.entity == "project":
                 self.members[ent.id] = {self.author: "owner"}
                 self.new_members.append((ent.id, self.author, "owner"))
-        apply_fields(ent, fields, hlc)
-        ent.dirty = True
         if "word_goal" in fields:
             self._goal_touched.add(ent.id)
-        after = self.audience(ent)
-        # A creation goes to everyone who can see it; a move sends newcomers the whole
-        # entity (`put`) and tells those who lost it (`revoke`).
-        self._emit(ent, op, hlc, fields=fields, audience=after if creates else before & after)
-        for user in () if creates else after - before:
+        after = self._write(ent, op, hlc, fields, fields, before)
+        ent.dirty = True
+        if before is None:
+            return
+        # A move sends newcomers the whole entity (`put`) and tells those who lost it.
+        for user in after - before:
             self._put(ent, user)
         for user in before - after:
             self.events.append(Planned({user}, ent.entity, ent.id, "revoke", hlc, self.author,
                                        self.device))
+
+    def _write(self, ent: Entity, op: Op, hlc: str, changes: dict[str, Any],
+               event_fields: dict[str, Any] | None, before: set[UUID] | None) -> set[UUID]:
+        """Apply LWW field changes, log the op (to those who saw the entity before and
+        still do; to all who see it, for a creation), and record any conflict it makes.
+        Returns who sees the entity now."""
+        conflicts = self._conflicts(ent, op, hlc, changes)
+        won = apply_fields(ent, changes, hlc)
+        after = self.audience(ent)
+        self._emit(ent, op, hlc, fields=event_fields,
+                   audience=after if before is None else before & after)
+        event = self.events[-1]
+        self.writes += [(ent, name, event) for name in won]
+        for c in conflicts:
+            self.conflicts.append(c)
+            self.events.append(Planned({self.author}, ent.entity, ent.id, "conflict",
+                                       self.server_hlc(), self.author, self.device, fields=c))
+        return after
+
+    def _conflicts(self, ent: Entity, op: Op, hlc: str,
+                   changes: dict[str, Any]) -> list[dict[str, Any]]:
+        """A write conflicts when the value it meets was written by another device in an
+        event past the op's `base`: one the device had not seen when the user made it."""
+        if op.base is None or ent.is_new:
+            return []
+        rewritten = {(e.id, name) for e, name, _ in self.writes}
+        out = []
+        for name, value in changes.items():
+            writer = self.writers.get(ent.writers.get(name, 0))
+            if (writer is None or writer.seq <= op.base or writer.device_id == self.device
+                    or (ent.id, name) in rewritten or ent.fields.get(name) == value):
+                continue
+            out.append({
+                "id": str(uuid.uuid4()), "entity": ent.entity, "entity_id": str(ent.id),
+                "field": name, "winner": "mine" if hlc > ent.clocks.get(name, "") else "theirs",
+                "mine": {"value": value, "hlc": hlc, "device_id": _str(self.device),
+                         "user_id": str(self.author)},
+                "theirs": {"value": ent.fields.get(name), "hlc": ent.clocks.get(name),
+                           "device_id": _str(writer.device_id),
+                           "user_id": str(writer.author_id), "seq": writer.seq},
+            })
+        return out
 
     def _check_move(self, ent: Entity, target: str | None) -> None:
         old = ent.project_id
@@ -222,6 +278,10 @@ class Batch:
                     fields={"milestone": pct, "word_count": project.word_count,
                             "word_goal": goal},
                 ))
+
+
+def _str(v: UUID | None) -> str | None:
+    return None if v is None else str(v)
 
 
 def _contribution(note: Entity) -> tuple[UUID | None, int]:

@@ -40,12 +40,12 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
             ent.created_at = r["at"]
             out.entities[ent.id] = ent
         kind = r["kind"]
-        if kind == "set":
-            apply_fields(ent, r["fields"] or {}, r["hlc"])
-        elif kind == "text":
+        if kind == "text":
             apply_text(ent, r["data"])
         else:
-            apply_fields(ent, {"deleted": kind == "delete"}, r["hlc"])
+            changes = (r["fields"] or {}) if kind == "set" else {"deleted": kind == "delete"}
+            for name in apply_fields(ent, changes, r["hlc"]):
+                ent.writers[name] = r["op_id"]
         ent.version = max(ent.version, r["op_id"])
         ent.updated_at = r["at"]
         out.ops += 1
@@ -96,7 +96,7 @@ def _comparable(ent: Entity) -> dict[str, Any]:
     cols = NOTE_COLS if ent.entity == "note" else PROJECT_COLS
     out: dict[str, Any] = {c: ent.fields.get(c) for c in cols}
     out.update(owner_id=ent.owner_id, clocks=ent.clocks, word_count=ent.word_count,
-               version=ent.version, created_at=ent.created_at)
+               version=ent.version, created_at=ent.created_at, writers=ent.writers)
     if ent.entity == "note":
         out.update(body=ent.body, updated_at=ent.updated_at)
     else:
@@ -136,16 +136,18 @@ def write_projection(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
         cur.executemany(
                     """INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
                        deleted, body, body_state, word_count, clocks, version, created_at,
-                       updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                       updated_at, writers)
+                       VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
                     [(e.id, e.owner_id, f["project_id"], f["title"], Jsonb(f["tags"]),
                       f["pinned"], f["favorite"], f["deleted"], e.body, e.body_state,
-                      e.word_count, Jsonb(e.clocks), e.version, e.created_at, e.updated_at)
+                      e.word_count, Jsonb(e.clocks), e.version, e.created_at, e.updated_at,
+                      Jsonb(e.writers))
                      for e in notes for f in [e.fields]])
         cur.executemany(
                     """INSERT INTO projects (id, owner_id, title, description, word_goal, status,
-                       deleted, word_count, milestones, clocks, version, created_at, updated_at)
-                       VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                       deleted, word_count, milestones, clocks, version, created_at, updated_at,
+                       writers) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
                     [(e.id, e.owner_id, f["title"], f["description"], f["word_goal"],
                       f["status"], f["deleted"], e.word_count, Jsonb(e.milestones),
-                      Jsonb(e.clocks), e.version, e.created_at, e.updated_at)
+                      Jsonb(e.clocks), e.version, e.created_at, e.updated_at, Jsonb(e.writers))
                      for e in projects for f in [e.fields]])

@@ -14,14 +14,15 @@ import msgspec
 
 from syncd.db import Conn
 from syncd.merge import Entity
-from syncd.plan import Members
+from syncd.messages import Op
+from syncd.plan import Members, Writer
 
 NOTE_COLS = ("title", "tags", "pinned", "favorite", "project_id", "deleted")
 PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
-NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state"
-PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, milestones"
+NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state, writers"
+PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, milestones, writers"
 
 
 def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
@@ -33,6 +34,7 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
         kind, row["id"], row["owner_id"], fields, dict(row["clocks"]),
         body_state=row.get("body_state"), body=row.get("body", ""),
         word_count=row["word_count"], milestones=dict(row.get("milestones") or {}),
+        writers=dict(row.get("writers") or {}),
         version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
     )
 
@@ -81,13 +83,13 @@ _json = msgspec.json.Encoder()
 # Rows travel as one JSON document read back with jsonb_to_recordset: psycopg dumping a
 # dozen Python lists as array parameters cost 40% of the server's CPU on large pushes.
 _NOTE_SRC = """(SELECT id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
-                decode(body_state, 'base64') AS body_state, word_count, clocks, version
+                decode(body_state, 'base64') AS body_state, word_count, clocks, version, writers
         FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid, project_id uuid,
              title text, tags jsonb, pinned bool, favorite bool, deleted bool, body text,
-             body_state text, word_count int, clocks jsonb, version bigint)) AS v"""
+             body_state text, word_count int, clocks jsonb, version bigint, writers jsonb)) AS v"""
 _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid,
              title text, description text, word_goal int, status text, deleted bool,
-             word_count int, milestones jsonb, clocks jsonb, version bigint)) AS v"""
+             word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb)) AS v"""
 
 
 async def _save_notes(conn: Conn, rows: list[Entity], new: bool) -> None:
@@ -96,18 +98,18 @@ async def _save_notes(conn: Conn, rows: list[Entity], new: bool) -> None:
         "title": e.fields["title"], "tags": e.fields["tags"], "pinned": e.fields["pinned"],
         "favorite": e.fields["favorite"], "deleted": e.fields["deleted"], "body": e.body,
         "body_state": e.body_state, "word_count": e.word_count, "clocks": e.clocks,
-        "version": e.version} for e in rows]).decode()
+        "version": e.version, "writers": e.writers} for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
-                deleted, body, body_state, word_count, clocks, version)
+                deleted, body, body_state, word_count, clocks, version, writers)
                 SELECT * FROM {_NOTE_SRC}""", (doc,))
     else:
         await conn.execute(
             f"""UPDATE notes n SET project_id = v.project_id, title = v.title, tags = v.tags,
                 pinned = v.pinned, favorite = v.favorite, deleted = v.deleted, body = v.body,
                 body_state = v.body_state, word_count = v.word_count, clocks = v.clocks,
-                version = v.version, updated_at = now()
+                version = v.version, writers = v.writers, updated_at = now()
                 FROM {_NOTE_SRC} WHERE n.id = v.id""", (doc,))
 
 
@@ -117,18 +119,18 @@ async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:
         "description": e.fields["description"], "word_goal": e.fields["word_goal"],
         "status": e.fields["status"], "deleted": e.fields["deleted"],
         "word_count": e.word_count, "milestones": e.milestones, "clocks": e.clocks,
-        "version": e.version} for e in rows]).decode()
+        "version": e.version, "writers": e.writers} for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO projects (id, owner_id, title, description, word_goal, status,
-                deleted, word_count, milestones, clocks, version)
+                deleted, word_count, milestones, clocks, version, writers)
                 SELECT * FROM {_PROJECT_SRC}""", (doc,))
     else:
         await conn.execute(
             f"""UPDATE projects p SET title = v.title, description = v.description,
                 word_goal = v.word_goal, status = v.status, deleted = v.deleted,
                 word_count = v.word_count, milestones = v.milestones, clocks = v.clocks,
-                version = v.version, updated_at = now()
+                version = v.version, writers = v.writers, updated_at = now()
                 FROM {_PROJECT_SRC} WHERE p.id = v.id""", (doc,))
 
 
@@ -140,3 +142,35 @@ async def add_members(conn: Conn, rows: list[tuple[UUID, UUID, str]]) -> None:
                ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role""",
             ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
         )
+
+
+async def load_writers(conn: Conn, user: UUID, entities: dict[UUID, Entity],
+                       ops: Iterable[Op]) -> dict[int, Writer]:
+    """Where, in the user's own log, the current values that ops carrying `base` meet were
+    written: one query for the whole batch (the (entity_id, op_id) index)."""
+    wanted: dict[int, UUID] = {}
+    for op in ops:
+        ent = entities.get(op.id)
+        if op.base is None or ent is None:
+            continue
+        for name in (op.fields or {}) if op.kind == "set" else ("deleted",):
+            if name in ent.writers:
+                wanted[ent.writers[name]] = ent.id
+    if not wanted:
+        return {}
+    cur = await conn.execute(
+        """SELECT op_id, seq, device_id, author_id FROM events
+           WHERE user_id = %s AND entity_id = ANY(%s) AND op_id = ANY(%s)""",
+        (user, sorted(set(wanted.values())), sorted(wanted)))
+    return {r["op_id"]: Writer(r["seq"], r["device_id"], r["author_id"])
+            for r in await cur.fetchall()}
+
+
+async def add_conflicts(conn: Conn, user: UUID, conflicts: list[dict[str, Any]]) -> None:
+    if conflicts:
+        await conn.execute(
+            """INSERT INTO conflicts (id, user_id, entity, entity_id, field, mine, theirs, winner)
+               SELECT c.id, %s, c.entity, c.entity_id, c.field, c.mine, c.theirs, c.winner
+               FROM jsonb_to_recordset(%s::jsonb) AS c(id uuid, entity text, entity_id uuid,
+                    field text, mine jsonb, theirs jsonb, winner text)""",
+            (user, _json.encode(conflicts).decode()))

@@ -51,8 +51,9 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     entities = await store.lock_entities(conn, ids)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
+    writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
     batch = Batch(who.user_id, who.device_id, entities, members,
-                  lambda: hlcs.clock.tick(who.device_id))
+                  lambda: hlcs.clock.tick(who.device_id), writers)
     results = [batch.apply(op, hlc) for op, hlc in ops]
     batch.finish()
     events = await log.append(conn, batch.events)
@@ -62,7 +63,10 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
             ent.version = max(ent.version, p.op_id)
         elif p.kind == "milestone":
             _record_milestone(entities[p.entity_id], p.fields or {}, events, p.op_id)
+    for ent, name, event in batch.writes:  # in order: the last write of a field is its value
+        ent.writers[name] = event.op_id
     await store.add_members(conn, batch.new_members)
+    await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
     hub_events.append(events)
     return results
