@@ -36,13 +36,20 @@ PROJECT_DEFAULTS: dict[str, Any] = {
 DEFAULTS = {"note": NOTE_DEFAULTS, "project": PROJECT_DEFAULTS}
 
 
+def _text(v: str) -> str:
+    # PostgreSQL stores NUL in neither text nor jsonb.
+    if "\x00" in v:
+        raise ValueError("must not contain NUL characters")
+    return v
+
+
 def _string(limit: int) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if not isinstance(v, str):
             raise ValueError("must be a string")
         if len(v) > limit:
             raise ValueError(f"must be at most {limit} characters")
-        return v
+        return _text(v)
 
     return check
 
@@ -58,7 +65,7 @@ def _tags(v: Any) -> Any:
         raise ValueError("must be a list of strings")
     if len(v) > MAX_TAGS or any(len(t) > MAX_TAG for t in v):
         raise ValueError(f"at most {MAX_TAGS} tags of at most {MAX_TAG} characters")
-    return v
+    return [_text(t) for t in v]
 
 
 def _uuid_or_null(v: Any) -> Any:

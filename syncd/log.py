@@ -76,28 +76,44 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
         async with conn.cursor().copy("COPY payloads (op_id, data) FROM STDIN") as copy:
             for payload in payloads:
                 await copy.write_row(payload)
+    # The rows are written as one COPY text buffer: psycopg's write_row per row was a
+    # tenth of a large push. Only `fields` is free text; the rest are ids, numbers,
+    # literals and validated clocks.
+    at_text = at.isoformat()
+    lines = []
+    for p in planned:
+        fields = _NULL if p.fields is None else _copy_escape(_json.encode(p.fields).decode())
+        row = {
+            "entity": p.entity, "entity_id": p.entity_id, "kind": p.kind,
+            "fields": p.fields, "hlc": p.hlc, "device_id": p.device_id,
+            "author_id": p.author_id, "client_seq": p.client_seq, "at": at,
+        }
+        shared = (f"{p.op_id}\t{p.entity}\t{p.entity_id}\t{p.kind}\t{fields}\t"
+                  f"{'t' if p.payload is not None else 'f'}\t{p.hlc}\t"
+                  f"{_NULL if p.device_id is None else p.device_id}\t{p.author_id}\t"
+                  f"{_NULL if p.client_seq is None else p.client_seq}\t{at_text}\n")
+        for user in sorted(p.audience):
+            seq = next_seq.get(user)
+            if seq is None:
+                continue  # an audience member without an account row: account deleted
+            next_seq[user] = seq + 1
+            lines.append(f"{user}\t{seq}\t{shared}")
+            out[user].append(make_event(seq, user, row, p.payload))
     async with conn.cursor().copy(
         """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,
            device_id, author_id, client_seq, at) FROM STDIN"""
     ) as copy:
-        for p in planned:
-            fields_json = None if p.fields is None else _json.encode(p.fields).decode()
-            row = {
-                "entity": p.entity, "entity_id": p.entity_id, "kind": p.kind,
-                "fields": p.fields, "hlc": p.hlc, "device_id": p.device_id,
-                "author_id": p.author_id, "client_seq": p.client_seq, "at": at,
-            }
-            for user in sorted(p.audience):
-                seq = next_seq.get(user)
-                if seq is None:
-                    continue  # an audience member without an account row: account deleted
-                next_seq[user] = seq + 1
-                await copy.write_row((
-                    user, seq, p.op_id, p.entity, p.entity_id, p.kind, fields_json,
-                    p.payload is not None, p.hlc, p.device_id, p.author_id, p.client_seq, at,
-                ))
-                out[user].append(make_event(seq, user, row, p.payload))
+        await copy.write("".join(lines))
     return out
+
+
+_NULL = "\\N"
+
+
+def _copy_escape(text: str) -> str:
+    """Escape a value for COPY's text format."""
+    return (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            .replace("\t", "\\t"))
 
 
 async def head(conn: Conn, user: UUID) -> int:

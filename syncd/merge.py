@@ -120,6 +120,9 @@ def apply_text(ent: Entity, update: bytes) -> bool:
             raise
         ent.doc = None  # the live doc may be half-applied: rebuilt from good updates on next use
         raise OpRejected("validation", "the Yjs update does not apply to this body") from None
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL; refuse it like a bad update
+        ent.doc = None
+        raise OpRejected("validation", "the body must not contain NUL characters")
     ent.doc_bytes += len(update)
     ent.applied_updates.append(update)
     ent.dirty = True

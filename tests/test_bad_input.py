@@ -111,6 +111,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("unknown field", {"fields": {"colour": "red"}}, "validation"),
     ("title too long", {"fields": {"title": "t" * 501}}, "validation"),
     ("title wrong type", {"fields": {"title": 5}}, "validation"),
+    ("NUL in title", {"fields": {"title": "a\u0000b"}}, "validation"),
+    ("NUL in a tag", {"fields": {"tags": ["a\u0000"]}}, "validation"),
     ("tags wrong type", {"fields": {"tags": "a,b"}}, "validation"),
     ("too many tags", {"fields": {"tags": [str(i) for i in range(51)]}}, "validation"),
     ("pinned not bool", {"fields": {"pinned": "yes"}}, "validation"),
@@ -178,3 +180,22 @@ def test_pull_params_are_checked(api: Api) -> None:
         r = d.get("/v1/sync/pull", params=params)
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "invalid_request"
+
+
+def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
+        api: Api, db: psycopg.Connection[Any]) -> None:
+    from tests.helpers import text_update
+
+    d = api.user()
+    nid = new_id()
+    good, state = text_update(None, lambda t: t.insert(0, "clean"))
+    bad, _ = text_update(state, lambda t: t.insert(0, "nul\x00here"))
+    after, _ = text_update(state, lambda t: t.insert(5, " after"))
+    r = d.push([d.set("note", nid, title="t"),
+                d.op("note", nid, "text", field="body", update=base64.b64encode(good).decode()),
+                d.op("note", nid, "text", field="body", update=base64.b64encode(bad).decode()),
+                d.op("note", nid, "text", field="body", update=base64.b64encode(after).decode())])
+    assert [(x["status"], x.get("code")) for x in r["results"]] == [
+        ("applied", None), ("applied", None), ("rejected", "validation"), ("applied", None)]
+    assert d.snapshot()["notes"][0]["body"] == "clean after"
+    assert rows(db, d.user_id) == (3, 1)

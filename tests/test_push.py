@@ -181,3 +181,15 @@ def test_msgpack_push_and_pull(api: Api) -> None:
     r = d.get("/v1/sync/pull", headers={**d.headers, "Accept": "application/msgpack"})
     events = msgspec.msgpack.decode(r.content)["events"]
     assert events[1]["update"] == upd
+
+
+def test_field_values_with_escapes_survive_the_log_verbatim(api: Api) -> None:
+    d = api.user()
+    nid = new_id()
+    title = 'back\\slash\ttab\nnew\rline "quoted" \\N é 日本 \\u0000 \\\\'
+    tags = ["\\t", "a\tb", "\\\\N"]
+    d.push([d.set("note", nid, title=title, tags=tags)])
+    [event] = d.pull()
+    assert event["fields"] == {"title": title, "tags": tags}
+    note = d.snapshot()["notes"][0]
+    assert (note["title"], note["tags"]) == (title, tags)
