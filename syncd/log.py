@@ -48,13 +48,13 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
     if not planned:
         return {}
     cur = await conn.execute(
-        "SELECT nextval('op_ids') AS id, now() AS at FROM generate_series(1, %s)",
-        (len(planned),),
-    )
-    rows = await cur.fetchall()
-    at: datetime = rows[0]["at"]
-    for p, r in zip(planned, rows, strict=True):
-        p.op_id = r["id"]
+        """SELECT array(SELECT nextval('op_ids') FROM generate_series(1, %s)) AS ids,
+                  now() AS at""", (len(planned),))  # one row, not one per op
+    ids = await cur.fetchone()
+    assert ids is not None
+    at: datetime = ids["at"]
+    for p, op_id in zip(planned, ids["ids"], strict=True):
+        p.op_id = op_id
 
     counts: dict[UUID, int] = defaultdict(int)
     for p in planned:
