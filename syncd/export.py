@@ -1,7 +1,7 @@
 """Export a user's data as one streamed JSON document, and import such a document.
 
 The document: `{"format": "syncd-export", "version": 1, "exported_at", "user", "devices",
-"projects" (the user's, with members), "memberships" (projects shared with them),
+"projects" (the user's, with members), "memberships" (projects shared with them), "conflicts",
 "notes" (the user's: fields, clocks, plain-text `body`, base64 Yjs `body_state`),
 "events" (the user's whole log, as pull returns it: text updates and put states base64)}`.
 It is read from one REPEATABLE READ snapshot and written piece by piece, so memory stays
@@ -76,6 +76,11 @@ async def export_stream(db: Database, user_id: UUID,
                WHERE m.user_id = %s AND p.owner_id <> %s ORDER BY m.project_id""",
             (user_id, user_id))
         yield b'],"memberships":' + _enc.encode(await cur.fetchall())
+        cur = await conn.execute(
+            """SELECT id, entity, entity_id, field, mine, theirs, winner, created_at,
+                      resolved_at, resolution FROM conflicts WHERE user_id = %s
+               ORDER BY created_at, id""", (user_id,))
+        yield b',"conflicts":' + _enc.encode(await cur.fetchall())
 
         yield b',"notes":['
         first = True

@@ -101,6 +101,8 @@ def test_no_conflict_when_the_device_had_seen_the_value(api: Api) -> None:
 def test_conflicts_are_private_and_rebuild_still_agrees(api: Api, pg_url: str) -> None:
     laptop, _, _ = two_offline_titles(api)
     [c] = open_conflicts(laptop)
+    exported = laptop.get("/v1/export").json()
+    assert [x["id"] for x in exported["conflicts"]] == [c["id"]]
     stranger = api.user()
     assert open_conflicts(stranger) == []
     r = api.post(f"/v1/conflicts/{c['id']}/resolve", json={"choose": "mine"},
