@@ -54,7 +54,7 @@ def test_two_offline_devices_writing_one_title_make_exactly_one_conflict(api: Ap
 
 
 def test_resolving_converges_every_device(api: Api) -> None:
-    laptop, phone, nid = two_offline_titles(api)
+    laptop, phone, _nid = two_offline_titles(api)
     [c] = open_conflicts(phone)
     loser = c["theirs"] if c["winner"] == "mine" else c["mine"]
     r = api.post(f"/v1/conflicts/{c['id']}/resolve", json={"choose": "theirs"
