@@ -14,6 +14,12 @@ would. Every message carries the publishing node's id, and a node skips its own.
   sessions are nudged, since anything published before it took effect is only in the log.
 - Outage: the listener reconnects with backoff and resubscribes, and the confirmations
   nudge every local session, so nothing committed meanwhile is missed.
+- Documents (`publish_doc`/`subscribe_doc`, reached through `hub.docs`): opaque ephemeral
+  bytes per note on `syncd:doc:<note>` (collab awareness), subscribed while a handler is
+  registered. Best effort: dropped while Redis is down, when bigger than `DOC_MAX_BYTES`,
+  or when the outbox already holds `DOC_OUTBOX_LIMIT` messages, and never remembered for
+  a nudge. A handler is called with None on each (re)subscription: it missed what was
+  published before.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
@@ -39,10 +46,15 @@ log = logging.getLogger("syncd.bus")
 USER_PREFIX = b"syncd:u:"
 CLOSED_CHANNEL = b"syncd:device-closed"
 NUDGE_CHANNEL = b"syncd:nudge"
+DOC_PREFIX = b"syncd:doc:"
 OUTBOX_LIMIT = 10_000  # messages waiting for Redis; past it they become nudges
 MISSED_LIMIT = 10_000  # users remembered for a nudge; past it everyone is nudged
 POLL = 0.1  # seconds between checks for subscription changes
 MAX_BACKOFF = 5.0
+DOC_OUTBOX_LIMIT = 256  # a doc message finding this many queued is dropped (ephemeral)
+DOC_MAX_BYTES = 64 * 1024  # a bigger doc message stays on its node
+
+DocHandler = Callable[[bytes | None], None]
 
 
 class UserEvents(msgspec.Struct):
@@ -61,10 +73,16 @@ class Nudge(msgspec.Struct):
     node: str
 
 
+class DocMessage(msgspec.Struct):
+    node: str
+    data: bytes
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decode_events = msgspec.msgpack.Decoder(UserEvents)
 _decode_closed = msgspec.msgpack.Decoder(DeviceClosed)
 _decode_nudge = msgspec.msgpack.Decoder(Nudge)
+_decode_doc = msgspec.msgpack.Decoder(DocMessage)
 
 
 class Bus:
@@ -78,6 +96,7 @@ class Bus:
         self.missed_all = False
         self.connected = False
         self.changed = asyncio.Event()
+        self.docs: dict[UUID, list[DocHandler]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Bus:
@@ -85,12 +104,13 @@ class Bus:
         self.hub.forward = self.forward
         self.hub.watch = self.watch
         self.hub.forward_close = self.forward_close
+        self.hub.docs = self
         self.tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._publish())]
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
-        self.hub.forward = self.hub.watch = self.hub.forward_close = None
+        self.hub.forward = self.hub.watch = self.hub.forward_close = self.hub.docs = None
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -109,6 +129,37 @@ class Bus:
 
     def watch(self, user: UUID, present: bool) -> None:
         self.changed.set()
+
+    # --- per-note channels (ephemeral, best effort) ------------------------------------------
+
+    def publish_doc(self, note_id: UUID, data: bytes) -> None:
+        """Send `data` to the note's handlers on other nodes; dropped, never queued up, when
+        Redis is down, the message is too big or the outbox is busy."""
+        if (not self.connected or len(data) > DOC_MAX_BYTES
+                or self.outbox.qsize() >= DOC_OUTBOX_LIMIT):
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbox.put_nowait((DOC_PREFIX + str(note_id).encode(),
+                                    _encoder.encode(DocMessage(self.node, data)), None))
+
+    def subscribe_doc(self, note_id: UUID, handler: DocHandler) -> None:
+        self.docs.setdefault(note_id, []).append(handler)
+        self.changed.set()
+
+    def unsubscribe_doc(self, note_id: UUID, handler: DocHandler) -> None:
+        handlers = self.docs.get(note_id, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self.docs.pop(note_id, None)
+            self.changed.set()
+
+    def _deliver_doc(self, channel: bytes, data: bytes | None) -> None:
+        for handler in list(self.docs.get(UUID(channel[len(DOC_PREFIX):].decode()), ())):
+            try:
+                handler(data)
+            except Exception:  # a handler's bug must not stop the listener
+                log.exception("doc handler failed on %r", channel)
 
     def _queue(self, channel: bytes, data: bytes, user: UUID | None) -> None:
         try:
@@ -138,14 +189,17 @@ class Bus:
     async def _publish(self) -> None:
         while True:
             channel, data, user = await self.outbox.get()
+            ephemeral = channel.startswith(DOC_PREFIX)  # lost is lost: nobody is nudged
             if not self.connected:
-                self._miss(user)
+                if not ephemeral:
+                    self._miss(user)
                 continue
             try:
                 await self.pub.publish(channel, data)
             except (RedisError, OSError) as e:
-                log.warning("redis publish failed (the log has it): %s", e)
-                self._miss(user)
+                if not ephemeral:
+                    log.warning("redis publish failed (the log has it): %s", e)
+                    self._miss(user)
                 continue
             if self.missed or self.missed_all:
                 self._flush_missed()
@@ -158,7 +212,7 @@ class Bus:
             client = aioredis.from_url(self.url, socket_connect_timeout=2,
                                        health_check_interval=5)
             pubsub = client.pubsub()
-            subscribed: set[UUID] = set()
+            subscribed: set[bytes] = set()
             try:
                 await pubsub.subscribe(CLOSED_CHANNEL, NUDGE_CHANNEL)
                 self.changed.set()
@@ -181,14 +235,15 @@ class Bus:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _resubscribe(self, pubsub: Any, subscribed: set[UUID]) -> None:
-        want = set(self.hub.by_user)
+    async def _resubscribe(self, pubsub: Any, subscribed: set[bytes]) -> None:
+        want = ({USER_PREFIX + str(u).encode() for u in self.hub.by_user}
+                | {DOC_PREFIX + str(n).encode() for n in self.docs})
         add, drop = want - subscribed, subscribed - want
         if add:
-            await pubsub.subscribe(*(USER_PREFIX + str(u).encode() for u in add))
+            await pubsub.subscribe(*add)
             subscribed |= add
         if drop:
-            await pubsub.unsubscribe(*(USER_PREFIX + str(u).encode() for u in drop))
+            await pubsub.unsubscribe(*drop)
             subscribed -= drop
 
     def _on_message(self, msg: dict[str, Any]) -> None:
@@ -199,6 +254,8 @@ class Bus:
                 self._flush_missed()
             elif channel.startswith(USER_PREFIX):
                 self.hub.nudge(UUID(channel[len(USER_PREFIX):].decode()))
+            elif channel.startswith(DOC_PREFIX):
+                self._deliver_doc(channel, None)
             return
         if kind != "message":
             return
@@ -210,6 +267,10 @@ class Bus:
             elif channel == NUDGE_CHANNEL:
                 if _decode_nudge.decode(msg["data"]).node != self.node:
                     self.hub.nudge()
+            elif channel.startswith(DOC_PREFIX):
+                doc = _decode_doc.decode(msg["data"])
+                if doc.node != self.node:
+                    self._deliver_doc(channel, doc.data)
             else:
                 batch = _decode_events.decode(msg["data"])
                 if batch.node != self.node:

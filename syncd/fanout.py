@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 from uuid import UUID
 
 from syncd.messages import Event
@@ -44,11 +45,23 @@ class Subscriber:
         self.queue.put_nowait([])
 
 
+class DocChannels(Protocol):
+    """Per-note ephemeral messages between nodes (the bus; absent on a single node)."""
+
+    def publish_doc(self, note_id: UUID, data: bytes) -> None: ...
+
+    def subscribe_doc(self, note_id: UUID, handler: Callable[[bytes | None], None]) -> None: ...
+
+    def unsubscribe_doc(self, note_id: UUID,
+                        handler: Callable[[bytes | None], None]) -> None: ...
+
+
 class Hub:
     """Local subscribers by user; `forward` hands local commits to the bus for other nodes.
 
     The bus (bus.py) also sets `watch` (called with a user and True on their first local
-    subscriber, False after the last) and `forward_close` (a device closed on this node).
+    subscriber, False after the last), `forward_close` (a device closed on this node) and
+    `docs` (per-note channels for collab awareness).
     """
 
     def __init__(self) -> None:
@@ -57,6 +70,7 @@ class Hub:
         self.published = 0  # events handed to publish (the syncd_events_fanned_out metric)
         self.watch: Callable[[UUID, bool], None] | None = None
         self.forward_close: Callable[[UUID, str], None] | None = None
+        self.docs: DocChannels | None = None
 
     def subscribe(self, sub: Subscriber) -> None:
         first = sub.user_id not in self.by_user

@@ -16,6 +16,16 @@ awareness states they announced, and a queue of document changes not yet in the 
 - Changes made through the sync path (device pushes, REST) arrive as hub events and are
   merged in (`merge_external`) and broadcast, never written again.
 
+Awareness is relayed, never stored. With a bus (REDIS_URL), a room with local peers
+subscribes to the note's channel (`hub.docs`): every awareness update from a local peer,
+and the removal when one disconnects, is published with the node id; what other nodes
+publish is broadcast to the local peers and remembered (the latest state per client id,
+at most `REMOTE_AWARENESS`, forgotten after `REMOTE_TTL` without renewal: live y-protocols
+clients renew every 15 s) to answer query-awareness and greet newcomers. On each
+(re)subscription the room publishes its peers' states and asks the other nodes for theirs
+(a query-awareness on the channel, answered with local states only), so whichever of two
+nodes subscribes last, each learns the other's. The bus drops awareness under pressure.
+
 `Rooms` is the registry: rooms with peers are always kept; at most `WARM_ROOMS` idle ones
 stay warm (LRU) so a reconnect does not rebuild the document.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -34,17 +45,31 @@ from pycrdt import Doc, Text, TransactionEvent, merge_updates
 from syncd import sync
 from syncd.config import MAX_DOC_BYTES
 from syncd.db import Database
-from syncd.fanout import Hub
+from syncd.fanout import DocChannels, Hub
 from syncd.merge import BODY
 from syncd.messages import Op
 from syncd.types import Principal
-from syncd.yproto import AwarenessEntry, encode_update
+from syncd.yproto import (
+    Awareness,
+    AwarenessEntry,
+    ProtocolError,
+    QueryAwareness,
+    decode_awareness,
+    decode_frame,
+    encode_awareness,
+    encode_awareness_update,
+    encode_query_awareness,
+    encode_update,
+    removal_update,
+)
 
 log = logging.getLogger("syncd.collab")
 
 WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
 COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
 EMPTY_UPDATE = b"\x00\x00"
+REMOTE_AWARENESS = 1024  # awareness states from other nodes a room remembers
+REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols' timeout)
 
 
 class Peer(Protocol):
@@ -70,7 +95,9 @@ class Room:
         self._sub = self.doc.observe(self._capture)
         self.size = 0
         self.peers: set[Peer] = set()
-        self.awareness: dict[int, AwarenessEntry] = {}
+        self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
+        self.remote: OrderedDict[int, tuple[AwarenessEntry, float]] = OrderedDict()
+        self.channel: DocChannels | None = None  # the bus, while the room has peers
         self.pending: list[tuple[Principal, bytes]] = []
         self.writer: asyncio.Task[None] | None = None
         self.seen: dict[UUID, int] = {}  # per user log: the last event seq merged in
@@ -158,13 +185,53 @@ class Room:
 
     # --- peers ------------------------------------------------------------------------------
 
+    def join(self, peer: Peer) -> None:
+        self.peers.add(peer)
+        if self.channel is None and self.hub.docs is not None:
+            self.channel = self.hub.docs
+            self.channel.subscribe_doc(self.note_id, self._from_node)
+
+    def leave(self, peer: Peer, clocks: dict[int, int]) -> None:
+        """`peer` is gone: remove the awareness clients it announced (`clocks`) here and on
+        the other nodes; the last peer unsubscribes the room from the note's channel."""
+        self.peers.discard(peer)
+        if clocks:
+            self.forget_awareness(list(clocks))
+            frame = encode_awareness(removal_update(clocks))
+            self.broadcast(frame)
+            self._publish(frame)
+        if not self.peers and self.channel is not None:
+            self.channel.unsubscribe_doc(self.note_id, self._from_node)
+            self.channel = None
+            self.remote.clear()
+
     def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
         for peer in list(self.peers):
             if peer is not exclude:
                 peer.send(frame)
 
     def awareness_entries(self) -> list[AwarenessEntry]:
-        return list(self.awareness.values())
+        """Every awareness state known here: local peers', and other nodes' still fresh."""
+        now = time.monotonic()
+        merged: dict[int, AwarenessEntry] = {}
+        for client_id, (entry, seen) in list(self.remote.items()):
+            if now - seen > REMOTE_TTL:
+                del self.remote[client_id]
+            else:
+                merged[client_id] = entry
+        for client_id, entry in self.awareness.items():
+            known = merged.get(client_id)
+            if known is None or entry.clock >= known.clock:
+                merged[client_id] = entry
+        return list(merged.values())
+
+    def awareness_from_peer(self, update: bytes, entries: list[AwarenessEntry]) -> None:
+        """A local peer's validated awareness update: to every local peer (the sender too)
+        and to the other nodes."""
+        self.observe_awareness(entries)
+        frame = encode_awareness(update)
+        self.broadcast(frame)
+        self._publish(frame)
 
     def observe_awareness(self, entries: list[AwarenessEntry]) -> None:
         for entry in entries:
@@ -178,6 +245,56 @@ class Room:
     def forget_awareness(self, client_ids: list[int]) -> None:
         for client_id in client_ids:
             self.awareness.pop(client_id, None)
+
+    # --- other nodes (the bus's per-note channel) -------------------------------------------
+
+    def _publish(self, frame: bytes) -> None:
+        if self.channel is not None:
+            self.channel.publish_doc(self.note_id, frame)
+
+    def _from_node(self, data: bytes | None) -> None:
+        """A y-websocket frame another node published on the note's channel; None when the
+        room's subscription (re)started and whatever was published before is unknown."""
+        if data is None:  # announce ours and ask for theirs: whichever node subscribed
+            self.remote.clear()  # last, the other one hears it
+            local = list(self.awareness.values())
+            announce = encode_awareness(encode_awareness_update(local)) if local else b""
+            self._publish(announce + encode_query_awareness())
+            return
+        try:
+            messages = decode_frame(data)
+        except ProtocolError as e:
+            log.warning("note %s: ignoring a malformed awareness frame from the bus: %s",
+                        self.note_id, e)
+            return
+        for msg in messages:
+            if isinstance(msg, QueryAwareness):
+                local = list(self.awareness.values())  # never echo other nodes' states
+                if local:
+                    self._publish(encode_awareness(encode_awareness_update(local)))
+            elif isinstance(msg, Awareness):
+                try:
+                    entries = decode_awareness(msg.update)
+                except ProtocolError as e:
+                    log.warning("note %s: ignoring bad awareness from the bus: %s",
+                                self.note_id, e)
+                    continue
+                self._observe_remote(entries)
+                self.broadcast(encode_awareness(msg.update))
+
+    def _observe_remote(self, entries: list[AwarenessEntry]) -> None:
+        now = time.monotonic()
+        for entry in entries:
+            known = self.remote.get(entry.client_id)
+            if known is not None and entry.clock < known[0].clock:
+                continue
+            if entry.removed:
+                self.remote.pop(entry.client_id, None)
+                continue
+            self.remote[entry.client_id] = (entry, now)
+            self.remote.move_to_end(entry.client_id)
+            while len(self.remote) > REMOTE_AWARENESS:
+                self.remote.popitem(last=False)
 
     # --- write-behind -----------------------------------------------------------------------
 

@@ -13,16 +13,17 @@ then handled in order:
   document (merge.check_update), applied to the room (rooms.py), broadcast to the other
   peers and written behind to the log; a viewer's is refused with permission-denied;
 - awareness → relayed to every peer of the note, the sender included (the stock client
-  counts its own echo as a sign of life and reconnects after 30 s without one), and
-  remembered per connection so that a disconnect broadcasts its removal; never stored;
-- query-awareness → every current awareness state.
+  counts its own echo as a sign of life and reconnects after 30 s without one), on every
+  node (rooms.py publishes it on the bus's per-note channel), and remembered per
+  connection so that a disconnect broadcasts its removal everywhere; never stored;
+- query-awareness → every current awareness state (local, and other nodes' seen here).
 
 Each connection also holds a hub subscriber for its user (`NoteWatch`): `text`/`put`
 events of the note from the sync path are merged into the room, a `revoke` of the note
 closes with 4403, a revoked device with 4401, and with Redis the bus subscribes this
 node to the user's channel, so changes committed on another node reach the room too.
-Awareness does not cross nodes. Sends go through a bounded per-connection queue: a peer
-that does not read is closed with 4408 instead of holding memory.
+Sends go through a bounded per-connection queue: a peer that does not read is closed with
+4408 instead of holding memory.
 """
 
 from __future__ import annotations
@@ -200,18 +201,14 @@ async def collab(ws: WebSocket) -> None:
         state = row["body_state"]
         room = rooms.get(note_id, bytes(state) if state else None)
         conn = Connection(ws, who, role)
-        room.peers.add(conn)
+        room.join(conn)
         watch.attach(room, conn)
         svc.metrics.open_sockets.inc()
         try:
             await _serve(room, conn)
         finally:
             svc.metrics.open_sockets.dec()
-            room.peers.discard(conn)
-            removal = conn.awareness.removal()
-            if removal is not None:
-                room.forget_awareness(list(conn.awareness.clocks))
-                room.broadcast(yproto.encode_awareness(removal))
+            room.leave(conn, dict(conn.awareness.clocks))
             rooms.release(room)
     finally:
         hub.unsubscribe(watch)
@@ -291,8 +288,7 @@ def _handle(room: Room, conn: Connection, msg: yproto.Message) -> None:
             except yproto.ProtocolError as e:
                 raise _Close(4409, str(e)[:120]) from None
             conn.awareness.observe(entries)
-            room.observe_awareness(entries)
-            room.broadcast(yproto.encode_awareness(update))
+            room.awareness_from_peer(update, entries)
         case yproto.QueryAwareness():
             entries = room.awareness_entries()
             if entries:
