@@ -47,6 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"syncd: listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, ws_max_size=16 * 1024 * 1024,
+                ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=5, lifespan="on", log_config=None,
                 access_log=False)  # syncd.access logs each request as JSON
     return 0

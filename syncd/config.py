@@ -37,6 +37,9 @@ class Settings:
         default_factory=lambda: [o for o in (_env("SYNCD_CORS_ORIGINS", "") or "").split(",") if o]
     )
     log_level: str = field(default_factory=lambda: _env("SYNCD_LOG_LEVEL", "info") or "info")
+    # permessage-deflate on WebSockets: off by default, it costs ~40 KiB and CPU per socket.
+    ws_compression: bool = field(
+        default_factory=lambda: (_env("SYNCD_WS_COMPRESSION", "0") or "0") == "1")
     # Rate limits per fixed window of rate_window seconds; 0 turns a limit off.
     # Login/register attempts per client IP and per email; requests per user.
     rate_auth: int = field(default_factory=lambda: int(_env("SYNCD_RATE_AUTH", "10") or 0))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -186,9 +187,9 @@ class Session:
     # --- sending ----------------------------------------------------------------------------
 
     async def send(self, msg: SocketMsg) -> None:
-        data = encode(msg, self.msgpack)
-        frame: dict[str, Any] = ({"type": "websocket.send", "bytes": data} if self.msgpack
-                                 else {"type": "websocket.send", "text": data.decode()})
+        await self.send_frame(_frame(encode(msg, self.msgpack), self.msgpack))
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
         try:
             async with asyncio.timeout(self.limits.send_timeout):
                 async with self.send_lock:
@@ -315,6 +316,11 @@ class Session:
                 # A nudge, or a gap (another node's events late or lost): the log has every
                 # committed event, those in hand included.
                 await self._catch_up()
+            elif len(batches) == 1 and len(fresh) == len(batches[0]) <= self.limits.page:
+                # The common live case: one commit, sent whole. The hub hands every socket
+                # of a user the same list, so its frame is encoded once for all of them.
+                await self.send_frame(_shared_frame(batches[0], self.msgpack))
+                self.sent = fresh[-1].seq
             elif fresh:
                 await self._send_events(fresh)
 
@@ -330,6 +336,29 @@ class Session:
             chunk = events[i:i + self.limits.page]
             await self.send(Events(chunk, chunk[-1].seq))
             self.sent = chunk[-1].seq
+
+
+def _frame(data: bytes, msgpack: bool) -> dict[str, Any]:
+    return ({"type": "websocket.send", "bytes": data} if msgpack
+            else {"type": "websocket.send", "text": data.decode()})
+
+
+# (id of a hub batch, msgpack) → (the batch, its frame). The batch is held so its id stays
+# unique while cached; bounded, oldest out first.
+_frames: OrderedDict[tuple[int, bool], tuple[list[Event], dict[str, Any]]] = OrderedDict()
+_FRAMES_KEPT = 64
+
+
+def _shared_frame(batch: list[Event], msgpack: bool) -> dict[str, Any]:
+    key = (id(batch), msgpack)
+    hit = _frames.get(key)
+    if hit is not None and hit[0] is batch:
+        return hit[1]
+    frame = _frame(encode(Events(batch, batch[-1].seq), msgpack), msgpack)
+    _frames[key] = (batch, frame)
+    if len(_frames) > _FRAMES_KEPT:
+        _frames.popitem(last=False)
+    return frame
 
 
 async def sync_socket(ws: WebSocket) -> None:

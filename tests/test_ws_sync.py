@@ -414,3 +414,25 @@ def test_a_send_the_client_never_takes_closes_4408(pg_url: str) -> None:
             assert rig.hub.subscriber_count() == 0
 
     asyncio.run(main())
+
+
+def test_a_commit_is_encoded_once_for_every_socket_of_a_user() -> None:
+    import uuid as _uuid
+
+    import msgspec
+
+    from syncd.messages import Event
+    from syncd.ws_sync import _shared_frame
+
+    user = _uuid.uuid4()
+    batch = [Event(seq=s, entity="note", id=_uuid.uuid4(), kind="set", hlc="h", user_id=user,
+                   at="2026-11-21T00:00:00Z", fields={"title": str(s)}) for s in (7, 8)]
+    first = _shared_frame(batch, False)
+    assert _shared_frame(batch, False) is first  # the second socket reuses the bytes
+    assert _shared_frame(batch, True) is not first  # never mixes encodings
+    decoded = msgspec.json.decode(first["text"])
+    assert decoded["type"] == "events" and decoded["cursor"] == 8
+    assert [e["fields"]["title"] for e in decoded["events"]] == ["7", "8"]
+    other = [Event(seq=9, entity="note", id=_uuid.uuid4(), kind="set", hlc="h", user_id=user,
+                   at="2026-11-21T00:00:00Z")]
+    assert msgspec.json.decode(_shared_frame(other, False)["text"])["cursor"] == 9
