@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import msgspec
 import psycopg
@@ -46,6 +48,18 @@ def migrate_sync(url: str) -> None:
             conn.execute("SELECT pg_advisory_unlock(7215)")
 
 
+# A connection used within IDLE_CHECK seconds is handed out without a ping; one idle longer
+# (it may have outlived a PostgreSQL restart) is checked first. A ping on every checkout
+# cost a round trip per transaction.
+IDLE_CHECK = 2.0
+_last_used: WeakKeyDictionary[Conn, float] = WeakKeyDictionary()
+
+
+async def _check_if_idle(conn: Conn) -> None:
+    if time.monotonic() - _last_used.get(conn, 0.0) > IDLE_CHECK:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 class Database:
     def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
@@ -55,7 +69,7 @@ class Database:
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": False},
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            check=_check_if_idle,
             timeout=10,
         )
 
@@ -71,14 +85,15 @@ class Database:
         for attempt in range(attempts):
             try:
                 async with self.pool.connection() as conn:
-                    async with conn.transaction():
-                        if repeatable or read_only:
-                            await conn.execute(
-                                "SET TRANSACTION ISOLATION LEVEL "
-                                + ("REPEATABLE READ" if repeatable else "READ COMMITTED")
-                                + (" READ ONLY" if read_only else "")
-                            )
-                        return await fn(conn)
+                    # Applied by the BEGIN itself: no SET TRANSACTION round trip.
+                    await conn.set_read_only(read_only or None)
+                    await conn.set_isolation_level(
+                        psycopg.IsolationLevel.REPEATABLE_READ if repeatable else None)
+                    try:
+                        async with conn.transaction():
+                            return await fn(conn)
+                    finally:
+                        _last_used[conn] = time.monotonic()
             except RETRYABLE as e:
                 if attempt == attempts - 1:
                     raise

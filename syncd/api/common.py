@@ -70,8 +70,12 @@ def bearer(conn: HTTPConnection) -> str | None:
 
 
 async def principal(conn: HTTPConnection) -> Principal:
+    """The caller, authenticated once per request however many handlers ask."""
+    known: Principal | None = getattr(conn.state, "authenticated", None)
+    if known is not None:
+        return known
     who = await services(conn).auth.authenticate(bearer(conn))
-    conn.state.principal = who
+    conn.state.principal = conn.state.authenticated = who
     return who
 
 
