@@ -119,8 +119,12 @@ CREATE TABLE IF NOT EXISTS notes (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS notes_owner ON notes (owner_id);
-CREATE INDEX IF NOT EXISTS notes_project ON notes (project_id);
+-- Ordered by recency too, so a note list reads its page in index order (queries.list_rows);
+-- they replace the plain (owner_id) and (project_id) indexes of earlier versions.
+DROP INDEX IF EXISTS notes_owner;
+DROP INDEX IF EXISTS notes_project;
+CREATE INDEX IF NOT EXISTS notes_owner_updated ON notes (owner_id, updated_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS notes_project_updated ON notes (project_id, updated_at DESC, id DESC);
 
 -- Full-text search over notes (GET /v1/search): title weight A, tags B, body C. The 'simple'
 -- configuration (no stemming, no stop words) suits notes in any language and prefix search.

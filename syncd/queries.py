@@ -105,9 +105,19 @@ async def list_rows(conn: Conn, user: UUID, kind: str,
         params["ck"], params["cid"] = decode_cursor(page.cursor, page.sort, page.order)
         where.append(f"({key}, {alias}.id) {'<' if desc else '>'} (%(ck)s, %(cid)s)")
     direction = "DESC" if desc else "ASC"
-    cur = await conn.execute(
-        f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)}"
-        f" ORDER BY {key} {direction}, {alias}.id {direction} LIMIT %(limit)s", params)
+    order = f" ORDER BY {key} {direction}, {alias}.id {direction} LIMIT %(limit)s"
+    if kind == "note":
+        # Owned notes and notes shared through a project, each branch read in the order of
+        # its (owner_id | project_id, updated_at, id) index, then merged: the visibility OR
+        # in one query would scan and sort every note the user can see.
+        filters = " AND ".join(where[1:]) or "TRUE"  # all but the visibility rule
+        sql = (f"SELECT * FROM ((SELECT {cols} FROM notes n WHERE n.owner_id = %(u)s"
+               f" AND {filters}{order}) UNION ALL (SELECT {cols} FROM notes n JOIN members m"
+               f" ON m.project_id = n.project_id AND m.user_id = %(u)s"
+               f" WHERE n.owner_id <> %(u)s AND {filters}{order})) n{order}")
+    else:
+        sql = f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)}{order}"
+    cur = await conn.execute(sql, params)
     rows = await cur.fetchall()
     if len(rows) <= page.limit:
         return rows, None

@@ -251,3 +251,37 @@ def test_projects_over_rest_and_shared_roles(api: Api) -> None:
     call(owner, "DELETE", f"/v1/projects/{pid}")
     assert call(editor, "GET", "/v1/projects").json()["projects"] == []
     assert any(e["kind"] == "delete" and e["id"] == pid for e in editor.pull())
+
+
+def test_list_pages_merge_owned_and_shared_notes_in_order(api: Api) -> None:
+    """A list mixes the user's own notes and notes shared with them through a project;
+    every page is in order and the pages together hold each visible note once."""
+    me, friend = api.user(), api.user()
+    pid = new_id()
+    friend.push([friend.set("project", pid, title="shared")])
+    call(friend, "POST", f"/v1/projects/{pid}/members", 201,
+         json={"email": me.email, "role": "editor"})
+    mine = [new_id() for _ in range(7)]
+    theirs = [new_id() for _ in range(6)]
+    hidden = new_id()  # the friend's note outside the project
+    for i in range(7):  # interleave, so each page draws from both sources
+        me.push([me.set("note", mine[i], title=f"m{i}")])
+        if i < 6:
+            friend.push([friend.set("note", theirs[i], title=f"t{i}", project_id=pid)])
+    friend.push([friend.set("note", hidden, title="private")])
+    for sort, order in (("updated", "desc"), ("created", "asc"), ("title", "asc")):
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 4, "sort": sort, "order": order}
+            if cursor:
+                params["cursor"] = cursor
+            page = call(me, "GET", "/v1/notes", params=params).json()
+            seen += page["notes"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(n["id"] for n in seen) == sorted(mine + theirs), sort
+        key = {"updated": "updated_at", "created": "created_at", "title": "title"}[sort]
+        keys = [(n[key], n["id"]) for n in seen]
+        assert keys == sorted(keys, reverse=order == "desc"), sort
