@@ -60,6 +60,14 @@ async def _check_if_idle(conn: Conn) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+async def _configure(conn: Conn) -> None:
+    # psycopg prepares a statement after a few runs, and PostgreSQL may then settle on a
+    # generic plan. Chosen on one-op pushes, it made 1000-op pushes ~50% slower (52 → 80 ms):
+    # the same statements see arrays of 1 to 1000 ids, so each run is planned for its own.
+    await conn.execute("SET plan_cache_mode = force_custom_plan")
+    await conn.commit()
+
+
 class Database:
     def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
@@ -68,6 +76,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": False},
+            configure=_configure,
             open=False,
             check=_check_if_idle,
             timeout=10,
