@@ -23,19 +23,23 @@ from syncd.types import Principal
 from syncd.views import entity_view
 
 
-def check_ops(ops: list[Op], device_id: UUID) -> None:
-    """Request-level checks: refused whole, with a 4xx, before anything is applied."""
+def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
+    """Request-level checks, refused whole with a 4xx before anything is applied.
+    Returns each op's canonical clock."""
     if len(ops) > MAX_OPS_PER_PUSH:
         raise PayloadTooLarge(f"at most {MAX_OPS_PER_PUSH} ops per push",
                               {"limit": MAX_OPS_PER_PUSH})
     node = str(device_id)
+    clocks = []
     for i, op in enumerate(ops):
-        parsed = hlcs.parse(op.hlc)
-        if parsed is None:
-            raise BadRequest(f"ops[{i}].hlc is malformed", {"index": i}, code="invalid_hlc")
-        if parsed[2] != node:
-            raise BadRequest(f"ops[{i}].hlc must end with this device's id", {"index": i},
-                             code="invalid_hlc")
+        clock = hlcs.canonical(op.hlc, node, server_ms)
+        if clock is None:
+            wrong_node = hlcs.parse(op.hlc) is not None
+            raise BadRequest(f"ops[{i}].hlc " + ("must end with this device's id" if wrong_node
+                                                 else "is malformed"),
+                             {"index": i}, code="invalid_hlc")
+        clocks.append(clock)
+    return clocks
 
 
 async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
@@ -91,8 +95,7 @@ def _is_uuid(s: str) -> bool:
 
 
 async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushResponse:
-    check_ops(ops, who.device_id)
-    server_ms = hlcs.now_ms()
+    clocks = check_ops(ops, who.device_id, hlcs.now_ms())
     hub_events: list[dict[UUID, list[Event]]] = []
 
     async def tx(conn: Conn) -> PushResponse:
@@ -110,7 +113,7 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
             if not contiguous or first < 1 or first > acked + 1:
                 raise ClientSeqGap(acked + 1)
         results = [OpResult(op.client_seq, "duplicate") for op in ops if op.client_seq <= acked]
-        fresh = [(op, hlcs.canonicalise(op.hlc, server_ms)) for op in ops
+        fresh = [(op, clock) for op, clock in zip(ops, clocks, strict=True)
                  if op.client_seq > acked]
         if fresh:
             results += await apply_ops(conn, who, fresh, hub_events)
@@ -121,8 +124,8 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
         return PushResponse(acked, await log.head(conn, who.user_id), results)
 
     response = await db.run(tx)
-    if ops:  # server-made events must never sort below a clock this server accepted
-        hlcs.clock.observe(max(hlcs.canonicalise(op.hlc, server_ms) for op in ops))
+    if clocks:  # server-made events must never sort below a clock this server accepted
+        hlcs.clock.observe(max(clocks))
     for events in hub_events:
         await hub.publish(events)
     return response

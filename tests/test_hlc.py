@@ -1,0 +1,39 @@
+"""The push path's clock check: format, node, and canonicalisation of clocks far ahead."""
+
+from __future__ import annotations
+
+import uuid
+
+from syncd.config import MAX_CLOCK_SKEW_MS
+from syncd.hlc import canonical, format_hlc, parse
+
+NODE = str(uuid.UUID(int=7))
+NOW = 1_795_000_000_000
+
+
+def test_a_well_formed_clock_of_this_node_is_kept() -> None:
+    clock = format_hlc(NOW, 42, NODE)
+    assert canonical(clock, NODE, NOW) == clock
+    assert canonical(format_hlc(NOW + MAX_CLOCK_SKEW_MS, 1, NODE), NODE, NOW) is not None
+
+
+def test_a_clock_too_far_ahead_comes_back_to_the_server_clock() -> None:
+    ahead = format_hlc(NOW + MAX_CLOCK_SKEW_MS + 1, 9, NODE)
+    assert canonical(ahead, NODE, NOW) == format_hlc(NOW, 9, NODE)
+
+
+def test_malformed_or_foreign_clocks_are_refused() -> None:
+    good = format_hlc(NOW, 1, NODE)
+    bad = [
+        good.replace(NODE, str(uuid.UUID(int=8))),  # another device's
+        good[:-1],                                   # truncated node
+        "x" + good[1:],                              # a letter in the wall time
+        good[:13] + ":" + good[14:],                 # wrong separator
+        "¹" + good[1:],                              # a non-ASCII digit
+        good[:14] + "00000a" + good[20:],            # a letter in the counter
+        good + "0",
+        "",
+    ]
+    for clock in bad:
+        assert canonical(clock, NODE, NOW) is None, clock
+    assert parse(good) == (NOW, 1, NODE)
