@@ -21,8 +21,8 @@ from syncd.plan import Planned
 _json = msgspec.json.Encoder()
 
 
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+def iso(t: datetime | str) -> str:
+    return t if isinstance(t, str) else t.isoformat().replace("+00:00", "Z")
 
 
 def make_event(seq: int, user: UUID, row: dict[str, Any], payload: bytes | None) -> Event:
@@ -79,14 +79,14 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
     # The rows are written as one COPY text buffer: psycopg's write_row per row was a
     # tenth of a large push. Only `fields` is free text; the rest are ids, numbers,
     # literals and validated clocks.
-    at_text = at.isoformat()
+    at_text, at_wire = at.isoformat(), iso(at)
     lines = []
     for p in planned:
         fields = _NULL if p.fields is None else _copy_escape(_json.encode(p.fields).decode())
         row = {
             "entity": p.entity, "entity_id": p.entity_id, "kind": p.kind,
             "fields": p.fields, "hlc": p.hlc, "device_id": p.device_id,
-            "author_id": p.author_id, "client_seq": p.client_seq, "at": at,
+            "author_id": p.author_id, "client_seq": p.client_seq, "at": at_wire,
         }
         shared = (f"{p.op_id}\t{p.entity}\t{p.entity_id}\t{p.kind}\t{fields}\t"
                   f"{'t' if p.payload is not None else 'f'}\t{p.hlc}\t"

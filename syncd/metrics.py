@@ -7,6 +7,7 @@ op outcomes in the push handler, open sockets by the WebSocket code (`metrics.op
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -66,8 +67,9 @@ class Metrics:
 
     def count_push(self, results: Iterable[Any]) -> None:
         self.pushes.inc()
-        for r in results:
-            self.ops.labels(r.status).inc()
+        # One labelled increment per status, not per op: a push carries up to 1000.
+        for status, n in Tally(r.status for r in results).items():
+            self.ops.labels(status).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

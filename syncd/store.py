@@ -43,8 +43,8 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID]) -> dict[UUID, Entity]:
     """Lock and load the given notes, then every project they or `ids` refer to."""
     ids = sorted(set(ids))
     cur = await conn.execute(
-        f"SELECT {NOTE_SELECT} FROM notes WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
-    )
+        f"SELECT {NOTE_SELECT} FROM notes WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+        (_uuid_array(ids),))
     found = {r["id"]: entity_from_row("note", r) for r in await cur.fetchall()}
     pids = set(ids) - set(found)
     pids |= {n.project_id for n in found.values() if n.project_id}
@@ -54,6 +54,11 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID]) -> dict[UUID, Entity]:
     )
     found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
+
+
+def _uuid_array(ids: Iterable[UUID]) -> str:
+    """A uuid[] literal: one text parameter, where psycopg would dump a list element-wise."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
