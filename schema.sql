@@ -123,8 +123,11 @@ CREATE TABLE IF NOT EXISTS notes (
 -- they replace the plain (owner_id) and (project_id) indexes of earlier versions.
 DROP INDEX IF EXISTS notes_owner;
 DROP INDEX IF EXISTS notes_project;
+DROP INDEX IF EXISTS notes_project_updated;
 CREATE INDEX IF NOT EXISTS notes_owner_updated ON notes (owner_id, updated_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS notes_project_updated ON notes (project_id, updated_at DESC, id DESC);
+-- Partial: most notes are in no project, and each would cost an index entry on every write.
+CREATE INDEX IF NOT EXISTS notes_in_project ON notes (project_id, updated_at DESC, id DESC)
+    WHERE project_id IS NOT NULL;
 
 -- Full-text search over notes (GET /v1/search): title weight A, tags B, body C. The 'simple'
 -- configuration (no stemming, no stop words) suits notes in any language and prefix search.

@@ -114,7 +114,8 @@ async def list_rows(conn: Conn, user: UUID, kind: str,
         sql = (f"SELECT * FROM ((SELECT {cols} FROM notes n WHERE n.owner_id = %(u)s"
                f" AND {filters}{order}) UNION ALL (SELECT {cols} FROM notes n JOIN members m"
                f" ON m.project_id = n.project_id AND m.user_id = %(u)s"
-               f" WHERE n.owner_id <> %(u)s AND {filters}{order})) n{order}")
+               f" WHERE n.project_id IS NOT NULL AND n.owner_id <> %(u)s AND {filters}{order}))"
+               f" n{order}")
     else:
         sql = f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)}{order}"
     cur = await conn.execute(sql, params)
