@@ -38,6 +38,9 @@ class Entity:
     word_count: int = 0
     milestones: dict[str, Any] = field(default_factory=dict)
     writers: dict[str, int] = field(default_factory=dict)  # field → op id of its value
+    # False when a batch loaded the note without its document (body, body_state): it then
+    # may not touch the text, and its save leaves those columns as they are.
+    state_loaded: bool = True
     version: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -108,6 +111,8 @@ def check_update(update: bytes) -> None:
 
 def apply_text(ent: Entity, update: bytes) -> bool:
     """Merge a Yjs update into the body. Returns whether the plain text changed."""
+    if not ent.state_loaded:
+        raise RuntimeError(f"note {ent.id} was loaded without its document")
     check_update(update)
     if ent.doc_bytes + len(update) > MAX_DOC_BYTES and ent.body_state is not None:
         raise OpRejected("validation", f"document would exceed {MAX_DOC_BYTES} bytes")

@@ -22,6 +22,12 @@ PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
 NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state, writers"
+# The same, with the document only for ids in the %(state)s array.
+_NOTE_LOCK_SELECT = NOTE_SELECT.replace(
+    "body, body_state",
+    "CASE WHEN id = ANY(%(state)s::uuid[]) THEN body END AS body,"
+    " CASE WHEN id = ANY(%(state)s::uuid[]) THEN body_state END AS body_state,"
+    " id = ANY(%(state)s::uuid[]) AS state_loaded")
 PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, milestones, writers"
 
 
@@ -32,25 +38,30 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
         fields["project_id"] = str(fields["project_id"])
     return Entity(
         kind, row["id"], row["owner_id"], fields, dict(row["clocks"]),
-        body_state=row.get("body_state"), body=row.get("body", ""),
+        body_state=row.get("body_state"), body=row.get("body") or "",
+        state_loaded=row.get("state_loaded", True),
         word_count=row["word_count"], milestones=dict(row.get("milestones") or {}),
         writers=dict(row.get("writers") or {}),
         version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
     )
 
 
-async def lock_entities(conn: Conn, ids: Iterable[UUID]) -> dict[UUID, Entity]:
-    """Lock and load the given notes, then every project they or `ids` refer to."""
+async def lock_entities(conn: Conn, ids: Iterable[UUID],
+                        with_state: Iterable[UUID] = ()) -> dict[UUID, Entity]:
+    """Lock and load the given notes, then every project they or `ids` refer to. Only the
+    notes in `with_state` come with their document: it can be megabytes, and a batch of
+    field writes has no use for it."""
     ids = sorted(set(ids))
     cur = await conn.execute(
-        f"SELECT {NOTE_SELECT} FROM notes WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
-        (_uuid_array(ids),))
+        f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
+        " ORDER BY id FOR UPDATE",
+        {"ids": _uuid_array(ids), "state": _uuid_array(sorted(set(with_state)))})
     found = {r["id"]: entity_from_row("note", r) for r in await cur.fetchall()}
     pids = set(ids) - set(found)
     pids |= {n.project_id for n in found.values() if n.project_id}
     cur = await conn.execute(
-        f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-        (sorted(pids),),
+        f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
+        " FOR UPDATE", (_uuid_array(sorted(pids)),),
     )
     found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
@@ -75,11 +86,18 @@ async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
 async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
     """Insert the new and update the changed entities: one statement per table and kind."""
     dirty = [e for e in entities if e.dirty]
-    for kind in ("project", "note"):
-        for new in (True, False):
-            rows = [e for e in dirty if e.entity == kind and e.is_new == new]
-            if rows:
-                await (_save_notes if kind == "note" else _save_projects)(conn, rows, new)
+    for new in (True, False):
+        rows = [e for e in dirty if e.entity == "project" and e.is_new == new]
+        if rows:
+            await _save_projects(conn, rows, new)
+    new_notes = [e for e in dirty if e.entity == "note" and e.is_new]
+    if new_notes:
+        await _save_notes(conn, new_notes, True)
+    for with_state in (True, False):
+        rows = [e for e in dirty if e.entity == "note" and not e.is_new
+                and e.state_loaded == with_state]
+        if rows:
+            await _save_notes(conn, rows, False, with_state)
 
 
 _json = msgspec.json.Encoder()
@@ -97,7 +115,8 @@ _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, own
              word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb)) AS v"""
 
 
-async def _save_notes(conn: Conn, rows: list[Entity], new: bool) -> None:
+async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
+                      with_state: bool = True) -> None:
     doc = _json.encode([{
         "id": e.id, "owner_id": e.owner_id, "project_id": e.fields["project_id"],
         "title": e.fields["title"], "tags": e.fields["tags"], "pinned": e.fields["pinned"],
@@ -112,10 +131,13 @@ async def _save_notes(conn: Conn, rows: list[Entity], new: bool) -> None:
     else:
         await conn.execute(
             f"""UPDATE notes n SET project_id = v.project_id, title = v.title, tags = v.tags,
-                pinned = v.pinned, favorite = v.favorite, deleted = v.deleted, body = v.body,
-                body_state = v.body_state, word_count = v.word_count, clocks = v.clocks,
+                pinned = v.pinned, favorite = v.favorite, deleted = v.deleted,
+                {_STATE_SET if with_state else ""} clocks = v.clocks,
                 version = v.version, writers = v.writers, updated_at = now()
                 FROM {_NOTE_SRC} WHERE n.id = v.id""", (doc,))
+
+
+_STATE_SET = "body = v.body, body_state = v.body_state, word_count = v.word_count,"
 
 
 async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:

@@ -52,7 +52,10 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     ids = {op.id for op, _ in ops}
     ids |= {UUID(p) for op, _ in ops if op.fields
             for p in [op.fields.get("project_id")] if isinstance(p, str) and _is_uuid(p)}
-    entities = await store.lock_entities(conn, ids)
+    # A text op needs the document; so may a project_id write (a move `put`s the note).
+    with_state = {op.id for op, _ in ops
+                  if op.kind == "text" or (op.fields and "project_id" in op.fields)}
+    entities = await store.lock_entities(conn, ids, with_state)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))

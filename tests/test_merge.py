@@ -94,3 +94,27 @@ def test_events_carry_what_a_device_needs_to_replay(api: Api) -> None:
     assert [(e["kind"], e["id"], e["client_seq"]) for e in evs] == [("set", nid, 1),
                                                                    ("delete", nid, 2)]
     assert all(e["device_id"] == d.device_id and e["user_id"] == d.user_id for e in evs)
+
+
+def test_field_writes_leave_bodies_alone(api: Api) -> None:
+    """A batch of field writes loads notes without their documents: their text, state and
+    word counts must come through it untouched, beside a note whose text the batch edits."""
+    d = api.user()
+    pid, a, b = new_id(), new_id(), new_id()
+    upd_a, _ = text_update(None, lambda t: t.insert(0, "alpha beta gamma"))
+    upd_b, state_b = text_update(None, lambda t: t.insert(0, "one two"))
+    d.push([d.set("project", pid, title="P", word_goal=100),
+            d.set("note", a, project_id=pid), d.set("note", b, project_id=pid),
+            d.op("note", a, "text", field="body", update=b64(upd_a)),
+            d.op("note", b, "text", field="body", update=b64(upd_b))])
+    before = {n["id"]: n for n in d.snapshot()["notes"]}
+    more_b, _ = text_update(state_b, lambda t: t.insert(len(str(t)), " three"))
+    d.push([d.set("note", a, title="renamed", pinned=True),
+            d.op("note", b, "text", field="body", update=b64(more_b))])
+    snap = d.snapshot()
+    after = {n["id"]: n for n in snap["notes"]}
+    assert after[a]["title"] == "renamed"
+    assert (after[a]["body"], after[a]["body_state"], after[a]["word_count"]) == (
+        before[a]["body"], before[a]["body_state"], 3)
+    assert after[b]["body"] == "one two three"
+    assert snap["projects"][0]["word_count"] == 6

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+from pycrdt import Doc, Text
+
 from tests.helpers import Api, Device, new_id, text_update
 
 
@@ -77,11 +79,19 @@ def test_removing_a_member_revokes_and_stops_updates(api: Api) -> None:
 def test_moving_a_note_changes_who_sees_it(api: Api) -> None:
     owner, member, pid, _nid = shared_project(api)
     private = new_id()
-    owner.push([owner.set("note", private, title="secret")])
+    upd, _ = text_update(None, lambda t: t.insert(0, "the secret text"))
+    owner.push([owner.set("note", private, title="secret"),
+                owner.op("note", private, "text", field="body",
+                         update=base64.b64encode(upd).decode())])
     cursor = member.pull()[-1]["seq"]
     owner.push([owner.set("note", private, project_id=pid)])
     put = [e for e in member.pull(cursor) if e["id"] == private]
     assert [e["kind"] for e in put] == ["put"] and put[0]["fields"]["title"] == "secret"
+    # The put carries the whole document, and the member's snapshot has the text.
+    doc = Doc()
+    doc.apply_update(base64.b64decode(put[0]["body_state"]))
+    assert str(doc.get("body", type=Text)) == "the secret text"
+    assert any(n["body"] == "the secret text" for n in member.snapshot()["notes"])
     cursor = member.pull()[-1]["seq"]
     owner.push([owner.set("note", private, project_id=None)])
     assert [e["kind"] for e in member.pull(cursor) if e["id"] == private] == ["revoke"]
