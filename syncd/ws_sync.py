@@ -139,6 +139,7 @@ class Session:
         self.done: asyncio.Future[tuple[int | None, str]] = (
             asyncio.get_running_loop().create_future())
         self.send_lock = asyncio.Lock()
+        self.sending_since: float | None = None  # loop time the current send began
         self.streamer: asyncio.Task[None] | None = None
 
     def finish(self, code: int | None, reason: str = "") -> None:
@@ -190,12 +191,15 @@ class Session:
         await self.send_frame(_frame(encode(msg, self.msgpack), self.msgpack))
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        # No timer per send (a fan-out sends to every socket per commit): _watch closes the
+        # socket with 4408 when one send has been stuck longer than send_timeout.
         try:
-            async with asyncio.timeout(self.limits.send_timeout):
-                async with self.send_lock:
+            async with self.send_lock:
+                self.sending_since = asyncio.get_running_loop().time()
+                try:
                     await self.ws.send(frame)  # waits while the transport is over its mark
-        except TimeoutError:
-            raise _Close(4408, "too slow: the client is not reading") from None
+                finally:
+                    self.sending_since = None
         except (WebSocketDisconnect, OSError, RuntimeError):
             raise _Gone from None
 
@@ -262,9 +266,19 @@ class Session:
                 await self.send(Pong())
 
     async def _watch(self) -> None:
+        """A send stuck past send_timeout closes the socket (4408); the device is re-checked
+        every `revalidate` seconds."""
+        loop = asyncio.get_running_loop()
+        tick = min(self.limits.send_timeout / 4, self.limits.revalidate)
+        next_check = loop.time() + self.limits.revalidate
         while True:
-            await asyncio.sleep(self.limits.revalidate)
-            await self._check_device()
+            await asyncio.sleep(tick)
+            since = self.sending_since
+            if since is not None and loop.time() - since > self.limits.send_timeout:
+                raise _Close(4408, "too slow: the client is not reading")
+            if loop.time() >= next_check:
+                next_check = loop.time() + self.limits.revalidate
+                await self._check_device()
 
     async def _check_device(self) -> None:
         async def tx(conn: Conn) -> bool:
