@@ -22,8 +22,9 @@ PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
 NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state, writers"
-# The same, with the document only for ids in the %(state)s array.
-_NOTE_LOCK_SELECT = NOTE_SELECT.replace(
+# What a batch needs: no timestamps (a save sets updated_at itself), and the document only
+# for ids in the %(state)s array.
+_NOTE_LOCK_SELECT = NOTE_SELECT.replace(", created_at, updated_at", "").replace(
     "body, body_state",
     "CASE WHEN id = ANY(%(state)s::uuid[]) THEN body END AS body,"
     " CASE WHEN id = ANY(%(state)s::uuid[]) THEN body_state END AS body_state,"
@@ -37,12 +38,13 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
     if kind == "note" and fields["project_id"] is not None:
         fields["project_id"] = str(fields["project_id"])
     return Entity(
-        kind, row["id"], row["owner_id"], fields, dict(row["clocks"]),
+        kind, row["id"], row["owner_id"], fields, row["clocks"],  # fresh dicts from jsonb
         body_state=row.get("body_state"), body=row.get("body") or "",
         state_loaded=row.get("state_loaded", True),
-        word_count=row["word_count"], milestones=dict(row.get("milestones") or {}),
-        writers=dict(row.get("writers") or {}),
-        version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
+        word_count=row["word_count"], milestones=row.get("milestones") or {},
+        writers=row.get("writers") or {},
+        version=row["version"], created_at=row.get("created_at"),
+        updated_at=row.get("updated_at"),
     )
 
 
