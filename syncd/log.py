@@ -80,6 +80,15 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
     # tenth of a large push. Only `fields` is free text; the rest are ids, numbers,
     # literals and validated clocks.
     at_text, at_wire = at.isoformat(), iso(at)
+    # The author, device and members repeat on every row: their text is made once.
+    texts: dict[UUID | None, str] = {None: _NULL}
+
+    def text(u: UUID | None) -> str:
+        t = texts.get(u)
+        if t is None:
+            t = texts[u] = str(u)
+        return t
+
     lines = []
     for p in planned:
         fields = _NULL if p.fields is None else _copy_escape(_json.encode(p.fields).decode())
@@ -90,14 +99,14 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
         }
         shared = (f"{p.op_id}\t{p.entity}\t{p.entity_id}\t{p.kind}\t{fields}\t"
                   f"{'t' if p.payload is not None else 'f'}\t{p.hlc}\t"
-                  f"{_NULL if p.device_id is None else p.device_id}\t{p.author_id}\t"
+                  f"{text(p.device_id)}\t{text(p.author_id)}\t"
                   f"{_NULL if p.client_seq is None else p.client_seq}\t{at_text}\n")
         for user in sorted(p.audience):
             seq = next_seq.get(user)
             if seq is None:
                 continue  # an audience member without an account row: account deleted
             next_seq[user] = seq + 1
-            lines.append(f"{user}\t{seq}\t{shared}")
+            lines.append(f"{text(user)}\t{seq}\t{shared}")
             out[user].append(make_event(seq, user, row, p.payload))
     async with conn.cursor().copy(
         """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,

@@ -54,17 +54,18 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID],
     notes in `with_state` come with their document: it can be megabytes, and a batch of
     field writes has no use for it."""
     ids = sorted(set(ids))
+    ids_text = _uuid_array(ids)
     cur = await conn.execute(
         f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
         " ORDER BY id FOR UPDATE",
-        {"ids": _uuid_array(ids), "state": _uuid_array(sorted(set(with_state)))})
+        {"ids": ids_text, "state": _uuid_array(sorted(set(with_state)))})
     found = {r["id"]: entity_from_row("note", r) for r in await cur.fetchall()}
     pids = set(ids) - set(found)
     pids |= {n.project_id for n in found.values() if n.project_id}
     cur = await conn.execute(
         f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
-        " FOR UPDATE", (_uuid_array(sorted(pids)),),
-    )
+        " FOR UPDATE", (ids_text if not found else _uuid_array(sorted(pids)),),
+    )  # no note found: the project candidates are exactly `ids`, already written out
     found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
 
