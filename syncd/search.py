@@ -39,12 +39,17 @@ def _escaped(col: str) -> str:
 
 
 SQL = f"""
-WITH q AS (SELECT to_tsquery('simple', %(q)s) AS q, to_tsquery('simple', %(qa)s) AS qa),
+WITH q AS (SELECT to_tsquery('simple', %(q)s) AS q, to_tsquery('simple', %(qa)s) AS qa,
+                  -- the caller's scope as reserved lexemes (schema.sql): own notes, or
+                  -- notes of a project they are a member of
+                  (quote_literal('~o' || %(u)s::uuid::text) || coalesce(
+                      (SELECT string_agg(' | ' || quote_literal('~p' || project_id::text), '')
+                       FROM members WHERE user_id = %(u)s), ''))::tsquery AS scope),
 hits AS (
     SELECT n.id, n.title, n.tags, n.body, n.project_id, n.pinned, n.favorite, n.deleted,
            n.version, n.updated_at, n.search @@ q.qa AS title_hit, ts_rank(n.search, q.q) AS rank
     FROM notes n, q
-    WHERE n.search @@ q.q AND {NOTE_VISIBLE} AND (%(deleted)s OR NOT n.deleted)
+    WHERE n.search @@ (q.q && q.scope) AND {NOTE_VISIBLE} AND (%(deleted)s OR NOT n.deleted)
     ORDER BY title_hit DESC, rank DESC, n.updated_at DESC, n.id
     LIMIT %(limit)s)
 SELECT h.id, h.title, h.tags, h.project_id, h.pinned, h.favorite, h.deleted, h.version,

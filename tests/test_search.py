@@ -77,3 +77,18 @@ def test_bad_search_requests(api: Api) -> None:
     assert r.status_code == 401
     # Query syntax characters are words' separators, never tsquery syntax errors.
     assert search(dev, "a & b | !c:* 'd' (e") == []
+
+
+def test_search_scope_follows_a_note_into_and_out_of_a_shared_project(api: Api) -> None:
+    """The index-side scope (the note's owner and project) moves with the note."""
+    alice, bob = api.user("alice"), api.user("bob")
+    pid = call(alice, "POST", "/v1/projects", 201, json={"title": "Shared"}).json()["id"]
+    call(alice, "POST", f"/v1/projects/{pid}/members", 201,
+         json={"email": bob.email, "role": "editor"})
+    note = create(alice, title="quetzalcoatl notes", body="quetzalcoatl")
+    assert search(bob, "quetzalcoatl") == []
+    call(alice, "PATCH", f"/v1/notes/{note['id']}", json={"project_id": pid})
+    assert [r["id"] for r in search(bob, "quetzalcoatl")] == [note["id"]]
+    call(alice, "PATCH", f"/v1/notes/{note['id']}", json={"project_id": None})
+    assert search(bob, "quetzalcoatl") == []
+    assert [r["id"] for r in search(alice, "quetz")] == [note["id"]]
