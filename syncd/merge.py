@@ -2,16 +2,27 @@
 
 No I/O here. The live push path, the REST writes and `syncd rebuild` all apply ops
 through these functions, so the projection is the same function of the log everywhere.
+
+Text updates may arrive before an update they build on (a device that synced with
+another one directly, a collaborator's edit relayed out of order). Yjs parks such items
+until their dependencies come, but yrs (pycrdt 0.14) can lose parked items when the
+missing update arrives, and never encodes them in `get_update()`. So once an update is
+left waiting, the note's document is kept as the merge of every update received
+(`Entity.whole`, which `merge_updates` makes independent of order), and each later update
+rebuilds the document from that merge in one application, in which yrs orders the items
+itself. The stored state is that merge too, so nothing waiting is lost between batches.
+Deletions of items not received yet wait the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, get_update, merge_updates
 
 from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected
@@ -48,6 +59,8 @@ class Entity:
     is_new: bool = False
     dirty: bool = False
     doc: Doc[Any] | None = None
+    # Set while some received item waits for another: every update received, merged.
+    whole: bytes | None = None
     doc_bytes: int = 0
     applied_updates: list[bytes] = field(default_factory=list)
 
@@ -64,10 +77,16 @@ class Entity:
         pid = self.fields.get("project_id")
         return UUID(pid) if pid else None
 
+    def document_state(self) -> bytes | None:
+        """The document as one update, with any items still waiting for another."""
+        if self.whole is not None:
+            return self.whole
+        return self.doc.get_update() if self.doc is not None else self.body_state
+
     def flush_text(self) -> None:
         """Fold the live document back into body_state (once per batch, not per op)."""
         if self.doc is not None:
-            self.body_state = self.doc.get_update()
+            self.body_state = self.document_state()
 
 
 def apply_fields(ent: Entity, fields: dict[str, Any], hlc: str) -> dict[str, Any]:
@@ -85,15 +104,71 @@ def apply_fields(ent: Entity, fields: dict[str, Any], hlc: str) -> dict[str, Any
 
 def _load_doc(ent: Entity) -> Doc[Any]:
     if ent.doc is None:
-        doc: Doc[Any] = Doc()
-        doc.get(BODY, type=Text)
-        if ent.body_state:
-            doc.apply_update(ent.body_state)
-        for update in ent.applied_updates:
-            doc.apply_update(update)
-        ent.doc = doc
-        ent.doc_bytes = len(ent.body_state or b"") + sum(map(len, ent.applied_updates))
+        parts = ([ent.body_state] if ent.body_state else []) + ent.applied_updates
+        _rebuild(ent, parts[0] if len(parts) == 1 else merge_updates(*parts) if parts else None)
+        ent.doc_bytes = sum(map(len, parts))
+    assert ent.doc is not None
     return ent.doc
+
+
+def _rebuild(ent: Entity, state: bytes | None) -> None:
+    """A fresh document from one update; `whole` keeps it if some item in it still waits."""
+    doc: Doc[Any] = Doc()
+    doc.get(BODY, type=Text)
+    ent.whole = None
+    if state:
+        doc.apply_update(state)
+        # A state the document encodes back to byte for byte holds nothing waiting: a
+        # quicker test (an encode) than _waiting (a decode and a parse) for the usual case.
+        if doc.get_update() != state and _waiting(state, doc):
+            ent.whole = state
+    ent.doc = doc
+
+
+def _waiting(update: bytes, doc: Doc[Any]) -> bool:
+    """Whether some item of `update` is not in `doc`, or some deletion names an item the
+    document does not have: either waits for an update it builds on."""
+    state = doc.get_state()
+    rest = get_update(update, state)  # the structs past the state vector, and the deletions
+    if rest[:1] != b"\x00":  # a struct count that is not 0
+        return True
+    return not _covered(_ranges(rest, 1), dict(_pairs(state)))
+
+
+def _covered(deletions: Iterator[tuple[int, int, int]], state: dict[int, int]) -> bool:
+    return all(clock + length <= state.get(client, 0) for client, clock, length in deletions)
+
+
+def _varuint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _pairs(state_vector: bytes) -> Iterator[tuple[int, int]]:
+    """(client, clock) of a Yjs state vector."""
+    count, pos = _varuint(state_vector, 0)
+    for _ in range(count):
+        client, pos = _varuint(state_vector, pos)
+        clock, pos = _varuint(state_vector, pos)
+        yield client, clock
+
+
+def _ranges(buf: bytes, pos: int) -> Iterator[tuple[int, int, int]]:
+    """(client, clock, length) of a Yjs v1 delete set starting at pos."""
+    clients, pos = _varuint(buf, pos)
+    for _ in range(clients):
+        client, pos = _varuint(buf, pos)
+        n, pos = _varuint(buf, pos)
+        for _ in range(n):
+            clock, pos = _varuint(buf, pos)
+            length, pos = _varuint(buf, pos)
+            yield client, clock, length
 
 
 def check_update(update: bytes) -> None:
@@ -118,8 +193,14 @@ def apply_text(ent: Entity, update: bytes) -> bool:
         raise OpRejected("validation", f"document would exceed {MAX_DOC_BYTES} bytes")
     doc = _load_doc(ent)
     try:
-        doc.apply_update(update)
-        text = str(doc.get(BODY, type=Text))
+        if ent.whole is not None:
+            _rebuild(ent, merge_updates(ent.whole, update))
+        else:
+            doc.apply_update(update)
+            if _waiting(update, doc):  # rebuilt, not kept: yrs now holds parked items
+                _rebuild(ent, merge_updates(doc.get_update(), update))
+        assert ent.doc is not None
+        text = str(ent.doc.get(BODY, type=Text))
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt | SystemExit):
             raise

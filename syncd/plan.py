@@ -237,7 +237,7 @@ class Batch:
     def _put(self, ent: Entity, user: UUID) -> None:
         if not ent.state_loaded:
             raise RuntimeError(f"note {ent.id} was loaded without its document")
-        state = ent.doc.get_update() if ent.doc is not None else ent.body_state
+        state = ent.document_state()
         self.events.append(Planned(
             {user}, ent.entity, ent.id, "put", self.server_hlc(), self.author, self.device,
             fields={"fields": dict(ent.fields), "clocks": dict(ent.clocks)}, payload=state,
