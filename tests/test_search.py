@@ -39,6 +39,28 @@ def test_finds_by_word_prefix_and_tag_with_title_hits_first(api: Api) -> None:
     assert "&lt;script&gt;<mark>alert</mark>" in search(dev, "alert")[0]["snippet"]
 
 
+def test_snippets_come_from_around_the_first_hit_of_a_long_body(api: Api) -> None:
+    """The snippet is cut from a window around the first hit, whole words only, however
+    deep in a long body the hit is; with no hit in the body it opens the body."""
+    dev = api.user()
+    filler = " ".join(f"word{i}" for i in range(3000))  # ~26 000 characters
+    deep = create(dev, title="Chapter", body=f"{filler} the marmalade recipe, then {filler}")
+    create(dev, title="Marmalade", body="Oranges & sugar, boiled for an hour.")
+    title_only, body_hit = search(dev, "marmalade")
+    assert body_hit["id"] == deep["id"] and "Chapter" in body_hit["title_html"]
+    snippet = body_hit["snippet"]
+    assert "the <mark>marmalade</mark> recipe" in snippet and len(snippet) < 600
+    # Whole words at both ends: each word of the snippet is one of the body's words.
+    body_words = set(filler.split()) | {"the", "marmalade", "recipe,", "then"}
+    plain = snippet.replace("<mark>", "").replace("</mark>", "").replace(" … ", " ")
+    assert set(plain.split()) <= body_words
+    assert "<mark>" not in title_only["snippet"]
+    assert title_only["snippet"].startswith("Oranges &amp; sugar")
+    # Prefix hits open the window too, and several words each count as a hit.
+    assert "<mark>marm" in search(dev, "marm")[1]["snippet"]
+    assert "<mark>word2999</mark>" in search(dev, "recipe word2999 ")[0]["snippet"]
+
+
 def test_search_follows_edits_and_deletes(api: Api) -> None:
     dev = api.user()
     note = create(dev, title="Draft", body="first version")
