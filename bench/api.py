@@ -7,7 +7,7 @@ and body) with 50 concurrent clients against a real `syncd serve`, over HTTP kee
 Seed (through the push API, 1000-op batches): per user one project and `--notes` notes
 with a title, 1–3 tags and a body of `--words` words (a Yjs `text` op) drawn from a
 Zipf-distributed vocabulary, so search terms have realistic selectivity. Then `--clients`
-asyncio clients (one httpx.AsyncClient and one device token each; `clients / users` devices
+asyncio clients (one aiohttp session and one device token each; `clients / users` devices
 per user) each issue requests back to back (closed loop) for `--duration` seconds per
 operation. Latency = request sent → response body read, per request.
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 import psycopg
 from pycrdt import Doc, Text
@@ -148,7 +148,7 @@ def seed(env: Env, users: int, notes: int, n_words: int, words: Words) -> Seeded
 
 @dataclass
 class Client:
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     headers: dict[str, str]
     notes: list[str]
     rnd: random.Random
@@ -260,20 +260,20 @@ async def drive(clients: list[Client], words: Words, make: Make, seconds: float,
         while time.perf_counter() < deadline:
             method, path, params, body = make(c, words)
             t0 = time.perf_counter()
-            r = await c.http.request(method, path, params=params, content=body,
-                                     headers=c.headers)
-            await r.aread()
+            async with c.http.request(method, path, params=params, data=body,
+                                      headers=c.headers) as r:
+                text = await r.text()
             dt = time.perf_counter() - t0
             if think:
                 await asyncio.sleep(think * (0.5 + c.rnd.random()))
             if out is None:
                 continue
-            if r.status_code == 200:
+            if r.status == 200:
                 out.latencies.append(dt)
             else:
                 out.errors += 1
                 if out.errors <= 3:
-                    console.print(f"[red]{out.name}: {r.status_code} {r.text[:200]}[/red]")
+                    console.print(f"[red]{out.name}: {r.status} {text[:200]}[/red]")
 
     await asyncio.gather(*(one(c) for c in clients))
 
@@ -283,8 +283,11 @@ async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
     assert env.server.proc is not None
     server_pid = env.server.proc.pid
     pg = PgCpu(env.url)
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [Client(httpx.AsyncClient(base_url=env.server.base_url, timeout=60, limits=limits),
+    # aiohttp, not httpx: the load generator shares the two cores with the server, and
+    # aiohttp spends about a third of httpx's CPU per request.
+    timeout = aiohttp.ClientTimeout(total=60)
+    clients = [Client(aiohttp.ClientSession(env.server.base_url, timeout=timeout,
+                                            connector=aiohttp.TCPConnector(limit=1)),
                       {**d.headers}, notes, random.Random(i))
                for i, (d, notes) in enumerate(devices)]
     try:
@@ -299,10 +302,10 @@ async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
             for _ in range(solo_n):
                 method, path, params, body = make(clients[0], words)
                 t0 = time.perf_counter()
-                r = await clients[0].http.request(method, path, params=params, content=body,
-                                                  headers=clients[0].headers)
-                await r.aread()
-                if r.status_code == 200:
+                async with clients[0].http.request(method, path, params=params, data=body,
+                                                   headers=clients[0].headers) as r:
+                    await r.read()
+                if r.status == 200:
                     solo.latencies.append(time.perf_counter() - t0)
             res.solo = solo.latencies
             pg.begin()
@@ -320,7 +323,7 @@ async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
         return results
     finally:
         for c in clients:
-            await c.http.aclose()
+            await c.http.close()
         pg.conn.close()
 
 
@@ -335,11 +338,13 @@ def explain(env: Env, user_id: str, words: Words) -> None:
     list_sql = (f"SELECT {NOTE_COLS} FROM notes n WHERE {NOTE_VISIBLE} AND n.deleted = "
                 "%(deleted)s ORDER BY n.updated_at DESC, n.id DESC LIMIT %(limit)s")
     word = words.words[100]
-    q, qa = search.parse(word + " ") or ("", "")
+    parsed = search.parse(word + " ")
+    assert parsed is not None
     with psycopg.connect(env.url) as conn:
         for name, sql, params in (
             ("list", list_sql, {"u": user_id, "deleted": False, "limit": 51}),
-            (f"search {word!r}", search.SQL, {"q": q, "qa": qa, "u": user_id, "limit": 20,
+            (f"search {word!r}", search.SQL, {"q": parsed.query, "qa": parsed.titles,
+                                              "hit": parsed.hit, "u": user_id, "limit": 20,
                                               "deleted": False}),
         ):
             rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params).fetchall()
