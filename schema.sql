@@ -156,26 +156,8 @@ CREATE INDEX IF NOT EXISTS notes_search ON notes USING gin (search);
 -- Rows written before this keep their TOASTed vector until their next write.
 ALTER TABLE notes ALTER COLUMN search SET STORAGE MAIN;
 
--- The part of a note's body a search snippet is cut from (syncd/search.py): `width`
--- characters from `before` characters ahead of the first match of `hit` (a regular
--- expression; the body's start when it has none), without the words cut in two at either
--- end. ts_headline parses all the text it is given, so it gets this window, not the body.
--- PL/pgSQL so that each step runs once; a SQL function would be inlined and repeat them.
-CREATE OR REPLACE FUNCTION snippet_window(body text, hit text, before integer, width integer)
-RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-    start integer := greatest(1, regexp_instr(body, hit, 1, 1, 0, 'i') - before);
-    win text := substr(body, start, width + 1);  -- one more: does the end cut a word?
-    cut_end boolean := length(win) > width;
-BEGIN
-    IF start > 1 THEN
-        win := regexp_replace(win, '^\S*', '');
-    END IF;
-    IF cut_end THEN
-        win := regexp_replace(win, '\S*$', '');
-    END IF;
-    RETURN win;
-END $$;
+-- Snippets are made in Python now (syncd/snippets.py).
+DROP FUNCTION IF EXISTS snippet_window(text, text, integer, integer);
 
 -- Conflicts made visible (PROTOCOL.md `base`). `writers` holds, per field, the op id whose
 -- value is current; a write from a device that had not seen that op (its seq in the

@@ -2,44 +2,40 @@
 
 The query's words must all match; the last one also matches as a prefix unless the query
 ends with a space, so results follow the user as they type. Notes whose title holds every
-word come first, then by `ts_rank` (title weight A, tags B, body C). Snippets come from
-`ts_headline` over HTML-escaped text with `<mark>` around the hits, so they are safe to
-render as HTML.
+word come first, then by `ts_rank` (title weight A, tags B, body C).
 
-`ts_headline` parses all the text it is given, so a snippet is cut from a window of the
-body around the first hit (a regular expression finds it) rather than from the whole
-body: a chapter of 100 000 characters costs what a short note does.
+Each result carries the title with its hits marked and a snippet of the body
+(syncd/snippets.py). PostgreSQL sends only an excerpt of the body around the first hit
+(a regular expression finds it), so a chapter of 100 000 characters costs what a short
+note does.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 from syncd.db import Conn, Database
 from syncd.queries import NOTE_VISIBLE
+from syncd.snippets import WORD, Terms, highlight, snippet
 from syncd.types import Principal
 
 MAX_TERMS = 16
-# Words as PostgreSQL's parser splits them: runs of letters and digits.
-_WORD = re.compile(r"[^\W_]+")
-
-
-# The snippet window: characters of body before the first hit, and in all. Two fragments
-# of at most 24 words fit in it.
-WINDOW_BEFORE = 240
-WINDOW = 720
+# The excerpt a snippet is cut from: characters of body before the first hit, and in all.
+# Two fragments of at most 24 words fit in it.
+EXCERPT_BEFORE = 240
+EXCERPT = 720
 
 
 class Parsed(NamedTuple):
     query: str   # tsquery text
     titles: str  # the same, restricted to titles (weight A)
-    hit: str     # a PostgreSQL regular expression for the start of a hit, for the window
+    hit: str     # a PostgreSQL regular expression for the start of a hit, for the excerpt
+    terms: Terms  # for highlighting
 
 
 def parse(q: str) -> Parsed | None:
     """The query's forms, or None when there is no word."""
-    words = [w.lower() for w in _WORD.findall(q)][:MAX_TERMS]
+    words = [w.lower() for w in WORD.findall(q)][:MAX_TERMS]
     if not words:
         return None
     prefix = not q[-1:].isspace()
@@ -49,11 +45,7 @@ def parse(q: str) -> Parsed | None:
     query = " & ".join(f"'{w}'" + (":*" if p else "") for w, p in terms)
     titles = " & ".join(f"'{w}'" + (":*A" if p else ":A") for w, p in terms)
     hit = r"\m(" + "|".join(w + ("" if p else r"\M") for w, p in terms) + ")"
-    return Parsed(query, titles, hit)
-
-
-def _escaped(col: str) -> str:
-    return f"replace(replace(replace({col}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+    return Parsed(query, titles, hit, Terms(terms))
 
 
 SQL = f"""
@@ -71,14 +63,12 @@ hits AS (
     ORDER BY title_hit DESC, rank DESC, n.updated_at DESC, n.id
     LIMIT %(limit)s)
 SELECT h.id, h.title, h.tags, h.project_id, h.pinned, h.favorite, h.deleted, h.version,
-       h.updated_at, h.title_hit, h.rank,
-       ts_headline('simple', {_escaped("h.title")}, q.q,
-                   'HighlightAll=true, StartSel=<mark>, StopSel=</mark>') AS title_html,
-       ts_headline('simple', {_escaped("h.body_window")}, q.q,
-                   'MaxFragments=2, MaxWords=24, MinWords=8, StartSel=<mark>, StopSel=</mark>,
-                    FragmentDelimiter=" … "') AS snippet
-FROM (SELECT *, snippet_window(body, %(hit)s, {WINDOW_BEFORE}, {WINDOW}) AS body_window
-      FROM hits) h, q
+       h.updated_at, h.title_hit, h.rank, h.excerpt_from > 1 AS excerpt_cut,
+       substr(h.body, h.excerpt_from, {EXCERPT + 1}) AS excerpt  -- one more: is a word cut?
+-- OFFSET 0 keeps the subquery whole: flattened, each use of excerpt_from would repeat it.
+FROM (SELECT *, greatest(1, regexp_instr(body, %(hit)s, 1, 1, 0, 'i') - {EXCERPT_BEFORE})
+                AS excerpt_from
+      FROM hits OFFSET 0) h
 ORDER BY h.title_hit DESC, h.rank DESC, h.updated_at DESC, h.id
 """
 
@@ -98,4 +88,8 @@ async def search(db: Database, who: Principal, q: str, limit: int,
     rows = await db.run(tx, read_only=True)
     for r in rows:
         r["rank"] = round(float(r["rank"]), 6)
+        excerpt = r.pop("excerpt")
+        r["title_html"] = highlight(r["title"], parsed.terms)
+        r["snippet"] = snippet(excerpt, r.pop("excerpt_cut"), len(excerpt) > EXCERPT,
+                               parsed.terms)
     return {"results": rows, "query": q}
