@@ -90,15 +90,25 @@ class Database:
 
     async def run(self, fn: Callable[[Conn], Awaitable[T]], *, attempts: int = 8,
                   read_only: bool = False, repeatable: bool = False) -> T:
-        """Run fn(conn) in one transaction, retrying the retryable failures."""
+        """Run fn(conn) in one transaction, retrying the retryable failures.
+
+        A read at READ COMMITTED runs without BEGIN and COMMIT: each statement already
+        reads its own snapshot at that level, so the explicit transaction only cost two
+        round trips (and its READ ONLY guard)."""
         for attempt in range(attempts):
             try:
                 async with self.pool.connection() as conn:
-                    # Applied by the BEGIN itself: no SET TRANSACTION round trip.
-                    await conn.set_read_only(read_only or None)
-                    await conn.set_isolation_level(
-                        psycopg.IsolationLevel.REPEATABLE_READ if repeatable else None)
                     try:
+                        if read_only and not repeatable:
+                            await conn.set_autocommit(True)
+                            try:
+                                return await fn(conn)
+                            finally:
+                                await conn.set_autocommit(False)
+                        # Applied by the BEGIN itself: no SET TRANSACTION round trip.
+                        await conn.set_read_only(read_only or None)
+                        await conn.set_isolation_level(
+                            psycopg.IsolationLevel.REPEATABLE_READ if repeatable else None)
                         async with conn.transaction():
                             return await fn(conn)
                     finally:
