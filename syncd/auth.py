@@ -28,6 +28,7 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verifying against this keeps an unknown email as slow as a wrong password.
 _DUMMY_HASH = _hasher.hash("syncd-dummy-password")
 MIN_PASSWORD = 8
+DECODED_TOKENS = 10_000  # access tokens whose checked claims are kept
 MAX_PASSWORD = 1024
 
 
@@ -49,6 +50,7 @@ class Auth:
         self.secret = secret
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self._decoded: dict[str, tuple[Principal, float]] = {}  # token → (claims, expiry)
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -59,16 +61,25 @@ class Auth:
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
     def decode(self, token: str) -> Principal:
+        # A client sends the same token for minutes: its checked claims are remembered
+        # (the signature cannot change; expiry is checked on every use).
+        known = self._decoded.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
         try:
             claims = jwt.decode(token, self.secret, algorithms=["HS256"],
                                 options={"require": ["exp", "sub", "dev"]})
             if claims.get("typ") != "access":
                 raise jwt.InvalidTokenError("not an access token")
-            return Principal(UUID(claims["sub"]), UUID(claims["dev"]))
+            who = Principal(UUID(claims["sub"]), UUID(claims["dev"]))
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the access token has expired", code="token_expired") from None
         except (jwt.InvalidTokenError, ValueError):
             raise Unauthorized("the access token is not valid", code="invalid_token") from None
+        if len(self._decoded) >= DECODED_TOKENS:
+            del self._decoded[next(iter(self._decoded))]  # the oldest
+        self._decoded[token] = (who, float(claims["exp"]))
+        return who
 
     async def authenticate(self, token: str | None) -> Principal:
         """Decode the token and check its device is still live."""

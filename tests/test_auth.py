@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import pytest
+
+from syncd.auth import Auth
+from syncd.errors import Unauthorized
 from tests.helpers import PASSWORD, Api
 
 
@@ -75,3 +82,18 @@ def test_devices_list_and_revoke(api: Api) -> None:
     assert api.delete(f"/v1/devices/{laptop.device_id}", headers=stranger.headers
                       ).status_code == 404
     assert laptop.get("/v1/auth/me").status_code == 200
+
+
+def test_a_remembered_access_token_still_expires() -> None:
+    """Decoded claims are kept per token, but expiry is checked on every use."""
+    auth = Auth(None, "a-test-secret-a-test-secret-a-test-secret", 2, 60)  # type: ignore[arg-type]
+    user, device = uuid.uuid4(), uuid.uuid4()
+    token = auth.access_token(user, device)
+    assert auth.decode(token) == auth.decode(token)
+    assert auth.decode(token).device_id == device
+    time.sleep(2.1)  # exp is a whole second, 1 to 2 s from issue
+    with pytest.raises(Unauthorized) as refused:
+        auth.decode(token)
+    assert refused.value.code == "token_expired"
+    with pytest.raises(Unauthorized):
+        auth.decode(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
