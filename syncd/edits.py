@@ -28,6 +28,7 @@ from syncd.merge import BODY, Entity
 from syncd.messages import Event, Op, OpResult
 from syncd.store import entity_from_row
 from syncd.types import Principal
+from syncd.views import entity_view
 
 Build = Callable[[Entity | None], list[Op]]
 
@@ -139,7 +140,7 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
 
     async def tx(conn: Conn) -> dict[str, Any]:
         published.clear()
-        current = None
+        current, row = None, None
         if create:
             if await queries.id_taken(conn, id):
                 raise Conflict(f"{id} already exists", {"id": str(id)}, code="already_exists")
@@ -154,10 +155,19 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
         if ops:
             stamped = [(o, hlcs.clock.tick(who.device_id)) for o in ops]
             # In this transaction, so the precondition above and these ops commit together.
-            results = await sync.apply_ops(conn, who, stamped, published)
+            results = await sync.apply_ops(conn, who, stamped, published,
+                                           {id: current} if current else None)
             for o, result in zip(ops, results, strict=True):
                 if result.status == "rejected":
                     raise rejection(result, o)
+        if current is not None and row is not None and kind == "note":  # as saved, not re-read
+            return entity_view("note", {
+                **current.fields, "id": id, "owner_id": current.owner_id,
+                "project_id": current.project_id, "body": current.body,
+                "body_state": current.body_state, "word_count": current.word_count,
+                "clocks": current.clocks, "version": current.version,
+                "created_at": row["created_at"],
+                "updated_at": row["now"] if current.dirty else row["updated_at"]})
         row = await queries.get_row(conn, who.user_id, kind, id)
         if row is None:
             raise NotFound(f"no such {kind}")

@@ -40,9 +40,12 @@ MAX_LIMIT = 200
 
 async def get_row(conn: Conn, user: UUID, kind: str, id: UUID, *, lock: bool = False,
                   state: bool = True) -> dict[str, Any] | None:
-    """The entity's row if `user` can see it; locked FOR UPDATE when asked."""
+    """The entity's row if `user` can see it; locked FOR UPDATE when asked, and then with
+    what a write needs too: its `writers` and the transaction's time (`now`)."""
     table, cols, visible, alias = TABLES[kind]
     extra = ", n.body_state" if kind == "note" and state else ""
+    if lock:
+        extra += f", {alias}.writers, now() AS now"
     cur = await conn.execute(
         f"SELECT {cols}{extra} FROM {table} WHERE {alias}.id = %(id)s AND {visible}"
         + (f" FOR UPDATE OF {alias}" if lock else ""), {"u": user, "id": id})

@@ -48,25 +48,30 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
     )
 
 
-async def lock_entities(conn: Conn, ids: Iterable[UUID],
-                        with_state: Iterable[UUID] = ()) -> dict[UUID, Entity]:
+async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UUID] = (),
+                        locked: dict[UUID, Entity] | None = None) -> dict[UUID, Entity]:
     """Lock and load the given notes, then every project they or `ids` refer to. Only the
     notes in `with_state` come with their document: it can be megabytes, and a batch of
-    field writes has no use for it."""
+    field writes has no use for it. `locked`: entities the caller has already locked and
+    loaded (with their documents), used as they are."""
     ids = sorted(set(ids))
-    ids_text = _uuid_array(ids)
-    cur = await conn.execute(
-        f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
-        " ORDER BY id FOR UPDATE",
-        {"ids": ids_text, "state": _uuid_array(sorted(set(with_state)))})
-    found = {r["id"]: entity_from_row("note", r) for r in await cur.fetchall()}
-    pids = set(ids) - set(found)
-    pids |= {n.project_id for n in found.values() if n.project_id}
-    cur = await conn.execute(
-        f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
-        " FOR UPDATE", (ids_text if not found else _uuid_array(sorted(pids)),),
-    )  # no note found: the project candidates are exactly `ids`, already written out
-    found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
+    found = dict(locked or {})
+    todo = [i for i in ids if i not in found]
+    if todo:
+        cur = await conn.execute(
+            f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
+            " ORDER BY id FOR UPDATE",
+            {"ids": _uuid_array(todo), "state": _uuid_array(sorted(set(with_state)))})
+        found.update({r["id"]: entity_from_row("note", r) for r in await cur.fetchall()})
+    # Ids that are no note may be projects; so are the projects of the notes.
+    pids = {i for i in ids if i not in found}
+    pids |= {e.project_id for e in found.values() if e.entity == "note" and e.project_id}
+    pids -= set(found)
+    if pids:
+        cur = await conn.execute(
+            f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
+            " FOR UPDATE", (_uuid_array(sorted(pids)),))
+        found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
 
 
@@ -76,6 +81,9 @@ def _uuid_array(ids: Iterable[UUID]) -> str:
 
 
 async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
+    project_ids = list(project_ids)
+    if not project_ids:
+        return {}
     cur = await conn.execute(
         "SELECT project_id, user_id, role FROM members WHERE project_id = ANY(%s)",
         (list(project_ids),),

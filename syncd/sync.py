@@ -16,6 +16,7 @@ from syncd.config import MAX_OPS_PER_PUSH
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
 from syncd.fanout import Hub
+from syncd.merge import Entity
 from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
 from syncd.store import NOTE_SELECT, PROJECT_SELECT
@@ -43,11 +44,13 @@ def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
 
 
 async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
-                    hub_events: list[dict[UUID, list[Event]]]) -> list[OpResult]:
+                    hub_events: list[dict[UUID, list[Event]]],
+                    locked: dict[UUID, Entity] | None = None) -> list[OpResult]:
     """Plan and write a batch of (op, canonical hlc) in the caller's transaction.
 
     The one write path: push, server-made writes, REST edits with preconditions and
     import all go through it. What to fan out after commit is appended to hub_events.
+    `locked`: entities the caller has locked and loaded already; they are updated in place.
     """
     ids = {op.id for op, _ in ops}
     ids |= {UUID(p) for op, _ in ops if op.fields
@@ -55,7 +58,7 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     # A text op needs the document; so may a project_id write (a move `put`s the note).
     with_state = {op.id for op, _ in ops
                   if op.kind == "text" or (op.fields and "project_id" in op.fields)}
-    entities = await store.lock_entities(conn, ids, with_state)
+    entities = await store.lock_entities(conn, ids, with_state, locked)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))

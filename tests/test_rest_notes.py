@@ -195,6 +195,23 @@ def test_etag_and_if_match(api: Api) -> None:
     call(dev, "POST", path + "/restore", headers={"If-Match": "*"})
 
 
+def test_a_write_answers_the_entity_as_a_read_then_sees_it(api: Api) -> None:
+    """PATCH, DELETE and restore answer with the note as saved (built in memory, not read
+    back): it must equal what a GET returns right after, timestamps, state and all."""
+    dev = api.user()
+    pid = call(dev, "POST", "/v1/projects", 201, json={"title": "P"}).json()["id"]
+    note = create(dev, title="a", body="first words")
+    path = f"/v1/notes/{note['id']}"
+    for method, body in (("PATCH", {"title": "b", "tags": ["x"], "pinned": True}),
+                         ("PATCH", {"body": "first and second words", "project_id": pid}),
+                         ("PATCH", {"title": "b"}),  # changes nothing
+                         ("DELETE", None), ("POST", None)):
+        url = path + "/restore" if method == "POST" else path
+        answered = call(dev, method, url, json=body)
+        assert answered.json() == call(dev, "GET", path).json(), (method, body)
+        assert answered.headers["etag"] == call(dev, "GET", path).headers["etag"]
+
+
 def test_validation_errors(api: Api) -> None:
     dev = api.user()
     note = create(dev, title="ok")
