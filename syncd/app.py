@@ -117,18 +117,18 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
             await limiter.close()
             await db.close()
 
-    app = Starlette(
-        routes=routes(),
-        lifespan=lifespan,
-        middleware=[
-            # CORS outermost: a 429 or 413 still carries the headers a browser needs to read it.
-            Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+    # CORS outermost: a 429 or 413 still carries the headers a browser needs to read it.
+    # Without configured origins it is left out: it would only cost every request a pass.
+    cors = [Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "If-Match",
                                       "If-None-Match", "X-Request-ID"],
-                       expose_headers=["ETag", "Retry-After", "X-Request-ID"], max_age=600),
-            Middleware(RequestContext, metrics=metrics, limiter=limiter),
-        ],
+                       expose_headers=["ETag", "Retry-After", "X-Request-ID"], max_age=600)]
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        middleware=[*(cors if settings.cors_origins else []),
+                    Middleware(RequestContext, metrics=metrics, limiter=limiter)],
         exception_handlers={
             SyncdError: _syncd_error,
             NotFound: _syncd_error,
