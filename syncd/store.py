@@ -49,11 +49,14 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
 
 
 async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UUID] = (),
-                        locked: dict[UUID, Entity] | None = None) -> dict[UUID, Entity]:
+                        locked: dict[UUID, Entity] | None = None,
+                        share_projects: bool = False) -> dict[UUID, Entity]:
     """Lock and load the given notes, then every project they or `ids` refer to. Only the
     notes in `with_state` come with their document: it can be megabytes, and a batch of
     field writes has no use for it. `locked`: entities the caller has already locked and
-    loaded (with their documents), used as they are."""
+    loaded (with their documents), used as they are. `share_projects`: the batch cannot
+    change a project, so its projects are locked FOR SHARE: membership still cannot change
+    under it, and such batches on one project's notes no longer queue on its row."""
     ids = sorted(set(ids))
     found = dict(locked or {})
     todo = [i for i in ids if i not in found]
@@ -70,7 +73,7 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UU
     if pids:
         cur = await conn.execute(
             f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
-            " FOR UPDATE", (_uuid_array(sorted(pids)),))
+            f" FOR {'SHARE' if share_projects else 'UPDATE'}", (_uuid_array(sorted(pids)),))
         found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
 

@@ -58,7 +58,12 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     # A text op needs the document; so may a project_id write (a move `put`s the note).
     with_state = {op.id for op, _ in ops
                   if op.kind == "text" or (op.fields and "project_id" in op.fields)}
-    entities = await store.lock_entities(conn, ids, with_state, locked)
+    # Only these can change a project: a write to it, and a note's text, deletion,
+    # restoration or move (its words count towards the project's).
+    project_writes = any(op.entity == "project" or op.kind != "set"
+                         or (op.fields and "project_id" in op.fields) for op, _ in ops)
+    entities = await store.lock_entities(conn, ids, with_state, locked,
+                                         share_projects=not project_writes)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))

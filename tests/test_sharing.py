@@ -4,6 +4,7 @@ write, removal revokes, and nothing unshared ever reaches another user."""
 from __future__ import annotations
 
 import base64
+import threading
 
 from pycrdt import Doc, Text
 
@@ -132,3 +133,49 @@ def test_member_endpoints_check_access(api: Api) -> None:
                     headers=owner.headers).status_code == 400
     listed = api.get(f"/v1/projects/{pid}/members", headers=member.headers).json()["members"]
     assert {m["user_id"] for m in listed} == {owner.user_id, member.user_id}
+
+
+def test_a_removal_racing_an_editors_title_writes_leaves_nothing_after_the_revoke(
+        api: Api) -> None:
+    """Title writes share-lock their project (they cannot change it), so several run at
+    once; a member removal still waits for them. After the revoke in the editor's log, no
+    event about the project's notes follows, and every write either applied before the
+    removal or was refused after it."""
+    owner, editor, pid, nid = shared_project(api)
+    other = new_id()
+    owner.push([owner.set("note", other, title="Chapter 2", project_id=pid)])
+    results: list[str] = []
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def write(d: Device, note: str) -> None:
+        try:
+            with Api(str(api.base_url)) as own:
+                d.api = own
+                for i in range(40):
+                    r = d.push([d.set("note", note, title=f"race {i}")])
+                    results.append(r["results"][0].get("code") or r["results"][0]["status"])
+                    if len(results) >= 6:
+                        writing.set()
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    editor2 = editor.login_again("editor-2")
+    threads = [threading.Thread(target=write, args=(d, n))
+               for d, n in ((editor, nid), (editor2, other))]
+    for t in threads:
+        t.start()
+    assert writing.wait(30)
+    r = api.delete(f"/v1/projects/{pid}/members/{editor.user_id}", headers=owner.headers)
+    assert r.status_code == 204
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert set(results) == {"applied", "forbidden"}
+    editor.api = api  # the threads' own clients are closed
+    events = editor.pull()
+    revoke = max(e["seq"] for e in events if e["kind"] == "revoke")
+    # (The removal's own `member` event follows its revokes, in the same transaction.)
+    assert [e["kind"] for e in events if e["seq"] > revoke] in ([], ["member"])
+    assert sum(e["kind"] == "set" and e["fields"].get("title", "").startswith("race ")
+               for e in events) == results.count("applied")
