@@ -280,7 +280,8 @@ async def drive(clients: list[Client], words: Words, make: Make, seconds: float,
 
 
 async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
-               duration: float, solo_n: int, think: float) -> list[Result]:
+               duration: float, solo_n: int, think: float,
+               ops: list[tuple[str, Make, float]]) -> list[Result]:
     assert env.server.proc is not None
     server_pid = env.server.proc.pid
     pg = PgCpu(env.url)
@@ -293,10 +294,10 @@ async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
                for i, (d, notes) in enumerate(devices)]
     try:
         # Warm up: connections, the pool, plan caches.
-        for _, make, _ in OPS:
+        for _, make, _ in ops:
             await drive(clients, words, make, 1.0, None)
         results = []
-        for name, make, target in OPS:
+        for name, make, target in ops:
             res = Result(name, target)
             # Unloaded service time: one client alone.
             solo = Result(name, target)
@@ -369,6 +370,9 @@ def main() -> int:
     p.add_argument("--think", type=float, default=0.0,
                    help="seconds each client waits between requests (default 0: closed loop "
                    "back to back); e.g. 0.1 offers at most clients/0.1 req/s")
+    p.add_argument("--ops", default="",
+                   help="only the operations whose name contains one of these comma-separated "
+                   "words, e.g. 'search,PATCH title' (default: all)")
     p.add_argument("--explain", action="store_true",
                    help="print EXPLAIN ANALYZE of the list and search queries")
     args = p.parse_args()
@@ -389,7 +393,10 @@ def main() -> int:
         if args.explain:
             explain(env, s.devices[0].user_id, words)
         # uvloop, as the server runs: the load generator's CPU is the server's loss.
-        results = uvloop.run(load(env, devices, words, args.duration, args.solo, args.think))
+        wanted = [w for w in args.ops.split(",") if w]
+        ops = [o for o in OPS if not wanted or any(w in o[0] for w in wanted)]
+        results = uvloop.run(load(env, devices, words, args.duration, args.solo, args.think,
+                                  ops))
 
     wide = Console(width=max(console.width, 150))
     rows, cpu = [], []
