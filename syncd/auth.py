@@ -28,8 +28,8 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verifying against this keeps an unknown email as slow as a wrong password.
 _DUMMY_HASH = _hasher.hash("syncd-dummy-password")
 MIN_PASSWORD = 8
-DECODED_TOKENS = 10_000  # access tokens whose checked claims are kept
 MAX_PASSWORD = 1024
+DECODED_TOKENS = 10_000  # access tokens whose checked claims are kept
 
 
 def normalise_email(email: str) -> str:
