@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from syncd.db import Conn, Database
-from syncd.queries import NOTE_VISIBLE
 from syncd.snippets import WORD, Terms, highlight, snippet
 from syncd.types import Principal
 
@@ -59,7 +58,9 @@ hits AS (
     SELECT n.id, n.title, n.tags, n.body, n.project_id, n.pinned, n.favorite, n.deleted,
            n.version, n.updated_at, n.search @@ q.qa AS title_hit, ts_rank(n.search, q.q) AS rank
     FROM notes n, q
-    WHERE n.search @@ (q.q && q.scope) AND {NOTE_VISIBLE} AND (%(deleted)s OR NOT n.deleted)
+    -- The scope lexemes are the visibility rule here: a note matches them exactly when
+    -- queries.NOTE_VISIBLE holds (its owner, or a project the caller is a member of).
+    WHERE n.search @@ (q.q && q.scope) AND (%(deleted)s OR NOT n.deleted)
     ORDER BY title_hit DESC, rank DESC, n.updated_at DESC, n.id
     LIMIT %(limit)s)
 SELECT h.id, h.title, h.tags, h.project_id, h.pinned, h.favorite, h.deleted, h.version,
