@@ -26,7 +26,7 @@ from syncd.fanout import Hub
 from syncd.fields import validate
 from syncd.merge import BODY, Entity
 from syncd.messages import Event, Op, OpResult
-from syncd.store import entity_from_row
+from syncd.store import entity_from_row, note_row
 from syncd.types import Principal
 from syncd.views import entity_view
 
@@ -162,11 +162,7 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
                     raise rejection(result, o)
         if current is not None and row is not None and kind == "note":  # as saved, not re-read
             return entity_view("note", {
-                **current.fields, "id": id, "owner_id": current.owner_id,
-                "project_id": current.project_id, "body": current.body,
-                "body_state": current.body_state, "word_count": current.word_count,
-                "clocks": current.clocks, "version": current.version,
-                "created_at": row["created_at"],
+                **note_row(current), "created_at": row["created_at"],
                 "updated_at": row["now"] if current.dirty else row["updated_at"]})
         row = await queries.get_row(conn, who.user_id, kind, id)
         if row is None:

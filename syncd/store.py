@@ -129,14 +129,19 @@ _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, own
              word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb)) AS v"""
 
 
-async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
-                      with_state: bool = True) -> None:
-    doc = _json.encode([{
+def note_row(e: Entity) -> dict[str, Any]:
+    """A note as its projection row holds it (all but the timestamps, set by the save)."""
+    return {
         "id": e.id, "owner_id": e.owner_id, "project_id": e.fields["project_id"],
         "title": e.fields["title"], "tags": e.fields["tags"], "pinned": e.fields["pinned"],
         "favorite": e.fields["favorite"], "deleted": e.fields["deleted"], "body": e.body,
         "body_state": e.body_state, "word_count": e.word_count, "clocks": e.clocks,
-        "version": e.version, "writers": e.writers} for e in rows]).decode()
+        "version": e.version, "writers": e.writers}
+
+
+async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
+                      with_state: bool = True) -> None:
+    doc = _json.encode([note_row(e) for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
