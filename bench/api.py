@@ -334,17 +334,20 @@ async def load(env: Env, devices: list[tuple[Device, list[str]]], words: Words,
 
 def explain(env: Env, user_id: str, words: Words) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of the list and search queries exactly as syncd sends them."""
-    from syncd import search
-    from syncd.queries import NOTE_COLS, NOTE_VISIBLE
+    from uuid import UUID
 
-    list_sql = (f"SELECT {NOTE_COLS} FROM notes n WHERE {NOTE_VISIBLE} AND n.deleted = "
-                "%(deleted)s ORDER BY n.updated_at DESC, n.id DESC LIMIT %(limit)s")
+    from syncd import search
+    from syncd.queries import Page, list_query
+
+    page = Page(limit=50)  # GET /v1/notes?limit=50, as the bench asks it
+    page.filter("n.deleted = %(deleted)s", deleted=False)
+    list_sql, list_params = list_query(UUID(user_id), "note", page)
     word = words.words[100]
     parsed = search.parse(word + " ")
     assert parsed is not None
     with psycopg.connect(env.url) as conn:
         for name, sql, params in (
-            ("list", list_sql, {"u": user_id, "deleted": False, "limit": 51}),
+            ("list", list_sql, list_params),
             (f"search {word!r}", search.SQL, {"q": parsed.query, "qa": parsed.titles,
                                               "hit": parsed.hit, "u": user_id, "limit": 20,
                                               "deleted": False}),

@@ -99,6 +99,18 @@ def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, UUID]:
 async def list_rows(conn: Conn, user: UUID, kind: str,
                     page: Page) -> tuple[list[dict[str, Any]], str | None]:
     """One page of visible rows and the cursor of the next page (None on the last)."""
+    cur = await conn.execute(*list_query(user, kind, page))
+    rows = await cur.fetchall()
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[:page.limit]
+    last = rows[-1][SORTS[page.sort]]
+    last_key = last.isoformat() if isinstance(last, datetime) else last
+    return rows, encode_cursor(page.sort, page.order, last_key, rows[-1]["id"])
+
+
+def list_query(user: UUID, kind: str, page: Page) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of a page (one row more than the page, to tell if it ends)."""
     table, cols, visible, alias = TABLES[kind]
     key = f"{alias}.{SORTS[page.sort]}"
     where = [visible, *page.where]
@@ -121,14 +133,7 @@ async def list_rows(conn: Conn, user: UUID, kind: str,
                f" n{order}")
     else:
         sql = f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)}{order}"
-    cur = await conn.execute(sql, params)
-    rows = await cur.fetchall()
-    if len(rows) <= page.limit:
-        return rows, None
-    rows = rows[:page.limit]
-    last = rows[-1][SORTS[page.sort]]
-    last_key = last.isoformat() if isinstance(last, datetime) else last
-    return rows, encode_cursor(page.sort, page.order, last_key, rows[-1]["id"])
+    return sql, params
 
 
 async def present(conn: Conn, kind: str, rows: list[dict[str, Any]],
