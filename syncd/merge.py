@@ -63,6 +63,9 @@ class Entity:
     whole: bytes | None = None
     doc_bytes: int = 0
     applied_updates: list[bytes] = field(default_factory=list)
+    # A note's searched fields (title, tags, project), body and document as loaded, so a
+    # save can leave alone the columns a batch did not change (store.save_entities).
+    loaded: tuple[Any, ...] | None = None
 
     @classmethod
     def new(cls, entity: str, id: UUID, owner_id: UUID) -> Entity:

@@ -18,6 +18,8 @@ from syncd.messages import Op
 from syncd.plan import Members, Writer
 
 NOTE_COLS = ("title", "tags", "pinned", "favorite", "project_id", "deleted")
+# The note fields its search vector is made of, besides the body (schema.sql).
+SEARCHED = ("title", "tags", "project_id")
 PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
@@ -37,7 +39,7 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
     fields = {c: row[c] for c in cols}
     if kind == "note" and fields["project_id"] is not None:
         fields["project_id"] = str(fields["project_id"])
-    return Entity(
+    ent = Entity(
         kind, row["id"], row["owner_id"], fields, row["clocks"],  # fresh dicts from jsonb
         body_state=row.get("body_state"), body=row.get("body") or "",
         state_loaded=row.get("state_loaded", True),
@@ -46,6 +48,13 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
         version=row["version"], created_at=row.get("created_at"),
         updated_at=row.get("updated_at"),
     )
+    if kind == "note":
+        ent.loaded = _as_saved(ent)
+    return ent
+
+
+def _as_saved(e: Entity) -> tuple[Any, ...]:
+    return (*(e.fields[name] for name in SEARCHED), e.body, e.body_state)
 
 
 async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UUID] = (),
@@ -107,11 +116,19 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
     new_notes = [e for e in dirty if e.entity == "note" and e.is_new]
     if new_notes:
         await _save_notes(conn, new_notes, True)
-    for with_state in (True, False):
-        rows = [e for e in dirty if e.entity == "note" and not e.is_new
-                and e.state_loaded == with_state]
-        if rows:
-            await _save_notes(conn, rows, False, with_state)
+    # Updates are grouped by the columns they change, and each SETs only those. PostgreSQL
+    # recomputes a generated column only when an UPDATE sets a column it is made of (the
+    # search vector: title, tags, project, body), and rewrites a TOASTed value it is sent
+    # again: a pinned toggle on a long chapter no longer re-parses and rewrites its body.
+    groups: dict[tuple[str, ...], list[Entity]] = {}
+    for e in dirty:
+        if e.entity == "note" and not e.is_new:
+            groups.setdefault(_changed_columns(e), []).append(e)
+    for changed, rows in groups.items():
+        await _save_notes(conn, rows, False, changed)
+    for e in dirty:  # as saved now, should the same objects be saved again
+        if e.entity == "note":
+            e.loaded = _as_saved(e)
 
 
 _json = msgspec.json.Encoder()
@@ -129,6 +146,33 @@ _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, own
              word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb)) AS v"""
 
 
+# What a note update SETs besides its cheap fields, by group, and the row keys that only
+# that group reads: a document of megabytes is neither encoded nor sent when unchanged.
+_SETS = {
+    "body": ("body = v.body, word_count = v.word_count,", ("body", "word_count")),
+    "doc": ("body_state = v.body_state,", ("body_state",)),
+    "searched": ("title = v.title, tags = v.tags, project_id = v.project_id,", ()),
+}
+
+
+def _without(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    for k in keys:
+        del row[k]
+    return row
+
+
+def _changed_columns(e: Entity) -> tuple[str, ...]:
+    """Which of the costly column groups (_SETS) a batch may have changed in a note."""
+    if e.loaded is None:
+        return tuple(_SETS)
+    *searched, body, body_state = e.loaded
+    body_changed = e.state_loaded and e.body != body
+    return ((("body",) if body_changed else ())
+            + (("doc",) if e.state_loaded and e.body_state != body_state else ())
+            + (("searched",) if body_changed or [e.fields[name] for name in SEARCHED]
+               != searched else ()))
+
+
 def note_row(e: Entity) -> dict[str, Any]:
     """A note as its projection row holds it (all but the timestamps, set by the save)."""
     return {
@@ -140,23 +184,22 @@ def note_row(e: Entity) -> dict[str, Any]:
 
 
 async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
-                      with_state: bool = True) -> None:
-    doc = _json.encode([note_row(e) for e in rows]).decode()
+                      changed: tuple[str, ...] = ()) -> None:
+    unsent = [] if new else [k for g, (_, keys) in _SETS.items() if g not in changed
+                             for k in keys]
+    doc = _json.encode([_without(note_row(e), unsent) for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
                 deleted, body, body_state, word_count, clocks, version, writers)
                 SELECT * FROM {_NOTE_SRC}""", (doc,))
     else:
+        sets = "".join(_SETS[g][0] for g in changed)
         await conn.execute(
-            f"""UPDATE notes n SET project_id = v.project_id, title = v.title, tags = v.tags,
-                pinned = v.pinned, favorite = v.favorite, deleted = v.deleted,
-                {_STATE_SET if with_state else ""} clocks = v.clocks,
-                version = v.version, writers = v.writers, updated_at = now()
+            f"""UPDATE notes n SET {sets} pinned = v.pinned, favorite = v.favorite,
+                deleted = v.deleted, clocks = v.clocks, version = v.version,
+                writers = v.writers, updated_at = now()
                 FROM {_NOTE_SRC} WHERE n.id = v.id""", (doc,))
-
-
-_STATE_SET = "body = v.body, body_state = v.body_state, word_count = v.word_count,"
 
 
 async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:

@@ -73,6 +73,37 @@ def test_search_follows_edits_and_deletes(api: Api) -> None:
     assert [r["id"] for r in search(dev, "revision", deleted="true")] == [note["id"]]
 
 
+def test_search_and_body_follow_each_kind_of_write(api: Api) -> None:
+    """A save sets only the columns its batch changed (store.save_entities): toggles
+    leave the body and its index as they were, and every searched change is indexed."""
+    dev = api.user()
+    note = create(dev, title="Almanac", tags=["weather"], body="frost in november " * 500)
+    nid = note["id"]
+
+    def found(q: str) -> bool:
+        return [r["id"] for r in search(dev, q)] == [nid]
+
+    # Field toggles, through REST (the note loaded with its document) and a push (without).
+    call(dev, "PATCH", f"/v1/notes/{nid}", json={"pinned": True})
+    dev.push([dev.set("note", nid, favorite=True)])
+    got = call(dev, "GET", f"/v1/notes/{nid}").json()
+    assert (got["pinned"], got["favorite"]) == (True, True)
+    assert got["body"] == note["body"] and got["word_count"] == 1500
+    assert found("almanac") and found("frost") and found("weather")
+    # Searched fields, through a push and through REST.
+    dev.push([dev.set("note", nid, title="Calendar", tags=["climate"], pinned=False)])
+    assert found("calendar") and found("climate") and not found("almanac")
+    assert not found("weather") and found("novem")
+    call(dev, "PATCH", f"/v1/notes/{nid}", json={"title": "Diary", "favorite": False})
+    assert found("diary") and not found("calendar") and found("frost")
+    # The body, alone.
+    call(dev, "PATCH", f"/v1/notes/{nid}", json={"body": "thaw in march"})
+    assert found("thaw") and not found("frost") and found("diary")
+    got = call(dev, "GET", f"/v1/notes/{nid}").json()
+    assert (got["title"], got["body"], got["word_count"]) == ("Diary", "thaw in march", 3)
+    assert (got["pinned"], got["favorite"], got["tags"]) == (False, False, ["climate"])
+
+
 def test_search_never_returns_another_users_note(api: Api) -> None:
     alice, bob = api.user("alice"), api.user("bob")
     secret = create(alice, title="zanzibar plans", tags=["zanzibar"], body="zanzibar zanzibar")
