@@ -12,6 +12,7 @@ note does.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from syncd.db import Conn, Database
@@ -32,6 +33,9 @@ class Parsed(NamedTuple):
     terms: Terms  # for highlighting
 
 
+# Compiling a query's patterns costs more than highlighting its results; people and
+# clients repeat queries (each keystroke of a word in turn), so the parses are kept.
+@lru_cache(maxsize=4096)
 def parse(q: str) -> Parsed | None:
     """The query's forms, or None when there is no word."""
     words = [w.lower() for w in WORD.findall(q)][:MAX_TERMS]

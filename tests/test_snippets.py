@@ -14,6 +14,12 @@ def test_highlight_marks_every_hit_and_escapes_the_rest() -> None:
     assert highlight("pineapples", PINE) == "pineapples"
     assert highlight("pineapples", Terms([("pine", True)])) == "<mark>pineapples</mark>"
     assert highlight("Ünïcode wörds", Terms([("wörds", False)])) == "Ünïcode <mark>wörds</mark>"
+    # Hits are found in the lowercased text; where lowercasing lengthens a character (İ is
+    # two in lowercase) the offsets still fall on the original text's words.
+    assert highlight("İzmir PINEAPPLE İ pineapple", PINE) == (
+        "İzmir <mark>PINEAPPLE</mark> İ <mark>pineapple</mark>")
+    assert highlight("Wörds İ WÖRDS", Terms([("wör", True)])) == (
+        "<mark>Wörds</mark> İ <mark>WÖRDS</mark>")
 
 
 def test_snippet_is_at_most_two_fragments_of_max_words_around_the_hits() -> None:
