@@ -107,7 +107,9 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         db = Database(settings.database_url, settings.pool_min, settings.pool_max)
         await db.open()
         hub = Hub()
-        auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl)
+        auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl,
+                    settings.device_check_ttl, closed=hub.close_device)
+        hub.device_closed.append(auth.forget_device)
         app.state.services = Services(settings, db, auth, hub, metrics)
         tune_gc()
         try:

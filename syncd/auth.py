@@ -2,7 +2,10 @@
 opaque rotating refresh tokens with reuse detection, and device revocation.
 
 An access token names a user and a device; every request also checks the device is not
-revoked, so revoking a device stops its unexpired access tokens at once.
+revoked, so revoking a device stops its unexpired access tokens at once. That a device is
+live is remembered for a moment (`device_check_ttl`, 2 s) and forgotten the moment it is
+closed, on this node or, through the bus, on any other (`forget_device`): the moment only
+bounds how long a revocation the bus did not carry (Redis down) takes to be seen.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +34,7 @@ _DUMMY_HASH = _hasher.hash("syncd-dummy-password")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 DECODED_TOKENS = 10_000  # access tokens whose checked claims are kept
+LIVE_DEVICES = 100_000  # devices whose liveness is remembered
 
 
 def normalise_email(email: str) -> str:
@@ -45,12 +50,20 @@ def _token_hash(token: str) -> bytes:
 
 
 class Auth:
-    def __init__(self, db: Database, secret: str, access_ttl: int, refresh_ttl: int) -> None:
+    def __init__(self, db: Database, secret: str, access_ttl: int, refresh_ttl: int,
+                 device_check_ttl: float = 0.0,
+                 closed: Callable[[UUID, str], None] | None = None) -> None:
         self.db = db
         self.secret = secret
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self._decoded: dict[str, tuple[Principal, float]] = {}  # token → (claims, expiry)
+        self.device_check_ttl = device_check_ttl
+        self._live: dict[UUID, float] = {}  # device → when it was last read live (monotonic)
+        self._forgotten = 0  # devices forgotten so far: a read that overlapped one is not kept
+        # Tells every node a device has ended (the hub: its sockets close, and each node's
+        # Auth forgets it). Revocations by the API are announced by their handlers.
+        self.closed = closed
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -86,6 +99,9 @@ class Auth:
         if not token:
             raise Unauthorized("an access token is required")
         who = self.decode(token)
+        seen = self._live.get(who.device_id)
+        if seen is not None and time.monotonic() - seen < self.device_check_ttl:
+            return who
 
         async def tx(conn: Conn) -> bool:
             cur = await conn.execute(
@@ -93,9 +109,20 @@ class Auth:
                 (who.device_id, who.user_id))
             return await cur.fetchone() is not None
 
+        forgotten, read_at = self._forgotten, time.monotonic()
         if not await self.db.run(tx, read_only=True):
             raise Unauthorized("this device has been revoked", code="device_revoked")
+        # Kept only if no device was forgotten meanwhile: the read may predate that revoke.
+        if self.device_check_ttl > 0 and forgotten == self._forgotten:
+            if len(self._live) >= LIVE_DEVICES:
+                self._live.clear()
+            self._live[who.device_id] = read_at
         return who
+
+    def forget_device(self, device: UUID) -> None:
+        """The device was closed (here or on another node): check it again on next use."""
+        self._forgotten += 1
+        self._live.pop(device, None)
 
     async def _issue(self, conn: Conn, user: UUID, device: UUID) -> dict[str, Any]:
         refresh = secrets.token_urlsafe(32)
@@ -159,7 +186,10 @@ class Auth:
                 **tokens}
 
     async def refresh(self, token: str) -> dict[str, Any]:
+        reused: list[UUID] = []
+
         async def tx(conn: Conn) -> dict[str, Any] | str:
+            reused.clear()
             cur = await conn.execute(
                 """SELECT t.device_id, t.used_at, t.expires_at < now() AS expired, d.user_id,
                           d.revoked_at FROM refresh_tokens t JOIN devices d ON d.id = t.device_id
@@ -170,6 +200,7 @@ class Auth:
             if row["used_at"] is not None:
                 # A rotated token came back: someone holds a copy. End the device.
                 await _revoke(conn, row["device_id"])
+                reused.append(row["device_id"])
                 return "reused"
             await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = %s",
                                (_token_hash(token),))
@@ -177,6 +208,8 @@ class Auth:
 
         result = await self.db.run(tx)
         if result == "reused":
+            if self.closed is not None:
+                self.closed(reused[0], "refresh token reused")
             raise Unauthorized("refresh token reuse detected: the device is revoked",
                                code="token_reused")
         if isinstance(result, str):

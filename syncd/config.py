@@ -31,6 +31,9 @@ class Settings:
     refresh_ttl: int = field(
         default_factory=lambda: int(_env("SYNCD_REFRESH_TTL", str(60 * 86400)) or 0)
     )
+    # How long a device read live is taken as live (syncd/auth.py); 0 reads it every time.
+    device_check_ttl: float = field(
+        default_factory=lambda: float(_env("SYNCD_DEVICE_CHECK_TTL", "2") or 0))
     pool_min: int = field(default_factory=lambda: int(_env("SYNCD_POOL_MIN", "2") or 2))
     pool_max: int = field(default_factory=lambda: int(_env("SYNCD_POOL_MAX", "10") or 10))
     cors_origins: list[str] = field(

@@ -71,6 +71,8 @@ class Hub:
         self.watch: Callable[[UUID, bool], None] | None = None
         self.forward_close: Callable[[UUID, str], None] | None = None
         self.docs: DocChannels | None = None
+        # Called with each device closed here or on another node (auth forgets it is live).
+        self.device_closed: list[Callable[[UUID], None]] = []
 
     def subscribe(self, sub: Subscriber) -> None:
         first = sub.user_id not in self.by_user
@@ -114,6 +116,8 @@ class Hub:
             self.forward_close(device_id, reason)
 
     def close_local_device(self, device_id: UUID, reason: str) -> None:
+        for listener in self.device_closed:
+            listener(device_id)
         for subs in list(self.by_user.values()):
             for sub in list(subs):
                 if sub.device_id == device_id:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from syncd.auth import Auth
 from syncd.errors import Unauthorized
+from tests.fix_server import ServerProcess
 from tests.helpers import PASSWORD, Api
 
 
@@ -97,3 +102,67 @@ def test_a_remembered_access_token_still_expires() -> None:
     assert refused.value.code == "token_expired"
     with pytest.raises(Unauthorized):
         auth.decode(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+
+
+def refused_within(seconds: float, status: Callable[[], int]) -> bool:
+    deadline = time.monotonic() + seconds
+    while status() != 401:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_revocation_reaches_every_node_at_once(pg_url: str, tmp_root: Path,
+                                                 redis_url: str) -> None:
+    """A node takes a device it read live as live for SYNCD_DEVICE_CHECK_TTL, here an
+    hour, so only the bus can make node B refuse a device revoked on node A."""
+    tag = uuid.uuid4().hex[:8]
+    nodes = [ServerProcess(pg_url, tmp_root / f"ttl-{tag}-{i}", redis_url=redis_url,
+                           env={"SYNCD_DEVICE_CHECK_TTL": "3600"}) for i in range(2)]
+    for node in nodes:
+        node.start()
+    try:
+        with Api(nodes[0].base_url) as api_a, Api(nodes[1].base_url) as api_b:
+            laptop = api_a.user("laptop")
+            phone, tablet = laptop.login_again("phone"), laptop.login_again("tablet")
+
+            def on_b(token: str) -> int:
+                return api_b.get("/v1/auth/me",
+                                 headers={"Authorization": f"Bearer {token}"}).status_code
+
+            assert on_b(phone.token) == on_b(tablet.token) == 200  # now remembered on B
+            assert phone.get("/v1/auth/me").status_code == 200  # and on A
+            assert api_a.delete(f"/v1/devices/{phone.device_id}",
+                                headers=laptop.headers).status_code == 204
+            assert phone.get("/v1/auth/me").status_code == 401  # at once on A
+            assert refused_within(10, lambda: on_b(phone.token))
+            # Refresh-token reuse ends a device too, and says so to every node.
+            assert api_a.post("/v1/auth/refresh", json={"refresh_token": tablet.refresh_token}
+                              ).status_code == 200
+            assert api_a.post("/v1/auth/refresh", json={"refresh_token": tablet.refresh_token}
+                              ).status_code == 401
+            assert refused_within(10, lambda: on_b(tablet.token))
+            assert on_b(laptop.token) == 200
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_revocation_no_node_announced_is_seen_within_the_check_ttl(
+        pg_url: str, tmp_root: Path, db: psycopg.Connection[Any]) -> None:
+    """Revoked in the database behind the server's back (no bus message): a remembered
+    device is read again once SYNCD_DEVICE_CHECK_TTL has passed."""
+    node = ServerProcess(pg_url, tmp_root / f"ttl-{uuid.uuid4().hex[:8]}",
+                         env={"SYNCD_DEVICE_CHECK_TTL": "0.5"})
+    node.start()
+    try:
+        with Api(node.base_url) as api:
+            d = api.user()
+            assert d.get("/v1/auth/me").status_code == 200
+            db.execute("UPDATE devices SET revoked_at = now() WHERE id = %s", (d.device_id,))
+            db.commit()
+            assert refused_within(10, lambda: d.get("/v1/auth/me").status_code)
+            assert d.get("/v1/auth/me").json()["error"]["code"] == "device_revoked"
+    finally:
+        node.stop()
