@@ -136,7 +136,7 @@ _json = msgspec.json.Encoder()
 
 # Rows travel as one JSON document read back with jsonb_to_recordset: psycopg dumping a
 # dozen Python lists as array parameters cost 40% of the server's CPU on large pushes.
-_NOTE_SRC = """(SELECT id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
+NOTE_ROWS = """(SELECT id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
                 decode(body_state, 'base64') AS body_state, word_count, clocks, version, writers
         FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid, project_id uuid,
              title text, tags jsonb, pinned bool, favorite bool, deleted bool, body text,
@@ -192,14 +192,14 @@ async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
                 deleted, body, body_state, word_count, clocks, version, writers)
-                SELECT * FROM {_NOTE_SRC}""", (doc,))
+                SELECT * FROM {NOTE_ROWS}""", (doc,))
     else:
         sets = "".join(_SETS[g][0] for g in changed)
         await conn.execute(
             f"""UPDATE notes n SET {sets} pinned = v.pinned, favorite = v.favorite,
                 deleted = v.deleted, clocks = v.clocks, version = v.version,
                 writers = v.writers, updated_at = now()
-                FROM {_NOTE_SRC} WHERE n.id = v.id""", (doc,))
+                FROM {NOTE_ROWS} WHERE n.id = v.id""", (doc,))
 
 
 async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:
