@@ -180,6 +180,13 @@ def test_pull_params_are_checked(api: Api) -> None:
         r = d.get("/v1/sync/pull", params=params)
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "invalid_request"
+    # Any cursor and limit in range is answered, past the head too: the page's seq range
+    # (cursor, cursor + limit] must not overflow however the numbers are sent.
+    d.push([d.set("note", new_id(), title="one")])
+    for cursor in (0, 32_000, 2**31, 2**62):
+        r = d.get("/v1/sync/pull", params={"cursor": cursor, "limit": 5000})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["events"]) == (1 if cursor == 0 else 0)
 
 
 def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
