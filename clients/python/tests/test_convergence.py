@@ -8,6 +8,7 @@ Profiles (see clients/python/README.md): `ci` by default, `thorough` with
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,7 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             finally:
                 for c in self.clients:
                     c.close()
+                shutil.rmtree(self.dir, ignore_errors=True)  # each example's SQLite stores
 
         # --- rules: offline edits -------------------------------------------------------
 
