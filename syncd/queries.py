@@ -122,15 +122,19 @@ def list_query(user: UUID, kind: str, page: Page) -> tuple[str, dict[str, Any]]:
     direction = "DESC" if desc else "ASC"
     order = f" ORDER BY {key} {direction}, {alias}.id {direction} LIMIT %(limit)s"
     if kind == "note":
-        # Owned notes and notes shared through a project, each branch read in the order of
-        # its (owner_id | project_id, updated_at, id) index, then merged: the visibility OR
-        # in one query would scan and sort every note the user can see.
+        # Owned notes, and notes others own in the user's projects, each branch read from
+        # its index and the branches merged: the visibility OR in one query would scan and
+        # sort every note the user can see. Others' notes are the two ranges of the
+        # (project_id, owner_id, …) index around the user's id: `owner_id <> user` is no
+        # index range, and visited every note of the user's own projects to drop them.
         filters = " AND ".join(where[1:]) or "TRUE"  # all but the visibility rule
+        shared = "".join(
+            f" UNION ALL (SELECT {cols} FROM notes n JOIN members m"
+            f" ON m.project_id = n.project_id AND m.user_id = %(u)s"
+            f" WHERE n.project_id IS NOT NULL AND n.owner_id {side} %(u)s AND {filters}{order})"
+            for side in ("<", ">"))
         sql = (f"SELECT * FROM ((SELECT {cols} FROM notes n WHERE n.owner_id = %(u)s"
-               f" AND {filters}{order}) UNION ALL (SELECT {cols} FROM notes n JOIN members m"
-               f" ON m.project_id = n.project_id AND m.user_id = %(u)s"
-               f" WHERE n.project_id IS NOT NULL AND n.owner_id <> %(u)s AND {filters}{order}))"
-               f" n{order}")
+               f" AND {filters}{order}){shared}) n{order}")
     else:
         sql = f"SELECT {cols} FROM {table} WHERE {' AND '.join(where)}{order}"
     return sql, params

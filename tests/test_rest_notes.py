@@ -302,3 +302,32 @@ def test_list_pages_merge_owned_and_shared_notes_in_order(api: Api) -> None:
         key = {"updated": "updated_at", "created": "created_at", "title": "title"}[sort]
         keys = [(n[key], n["id"]) for n in seen]
         assert keys == sorted(keys, reverse=order == "desc"), sort
+
+
+def test_every_member_lists_every_note_of_a_shared_project(api: Api) -> None:
+    """Others' notes in a user's projects are read as the owner ids below and above the
+    user's own: with three members, one of them has others on both sides."""
+    users = [api.user() for _ in range(3)]
+    owner = users[0]
+    pid = new_id()
+    owner.push([owner.set("project", pid, title="anthology")])
+    for u in users[1:]:
+        call(owner, "POST", f"/v1/projects/{pid}/members", 201,
+             json={"email": u.email, "role": "editor"})
+    notes = {u.user_id: [new_id(), new_id()] for u in users}
+    for u in users:
+        u.push([u.set("note", n, title=f"by {u.user_id[:4]}", project_id=pid)
+                for n in notes[u.user_id]])
+        u.push([u.set("note", new_id(), title="private")])  # outside the project
+    project_notes = sorted(n for ns in notes.values() for n in ns)
+    for u in users:
+        listed = call(u, "GET", "/v1/notes", params={"limit": 200}).json()["notes"]
+        assert sorted(n["id"] for n in listed if n["project_id"] == pid) == project_notes
+        assert len(listed) == len(project_notes) + 1  # and their own private note
+        within = call(u, "GET", f"/v1/projects/{pid}/notes", params={"limit": 3}).json()
+        seen, cursor = within["notes"], within["next_cursor"]
+        while cursor:
+            page = call(u, "GET", f"/v1/projects/{pid}/notes",
+                        params={"limit": 3, "cursor": cursor}).json()
+            seen, cursor = seen + page["notes"], page["next_cursor"]
+        assert sorted(n["id"] for n in seen) == project_notes
