@@ -211,3 +211,30 @@ def test_account_deletion_leaves_no_row_of_the_user(api: Api, pg_url: str,
     assert {ids["nq"]} <= {n["id"] for n in snap["notes"]}
     verify = _cli("rebuild", "--verify", url=pg_url, tmp=tmp_path)
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-2000:]
+
+
+def test_a_pull_crosses_the_gap_a_deleted_collaborator_leaves(api: Api) -> None:
+    """Deleting an account deletes its notes' and projects' events from its members' logs
+    too, so a member's seqs have a gap there: a pull crosses it, however small its pages."""
+    owner, member = api.user(), api.user()
+    pid = new_id()
+    owner.push([owner.set("project", pid, title="p")])
+    assert api.post(f"/v1/projects/{pid}/members", json={"email": member.email,
+                    "role": "editor"}, headers=owner.headers).status_code == 201
+    owner.push([owner.set("note", new_id(), title=f"n{i}", project_id=pid) for i in range(3)])
+    member.push([member.set("note", new_id(), title="mine")])
+    r = api.request("DELETE", "/v1/account", json={"password": PASSWORD},
+                    headers=owner.headers)
+    assert r.status_code == 204, r.text
+    seqs = [e["seq"] for e in member.pull()]
+    assert seqs[0] > 1 and len(seqs) >= 2  # the shared events are gone: a gap before "mine"
+    for limit in (1, 2):
+        paged: list[int] = []
+        cursor = 0
+        while True:
+            page = member.get("/v1/sync/pull", params={"cursor": cursor, "limit": limit}).json()
+            paged += [e["seq"] for e in page["events"]]
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                break
+        assert paged == seqs, limit
