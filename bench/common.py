@@ -39,7 +39,7 @@ from tests.fix_server import ServerProcess
 from tests.fix_services import drop_database, fresh_database
 
 PASSWORD = "correct horse battery staple"
-console = Console(width=None if os.isatty(1) else 120)
+console = Console(width=None if os.isatty(1) else 160)  # logs: bench.push has 12 columns
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
