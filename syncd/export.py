@@ -103,7 +103,7 @@ async def export_stream(db: Database, user_id: UUID,
             async for r in events:
                 tick()
                 yield (b"" if first else b",") + _enc.encode(
-                    log.make_event(r["seq"], user_id, r, r["data"]))
+                    log.make_event(r["seq"], r, r["data"]))
                 first = False
         yield b"]}\n"
 

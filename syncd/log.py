@@ -34,7 +34,7 @@ def iso(t: datetime | str) -> str:
 AT_TEXT = """to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-def make_event(seq: int, user: UUID, row: dict[str, Any], payload: bytes | None) -> Event:
+def make_event(seq: int, row: dict[str, Any], payload: bytes | None) -> Event:
     """Turn a stored row (or a planned event) into the wire event."""
     return _wire_event(seq, row["entity"], row["entity_id"], row["kind"], row["fields"],
                        row["hlc"], row["device_id"], row["author_id"], row["client_seq"],
@@ -105,7 +105,7 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
                 continue  # an audience member without an account row: account deleted
             next_seq[user] = seq + 1
             lines.append(f"{text(user)}\t{seq}\t{shared}")
-            out[user].append(make_event(seq, user, row, p.payload))
+            out[user].append(make_event(seq, row, p.payload))
     async with conn.cursor().copy(
         """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,
            device_id, author_id, client_seq, at) FROM STDIN"""

@@ -98,7 +98,7 @@ async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
         return {}
     cur = await conn.execute(
         "SELECT project_id, user_id, role FROM members WHERE project_id = ANY(%s)",
-        (list(project_ids),),
+        (project_ids,),
     )
     members: Members = {}
     for r in await cur.fetchall():
@@ -155,12 +155,6 @@ _SETS = {
 }
 
 
-def _without(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    for k in keys:
-        del row[k]
-    return row
-
-
 def _changed_columns(e: Entity) -> tuple[str, ...]:
     """Which of the costly column groups (_SETS) a batch may have changed in a note."""
     if e.loaded is None:
@@ -185,9 +179,10 @@ def note_row(e: Entity) -> dict[str, Any]:
 
 async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
                       changed: tuple[str, ...] = ()) -> None:
-    unsent = [] if new else [k for g, (_, keys) in _SETS.items() if g not in changed
-                             for k in keys]
-    doc = _json.encode([_without(note_row(e), unsent) for e in rows]).decode()
+    unsent = set() if new else {k for g, (_, keys) in _SETS.items() if g not in changed
+                                for k in keys}
+    doc = _json.encode([{k: v for k, v in note_row(e).items() if k not in unsent}
+                        for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
