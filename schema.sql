@@ -183,3 +183,18 @@ CREATE TABLE IF NOT EXISTS conflicts (
     resolution  jsonb
 );
 CREATE INDEX IF NOT EXISTS conflicts_user ON conflicts (user_id, created_at);
+
+-- Writing stats (syncd/words.py): the net words each author's text ops wrote, per note and
+-- quarter hour of the ops' HLC wall time, kept in the ops' transaction. Derived from the
+-- log like notes and projects (`syncd rebuild` recomputes it, `--verify` compares it);
+-- `syncd migrate` fills it from the log when it creates it.
+CREATE TABLE IF NOT EXISTS words_written (
+    user_id uuid NOT NULL,
+    note_id uuid NOT NULL,
+    quarter timestamptz NOT NULL,
+    words   integer NOT NULL,
+    PRIMARY KEY (user_id, note_id, quarter)
+);
+CREATE INDEX IF NOT EXISTS words_written_note ON words_written (note_id);  -- account deletion
+-- Stats list a user's milestones; most of a long log is text, so a scan of it was slow.
+CREATE INDEX IF NOT EXISTS events_milestones ON events (user_id, seq) WHERE kind = 'milestone';

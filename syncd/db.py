@@ -39,13 +39,28 @@ Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 
 def migrate_sync(url: str) -> None:
-    """Apply schema.sql; every statement in it is idempotent."""
+    """Apply schema.sql (every statement in it is idempotent), then fill the derived tables
+    it has just created from the log."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(7215)")  # one migrator at a time
         try:
+            row = conn.execute("SELECT to_regclass('words_written') IS NULL").fetchone()
             conn.execute(SCHEMA.read_text().encode())
+            if row and row[0]:
+                _fill_words(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(7215)")
+
+
+def _fill_words(conn: psycopg.Connection[Any]) -> None:
+    """words_written, new in a database that has a log: what its text ops wrote."""
+    from syncd.rebuild import rebuild_from_log, write_words
+
+    if conn.execute("SELECT 1 FROM events WHERE kind = 'text' LIMIT 1").fetchone() is None:
+        return
+    log.info("filling words_written from the log")
+    with conn.transaction():
+        write_words(conn, rebuild_from_log(conn))
 
 
 # A connection used within IDLE_CHECK seconds is handed out without a ping; one idle longer

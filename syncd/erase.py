@@ -2,7 +2,8 @@
 
 Removed: the user, their devices and refresh tokens, their whole log, their notes and
 projects (with every log row about them in anyone's log, and the members rows of their
-projects), their memberships, and the payloads no remaining event refers to. Other users
+projects), their memberships, the words anyone wrote in their notes (words_written), and
+the payloads no remaining event refers to. Other users
 who could see any of it get a `revoke` event so their devices drop it. Edits the user made
 to other people's notes stay in those people's logs (removing them would change their
 text) but are pseudonymised: author `00000000-0000-0000-0000-000000000000`, no device.
@@ -35,7 +36,7 @@ from syncd.types import Principal
 
 DELETED_USER = UUID(int=0)
 HANDLED = {"users", "devices", "refresh_tokens", "events", "payloads", "notes", "projects",
-           "members"}
+           "members", "words_written"}
 
 
 async def check_password(db: Database, who: Principal, password: str) -> None:
@@ -104,6 +105,10 @@ async def delete_account(db: Database, hub: Hub, user: UUID) -> list[UUID]:
             (DELETED_USER, user))
         await conn.execute("DELETE FROM members WHERE user_id = %s OR project_id = ANY(%s)",
                            (user, projects))
+        # Others' words in the user's notes go with those notes' events: stats stay what
+        # the remaining log says.
+        await conn.execute("DELETE FROM words_written WHERE user_id = %s OR note_id = ANY(%s)",
+                           (user, owned))
         cur = await conn.execute(
             "DELETE FROM notes WHERE owner_id = %s RETURNING project_id", (user,))
         touched = {r["project_id"] for r in await cur.fetchall() if r["project_id"]}

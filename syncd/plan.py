@@ -18,6 +18,7 @@ from syncd.fields import validate
 from syncd.merge import Entity, apply_fields, apply_text
 from syncd.messages import Op, OpResult
 from syncd.types import WRITE_ROLES
+from syncd.words import Tally, new_tally, quarter
 
 MILESTONES = (25, 50, 75, 100)
 SOURCE_KINDS = ("set", "text", "delete", "restore")
@@ -77,6 +78,7 @@ class Batch:
         # Each note's contribution to a project's word count before the batch.
         self._baseline = {e.id: _contribution(e) for e in entities.values() if e.entity == "note"}
         self._goal_touched: set[UUID] = set()
+        self.words: Tally = new_tally()  # words.py: what the batch's text ops wrote
 
     # --- access ---------------------------------------------------------------------------
 
@@ -130,7 +132,10 @@ class Batch:
         if op.kind == "text":
             if op.entity != "note" or op.field != "body" or op.update is None:
                 raise OpRejected("validation", "a text op needs entity note, field body, update")
+            before = ent.word_count
             apply_text(ent, op.update)
+            if delta := ent.word_count - before:
+                self.words[(self.author, ent.id, quarter(hlc))] += delta
             self._emit(ent, op, hlc, fields=None, payload=op.update)
             return
         if ent.entity == "project" and self.role(ent.id) != "owner":

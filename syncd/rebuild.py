@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from syncd.log import iso
 from syncd.merge import Entity, apply_fields, apply_text
 from syncd.store import NOTE_COLS, PROJECT_COLS, entity_from_row
+from syncd.words import UPSERT, Tally, new_tally, quarter, upsert_params
 
 SOURCE = ("set", "text", "delete", "restore")
 
@@ -25,6 +26,7 @@ SOURCE = ("set", "text", "delete", "restore")
 @dataclass
 class Rebuilt:
     entities: dict[UUID, Entity] = field(default_factory=dict)
+    words: Tally = field(default_factory=new_tally)
     ops: int = 0
 
 
@@ -41,7 +43,10 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
             out.entities[ent.id] = ent
         kind = r["kind"]
         if kind == "text":
+            before = ent.word_count
             apply_text(ent, r["data"])
+            if delta := ent.word_count - before:
+                out.words[(r["author_id"], ent.id, quarter(r["hlc"], r["at"]))] += delta
         else:
             changes = (r["fields"] or {}) if kind == "set" else {"deleted": kind == "delete"}
             for name in apply_fields(ent, changes, r["hlc"]):
@@ -89,6 +94,11 @@ def rebuild_from_log(conn: psycopg.Connection[Any],
         if project is not None:
             project.milestones[str(r["fields"]["milestone"])] = {"seq": r["seq"],
                                                                  "at": iso(r["at"])}
+    # A deleted account's edits stay in others' logs under a placeholder author; no user
+    # is left to count them for.
+    users = {r[0] for r in conn.execute("SELECT id FROM users")}
+    for key in [k for k in rebuilt.words if k[0] not in users]:
+        del rebuilt.words[key]
     return rebuilt
 
 
@@ -121,15 +131,30 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
         for key in ca:
             if ca[key] != cb[key]:
                 diffs.append(f"{a.entity} {eid}: {key} is {ca[key]!r}, the log says {cb[key]!r}")
+    live_words = {(r[0], r[1], r[2]): r[3] for r in conn.execute(
+        "SELECT user_id, note_id, quarter, words FROM words_written")}
+    for user, note, when in sorted(set(live_words) | set(rebuilt.words)):
+        a_words = live_words.get((user, note, when))
+        b_words = rebuilt.words.get((user, note, when))
+        if a_words != b_words:
+            diffs.append(f"words_written of user {user}, note {note}, {when.isoformat()}: "
+                         f"{a_words!r}, the log says {b_words!r}")
     return diffs
 
 
+def write_words(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
+    conn.execute("DELETE FROM words_written")
+    conn.execute(UPSERT, upsert_params(rebuilt.words))
+
+
 def write_projection(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
-    """Replace notes and projects with the rebuilt rows (one transaction, the caller's)."""
+    """Replace notes, projects and words_written with the rebuilt rows (one transaction,
+    the caller's)."""
     from psycopg.types.json import Jsonb
 
     conn.execute("DELETE FROM notes")
     conn.execute("DELETE FROM projects")
+    write_words(conn, rebuilt)
     notes = [e for e in rebuilt.entities.values() if e.entity == "note"]
     projects = [e for e in rebuilt.entities.values() if e.entity == "project"]
     with conn.cursor() as cur:

@@ -1,9 +1,9 @@
 """Writing stats: words written per day, daily streaks, projects by status, milestones.
 
-Words are counted exactly, not estimated: the user's log is replayed note by note in seq
-order (`text` updates applied to a pycrdt document, a `put` merged in as a baseline), and
-each of the user's own text events adds the change in the note's plain-text word count it
-made (negative for deletions). So "words written" is net of deletions, per day.
+Words are counted exactly, not estimated: each of the user's text ops adds the change it
+made in its note's plain-text word count (negative for deletions), so "words written" is
+net of deletions, per day. The ops' transactions keep those changes per quarter hour in
+`words_written` (syncd/words.py); a request sums that user's quarters into days.
 
 The day of an edit is the local date, in the user's time zone (users.timezone, set with
 PATCH /v1/auth/me), of its HLC wall time: when the device made the edit, not when it
@@ -15,53 +15,25 @@ break the current streak.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from pycrdt import Doc, Text
-
-from syncd import hlc as hlcs
 from syncd.db import Conn, Database
 from syncd.log import iso
-from syncd.merge import BODY, word_count
 from syncd.types import Principal
 
 Period = Literal["week", "month", "year", "all"]
 DAYS = {"week": 7, "month": 30, "year": 365}
 
 
-def words_by_day(rows: list[dict[str, Any]], user: UUID, tz: ZoneInfo) -> dict[date, int]:
-    """Pure: replay text/put rows (seq order) and sum the user's word deltas per local day."""
-    docs: dict[UUID, tuple[Doc[Text], Text, int]] = {}
+def words_by_day(quarters: list[tuple[datetime, int]], tz: ZoneInfo) -> dict[date, int]:
+    """Pure: sum (quarter hour, words) into local days."""
     out: dict[date, int] = defaultdict(int)
-    for r in rows:
-        if r["data"] is None:
-            continue
-        doc, text, before = docs.get(r["entity_id"]) or _new_doc()
-        try:
-            doc.apply_update(r["data"])
-            after = word_count(str(text))
-        # pycrdt raises Rust panics as BaseException; a bad stored update is skipped.
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt | SystemExit):
-                raise
-            continue
-        docs[r["entity_id"]] = (doc, text, after)
-        if r["kind"] == "text" and r["author_id"] == user:
-            parsed = hlcs.parse(r["hlc"])
-            wall = parsed[0] if parsed else int(r["at"].timestamp() * 1000)
-            day = datetime.fromtimestamp(wall / 1000, tz).date()
-            out[day] += after - before
+    for when, words in quarters:
+        out[when.astimezone(tz).date()] += words
     return dict(out)
-
-
-def _new_doc() -> tuple[Doc[Text], Text, int]:
-    doc: Doc[Text] = Doc()
-    return doc, doc.get(BODY, type=Text), 0
 
 
 def streaks(days: dict[date, int], today: date) -> tuple[int, int]:
@@ -88,11 +60,9 @@ async def stats(db: Database, who: Principal, period: Period,
         cur = await conn.execute("SELECT timezone FROM users WHERE id = %s", (who.user_id,))
         user = await cur.fetchone()
         cur = await conn.execute(
-            """SELECT e.entity_id, e.kind, e.hlc, e.author_id, e.at, p.data
-               FROM events e LEFT JOIN payloads p ON e.has_payload AND p.op_id = e.op_id
-               WHERE e.user_id = %s AND e.entity = 'note' AND e.kind IN ('text', 'put')
-               ORDER BY e.seq""", (who.user_id,))
-        rows = await cur.fetchall()
+            """SELECT quarter, sum(words)::bigint AS words FROM words_written
+               WHERE user_id = %s GROUP BY quarter""", (who.user_id,))
+        quarters = [(r["quarter"], r["words"]) for r in await cur.fetchall()]
         cur = await conn.execute(
             """SELECT p.status, count(*) AS n FROM projects p
                JOIN members m ON m.project_id = p.id AND m.user_id = %s
@@ -102,12 +72,12 @@ async def stats(db: Database, who: Principal, period: Period,
             """SELECT entity_id, fields, seq, at FROM events
                WHERE user_id = %s AND kind = 'milestone' ORDER BY seq""", (who.user_id,))
         milestones = await cur.fetchall()
-        return {"tz": user["timezone"] if user else "UTC", "rows": rows,
+        return {"tz": user["timezone"] if user else "UTC", "quarters": quarters,
                 "projects": projects, "milestones": milestones}
 
     got = await db.run(tx, read_only=True, repeatable=True)
     tz = _zone(got["tz"])
-    days = await asyncio.to_thread(words_by_day, got["rows"], who.user_id, tz)
+    days = words_by_day(got["quarters"], tz)
     today = (now or datetime.now(tz)).astimezone(tz).date()
     first = min(days, default=today)
     start = min(first, today) if period == "all" else today - timedelta(days=DAYS[period] - 1)

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from syncd import hlc as hlcs
-from syncd import log, store
+from syncd import log, store, words
 from syncd.config import MAX_OPS_PER_PUSH
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
@@ -83,6 +83,7 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     await store.add_members(conn, batch.new_members)
     await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
+    await words.record(conn, batch.words)
     hub_events.append(events)
     return results
 

@@ -82,7 +82,8 @@ def test_stats_week_across_a_time_zone_boundary(api: Api) -> None:
 
 def _workload(api: Api) -> tuple[Device, Device, dict[str, str]]:
     """A with a project (goal met: milestones), notes with bodies, a deleted one, a member B
-    who edits A's note; B with a project A edits in."""
+    who edits A's note and writes in it; B with a project A edits and writes in.
+    Words written: A 5 + 2 + 2 + 1 = 10, B 4 + 3 = 7."""
     a, b = api.user(), api.user()
     ids = {k: new_id() for k in ("p", "n1", "n2", "n3", "q", "nq", "na")}
     n1 = Body(a, ids["n1"])
@@ -94,17 +95,26 @@ def _workload(api: Api) -> tuple[Device, Device, dict[str, str]]:
     r = api.post(f"/v1/projects/{ids['p']}/members", json={"email": b.email, "role": "editor"},
                  headers=a.headers)
     assert r.status_code == 201, r.text
-    b.push([b.set("note", ids["n1"], title="Chapter 1"),
+    b.push([b.set("note", ids["n1"], title="Chapter 1"), Body(b, ids["n1"]).add(4),
             b.set("project", ids["q"], title="B's"),
             b.set("note", ids["nq"], title="B note", project_id=ids["q"]),
             Body(b, ids["nq"]).add(3)])
     r = api.post(f"/v1/projects/{ids['q']}/members", json={"email": a.email, "role": "editor"},
                  headers=b.headers)
     assert r.status_code == 201, r.text
-    a.push([a.set("note", ids["nq"], title="B note, edited by A"),
+    a.push([a.set("note", ids["nq"], title="B note, edited by A"), Body(a, ids["nq"]).add(2),
             a.set("note", ids["na"], title="A in Q", project_id=ids["q"]),
             Body(a, ids["na"]).add(1)])
     return a, b, ids
+
+
+def test_stats_count_each_authors_own_words(api: Api) -> None:
+    """Words written in a shared note count for whoever wrote them, not the note's owner."""
+    a, b, _ = _workload(api)
+    for d, words in ((a, 10), (b, 7)):
+        s = d.get("/v1/stats", params={"period": "week"}).json()
+        assert s["total_words"] == words
+        assert s["days"][-1]["words"] == words and s["streak"]["current"] == 1
 
 
 def _projection(url: str, owner: str) -> dict[str, Any]:
@@ -139,7 +149,7 @@ def test_export_has_everything_and_imports_to_the_same_projection(
     assert {m["role"] for m in doc["projects"][0]["members"]} == {"owner", "editor"}
     assert [m["project_id"] for m in doc["memberships"]] == [ids["q"]]
     n1 = next(n for n in doc["notes"] if n["id"] == ids["n1"])
-    assert n1["body"].split() == ["x"] * 5 and n1["body_state"] and n1["clocks"]["title"]
+    assert n1["body"].split() == ["x"] * 9 and n1["body_state"] and n1["clocks"]["title"]
     assert [e["seq"] for e in doc["events"]] == [e["seq"] for e in a.pull()]
     assert "password" not in r.text and "password_hash" not in r.text
 
@@ -200,6 +210,11 @@ def test_account_deletion_leaves_no_row_of_the_user(api: Api, pg_url: str,
                AND NOT EXISTS (SELECT 1 FROM events e WHERE e.op_id = p.op_id)""",
             (ops,)).fetchone()
         assert orphans["n"] == 0
+        # B's words in A's notes went with them (the rebuild below agrees).
+        assert conn.execute("SELECT count(*) AS n FROM words_written WHERE note_id = ANY(%s)",
+                            ([ids["n1"], ids["na"]],)).fetchone()["n"] == 0
+        assert conn.execute("SELECT sum(words) AS n FROM words_written WHERE user_id = %s",
+                            (b.user_id,)).fetchone()["n"] == 3
         # A's edit of B's note stays in B's history, pseudonymised.
         title = conn.execute("SELECT title FROM notes WHERE id = %s", (ids["nq"],)).fetchone()
         assert title["title"] == "B note, edited by A"

@@ -86,6 +86,20 @@ def test_verify_finds_a_tampered_row_and_rebuild_repairs_it(
     assert fixed is not None and fixed[0] == row[1]
     assert run_cli(pg_url, "rebuild", "--verify").returncode == 0
 
+    # Writing stats are derived from the log too.
+    words = db.execute("SELECT user_id, note_id, quarter, words FROM words_written"
+                       " ORDER BY words DESC LIMIT 1").fetchone()
+    assert words is not None and words[3] > 0
+    db.execute("UPDATE words_written SET words = words + 1000 WHERE user_id = %s"
+               " AND note_id = %s AND quarter = %s", words[:3])
+    r = run_cli(pg_url, "rebuild", "--verify")
+    assert r.returncode == 1
+    assert f"note {words[1]}" in r.stdout and f"{words[3] + 1000}, the log says {words[3]}" \
+        in r.stdout
+    assert run_cli(pg_url, "rebuild").returncode == 0
+    assert db.execute("SELECT words FROM words_written WHERE user_id = %s AND note_id = %s"
+                      " AND quarter = %s", words[:3]).fetchone() == (words[3],)
+
 
 def test_the_log_is_append_only(api: Api, db: psycopg.Connection[Any]) -> None:
     d = api.user()
@@ -98,6 +112,19 @@ def test_the_log_is_append_only(api: Api, db: psycopg.Connection[Any]) -> None:
         db.execute("TRUNCATE events")
     row = db.execute("SELECT count(*) FROM events WHERE user_id = %s", (d.user_id,)).fetchone()
     assert row is not None and row[0] == 1
+
+
+def test_migrate_fills_words_written_from_the_log(
+        api: Api, pg_url: str, db: psycopg.Connection[Any]) -> None:
+    """A database from before words_written: migrate creates it and replays the log."""
+    random_workload(api, 4)
+    query = "SELECT user_id, note_id, quarter, words FROM words_written ORDER BY 1, 2, 3"
+    before = db.execute(query).fetchall()
+    assert len(before) >= 5
+    db.execute("DROP TABLE words_written")
+    r = run_cli(pg_url, "migrate")
+    assert r.returncode == 0, r.stderr
+    assert db.execute(query).fetchall() == before
 
 
 def test_migrate_is_idempotent(pg_url: str) -> None:
