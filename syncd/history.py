@@ -13,7 +13,8 @@ keeps both, and the text diff merges with anyone editing at the same time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -25,7 +26,7 @@ from syncd.db import Conn, Database
 from syncd.errors import NotFound
 from syncd.fanout import Hub
 from syncd.fields import WRITABLE
-from syncd.merge import BODY, Entity
+from syncd.merge import BODY, Entity, chunks
 from syncd.rebuild import replay
 from syncd.store import NOTE_COLS, PROJECT_COLS
 from syncd.types import Principal
@@ -75,7 +76,7 @@ def state_at(rows: list[dict[str, Any]]) -> Entity | None:
     """The entity after these events (None when it did not exist or was revoked)."""
     if not rows:
         return None
-    return replay(source_rows(rows)).entities.get(rows[0]["entity_id"])
+    return replay(source_rows(rows), count_words=False).entities.get(rows[0]["entity_id"])
 
 
 def past_view(ent: Entity, seq: int) -> dict[str, Any]:
@@ -90,15 +91,26 @@ def past_view(ent: Entity, seq: int) -> dict[str, Any]:
 
 
 def _diff(old: str, new: str) -> dict[str, Any]:
-    p = 0
-    while p < min(len(old), len(new)) and old[p] == new[p]:
-        p += 1
-    s = 0
-    while s < min(len(old), len(new)) - p and old[-1 - s] == new[-1 - s]:
-        s += 1
+    n = min(len(old), len(new))
+    p = _longest(n, lambda k: old[:k] == new[:k])
+    s = _longest(n - p, lambda k: old[len(old) - k:] == new[len(new) - k:])
     inserted, deleted = new[p:len(new) - s], old[p:len(old) - s]
     return {"at": p, "inserted": inserted[:SNIPPET], "deleted": deleted[:SNIPPET],
             "inserted_chars": len(inserted), "deleted_chars": len(deleted)}
+
+
+def _longest(n: int, same: Callable[[int], bool]) -> int:
+    """The largest k <= n with same(k), for a `same` that holds up to some k and no further:
+    a binary search of slice comparisons, where a loop over characters took ~1 s for 50
+    entries of a 300 kB note."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def changes(prior: list[dict[str, Any]], page: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,8 +126,10 @@ def changes(prior: list[dict[str, Any]], page: list[dict[str, Any]]) -> list[dic
         elif r["data"]:
             doc.apply_update(r["data"])
 
-    for r in prior:
-        apply(r)
+    # The document before the page: everything after the last revoke, in merged chunks.
+    revoked = max((i for i, r in enumerate(prior) if r["kind"] == "revoke"), default=-1)
+    for part in chunks([r["data"] for r in prior[revoked + 1:] if r["data"]]):
+        doc.apply_update(part)
     out = []
     for r in page:
         entry: dict[str, Any] = {
@@ -143,7 +157,7 @@ async def _visible(conn: Conn, who: Principal, kind: str, id: UUID) -> None:
 
 async def history(db: Database, who: Principal, kind: str, id: UUID, after: int,
                   limit: int) -> dict[str, Any]:
-    async def tx(conn: Conn) -> dict[str, Any]:
+    async def tx(conn: Conn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         await _visible(conn, who, kind, id)
         if kind == "note":  # text diffs need the document as it was before the page
             rows = await entity_events(conn, who.user_id, id)
@@ -153,12 +167,13 @@ async def history(db: Database, who: Principal, kind: str, id: UUID, after: int,
             prior = []
             page = await entity_events(conn, who.user_id, id, after=after, limit=limit + 1,
                                        payloads=False)
-        more = len(page) > limit
-        page = page[:limit]
-        return {"events": changes(prior, page),
-                "cursor": page[-1]["op_id"] if page else after, "has_more": more}
+        return prior, page
 
-    return await db.run(tx, read_only=True, repeatable=True)
+    prior, page = await db.run(tx, read_only=True, repeatable=True)
+    more = len(page) > limit
+    page = page[:limit]
+    return {"events": await asyncio.to_thread(changes, prior, page),
+            "cursor": page[-1]["op_id"] if page else after, "has_more": more}
 
 
 async def seq_at_time(conn: Conn, user: UUID, id: UUID, at: datetime) -> int:
@@ -172,30 +187,31 @@ async def seq_at_time(conn: Conn, user: UUID, id: UUID, at: datetime) -> int:
 async def past(db: Database, who: Principal, kind: str, id: UUID, seq: int | None,
                at: datetime | None) -> tuple[Entity, int]:
     """The entity as the caller's log had it at `seq` (or at time `at`), and that seq."""
-    async def tx(conn: Conn) -> tuple[Entity, int]:
+    async def tx(conn: Conn) -> tuple[list[dict[str, Any]], int]:
         await _visible(conn, who, kind, id)
         n = seq if seq is not None else await seq_at_time(conn, who.user_id, id, at)  # type: ignore[arg-type]
-        ent = state_at(await entity_events(conn, who.user_id, id, upto=n))
-        if ent is None or ent.entity != kind:
-            raise NotFound(f"the {kind} did not exist (for you) at that point",
-                           code="not_found_then")
-        return ent, n
+        return await entity_events(conn, who.user_id, id, upto=n), n
 
-    return await db.run(tx, read_only=True, repeatable=True)
+    rows, n = await db.run(tx, read_only=True, repeatable=True)
+    ent = await asyncio.to_thread(state_at, rows)
+    if ent is None or ent.entity != kind:
+        raise NotFound(f"the {kind} did not exist (for you) at that point",
+                       code="not_found_then")
+    return ent, n
 
 
 async def body_at_version(db: Database, who: Principal, id: UUID, version: int) -> bytes:
     """The note's document as of `version` (the ETag a client read), for a three-way body
     merge: a diff from it keeps what others wrote since, a diff from now would undo it."""
-    async def tx(conn: Conn) -> bytes:
+    async def tx(conn: Conn) -> list[dict[str, Any]]:
         await _visible(conn, who, "note", id)
-        ent = state_at(await entity_events(conn, who.user_id, id, until=version))
-        if ent is None:
-            raise edits.Unprocessable("base_version is not a version of this note",
-                                      {"base_version": version})
-        return ent.body_state or b""
+        return await entity_events(conn, who.user_id, id, until=version)
 
-    return await db.run(tx, read_only=True, repeatable=True)
+    ent = await asyncio.to_thread(state_at, await db.run(tx, read_only=True, repeatable=True))
+    if ent is None:
+        raise edits.Unprocessable("base_version is not a version of this note",
+                                  {"base_version": version})
+    return ent.body_state or b""
 
 
 async def revert(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, seq: int | None,

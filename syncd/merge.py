@@ -194,14 +194,8 @@ def apply_text(ent: Entity, update: bytes) -> bool:
     check_update(update)
     if ent.doc_bytes + len(update) > MAX_DOC_BYTES and ent.body_state is not None:
         raise OpRejected("validation", f"document would exceed {MAX_DOC_BYTES} bytes")
-    doc = _load_doc(ent)
     try:
-        if ent.whole is not None:
-            _rebuild(ent, merge_updates(ent.whole, update))
-        else:
-            doc.apply_update(update)
-            if _waiting(update, doc):  # rebuilt, not kept: yrs now holds parked items
-                _rebuild(ent, merge_updates(doc.get_update(), update))
+        _integrate(ent, update)
         assert ent.doc is not None
         text = str(ent.doc.get(BODY, type=Text))
     except BaseException as e:
@@ -219,6 +213,49 @@ def apply_text(ent: Entity, update: bytes) -> bool:
     ent.body = text
     ent.word_count = word_count(text)
     return changed
+
+
+def _integrate(ent: Entity, update: bytes) -> None:
+    """Apply an update to the live document (pycrdt errors are the caller's to handle)."""
+    doc = _load_doc(ent)
+    if ent.whole is not None:
+        _rebuild(ent, merge_updates(ent.whole, update))
+    else:
+        doc.apply_update(update)
+        if _waiting(update, doc):  # rebuilt, not kept: yrs now holds parked items
+            _rebuild(ent, merge_updates(doc.get_update(), update))
+
+
+# Updates applied together, merged first. yrs applies 20,000 small updates one by one in
+# 0.75 s, and their merge (unsquashed, in one update) in 5.6 s, but merged by 100 in 0.03 s;
+# and merge_updates itself grows with the square of how many it is given.
+MERGE_CHUNK = 100
+
+
+def chunks(updates: list[bytes]) -> Iterator[bytes]:
+    """The updates merged by MERGE_CHUNK, in order."""
+    for i in range(0, len(updates), MERGE_CHUNK):
+        part = updates[i:i + MERGE_CHUNK]
+        yield part[0] if len(part) == 1 else merge_updates(*part)
+
+
+def apply_texts(ent: Entity, updates: list[bytes]) -> None:
+    """Merge many updates the log has already accepted at once, reading the text once:
+    applied one by one (apply_text), each op re-reads the whole text."""
+    try:
+        for part in chunks(updates):
+            _integrate(ent, part)
+        assert ent.doc is not None
+        text = str(ent.doc.get(BODY, type=Text))
+    except BaseException as e:  # pycrdt raises Rust panics as BaseException
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        ent.doc = ent.whole = None
+        raise OpRejected("validation", "a stored text update does not apply") from None
+    ent.doc_bytes += sum(map(len, updates))
+    ent.body = text
+    ent.word_count = word_count(text)
+    ent.dirty = True
 
 
 def text_from_state(state: bytes | None) -> str:

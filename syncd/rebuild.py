@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
 from typing import Any
 from uuid import UUID
 
@@ -16,11 +18,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from syncd.log import iso
-from syncd.merge import Entity, apply_fields, apply_text
+from syncd.merge import Entity, apply_fields, apply_texts
 from syncd.store import NOTE_COLS, PROJECT_COLS, entity_from_row
 from syncd.words import UPSERT, Tally, new_tally, quarter, upsert_params
 
 SOURCE = ("set", "text", "delete", "restore")
+HELD_TEXT_OPS = 2000  # a note's text ops held before they are applied: bounds the memory
 
 
 @dataclass
@@ -30,9 +33,17 @@ class Rebuilt:
     ops: int = 0
 
 
-def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = None) -> Rebuilt:
-    """Fold source events (one row per op, ascending op id) into entities. Pure."""
+def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = None,
+           count_words: bool = True) -> Rebuilt:
+    """Fold source events (one row per op, ascending op id) into entities. Pure.
+
+    A note's text ops are applied after the loop, each run of them by one author in one
+    quarter hour at once (merge.apply_texts), and the note's words counted after each run
+    (what the run's ops wrote, summed, is the count after it minus the count before):
+    reading the text after every op cost a long note's length times its edits.
+    `count_words=False` (a past state, history.py) does not count."""
     out = Rebuilt()
+    texts: dict[UUID, list[tuple[UUID, datetime | None, bytes]]] = {}
     for r in rows:
         if on_row:
             on_row()
@@ -43,10 +54,12 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
             out.entities[ent.id] = ent
         kind = r["kind"]
         if kind == "text":
-            before = ent.word_count
-            apply_text(ent, r["data"])
-            if delta := ent.word_count - before:
-                out.words[(r["author_id"], ent.id, quarter(r["hlc"], r["at"]))] += delta
+            when = quarter(r["hlc"], r["at"]) if count_words else None
+            pending = texts.setdefault(ent.id, [])
+            pending.append((r["author_id"], when, r["data"]))
+            if len(pending) >= HELD_TEXT_OPS:
+                _fold_texts(ent, pending, out.words)
+                pending.clear()
         else:
             changes = (r["fields"] or {}) if kind == "set" else {"deleted": kind == "delete"}
             for name in apply_fields(ent, changes, r["hlc"]):
@@ -54,6 +67,8 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
         ent.version = max(ent.version, r["op_id"])
         ent.updated_at = r["at"]
         out.ops += 1
+    for id, pending in texts.items():
+        _fold_texts(out.entities[id], pending, out.words)
     for ent in out.entities.values():
         ent.flush_text()
         ent.applied_updates.clear()
@@ -62,6 +77,16 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
         if note.entity == "note" and not note.deleted and note.project_id in by_id:
             by_id[note.project_id].word_count += note.word_count
     return out
+
+
+def _fold_texts(ent: Entity, ops: list[tuple[UUID, datetime | None, bytes]],
+                words: Tally) -> None:
+    """Apply a note's pending text ops (author, quarter or None, update), by runs."""
+    for (author, when), run in groupby(ops, lambda op: (op[0], op[1])):
+        before = ent.word_count
+        apply_texts(ent, [data for _, _, data in run])
+        if when is not None and (delta := ent.word_count - before):
+            words[(author, ent.id, when)] += delta
 
 
 def _source_rows(conn: psycopg.Connection[Any]) -> Iterator[dict[str, Any]]:
@@ -134,8 +159,8 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
     live_words = {(r[0], r[1], r[2]): r[3] for r in conn.execute(
         "SELECT user_id, note_id, quarter, words FROM words_written")}
     for user, note, when in sorted(set(live_words) | set(rebuilt.words)):
-        a_words = live_words.get((user, note, when))
-        b_words = rebuilt.words.get((user, note, when))
+        a_words = live_words.get((user, note, when), 0)  # a row may sum to 0 or be absent
+        b_words = rebuilt.words.get((user, note, when), 0)
         if a_words != b_words:
             diffs.append(f"words_written of user {user}, note {note}, {when.isoformat()}: "
                          f"{a_words!r}, the log says {b_words!r}")

@@ -11,8 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
+from syncd.history import _diff
 from syncd.rebuild import replay
 from tests.helpers import Api, Device, new_id, text_update
 from tests.test_rest_notes import call, create
@@ -209,3 +212,15 @@ def test_a_members_history_starts_where_they_were_shown_the_note(api: Api) -> No
         call(stranger, "GET", f"/v1/notes/{note}/{path}", 404)
     call(stranger, "POST", f"/v1/notes/{note}/revert", 404, json={"seq": 1})
     call(stranger, "GET", f"/v1/notes/{new_id()}/history", 404)
+
+
+@given(st.text("ab ", max_size=12), st.text("ab ", max_size=12))
+def test_a_text_change_is_the_span_between_common_prefix_and_suffix(old: str, new: str) -> None:
+    d = _diff(old, new)
+    p = d["at"]
+    inserted, deleted = d["inserted"], d["deleted"]
+    assert new[:p] == old[:p]
+    assert old[p + len(deleted):] == new[p + len(inserted):]  # the common suffix
+    # the span is the shortest: the prefix and the suffix cannot grow
+    if inserted and deleted:
+        assert inserted[0] != deleted[0] and inserted[-1] != deleted[-1]
