@@ -8,8 +8,8 @@ table instead of replaying the log (which cost ~50 µs per text event, on every 
 
 The quarter hour: every time zone's offset from UTC is a whole number of quarter hours,
 so a quarter never straddles two local days and stats can sum quarters into any zone's
-days. A key is present once an op changed the count, even if later ops brought its sum
-back to zero: both paths keep exactly the same keys, so `rebuild --verify` compares them.
+days. A row may sum to zero (words typed and deleted again), or be absent where `rebuild`
+counted a run of ops at once: both mean 0.
 """
 
 from __future__ import annotations

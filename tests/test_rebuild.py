@@ -118,7 +118,8 @@ def test_migrate_fills_words_written_from_the_log(
         api: Api, pg_url: str, db: psycopg.Connection[Any]) -> None:
     """A database from before words_written: migrate creates it and replays the log."""
     random_workload(api, 4)
-    query = "SELECT user_id, note_id, quarter, words FROM words_written ORDER BY 1, 2, 3"
+    query = ("SELECT user_id, note_id, quarter, words FROM words_written WHERE words <> 0"
+             " ORDER BY 1, 2, 3")
     before = db.execute(query).fetchall()
     assert len(before) >= 5
     db.execute("DROP TABLE words_written")
