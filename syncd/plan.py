@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from syncd.errors import OpRejected
 from syncd.fields import validate
-from syncd.merge import Entity, apply_fields, apply_text
+from syncd.merge import Entity, apply_fields, apply_text, read_text
 from syncd.messages import Op, OpResult
 from syncd.types import WRITE_ROLES
 from syncd.words import Tally, new_tally, quarter
@@ -79,6 +80,9 @@ class Batch:
         self._baseline = {e.id: _contribution(e) for e in entities.values() if e.entity == "note"}
         self._goal_touched: set[UUID] = set()
         self.words: Tally = new_tally()  # words.py: what the batch's text ops wrote
+        # Per note, the quarter hour of its current run of text ops and its word count
+        # before the run: the text is read when a run ends, not after every op.
+        self._runs: dict[UUID, tuple[datetime, int]] = {}
 
     # --- access ---------------------------------------------------------------------------
 
@@ -132,10 +136,8 @@ class Batch:
         if op.kind == "text":
             if op.entity != "note" or op.field != "body" or op.update is None:
                 raise OpRejected("validation", "a text op needs entity note, field body, update")
-            before = ent.word_count
+            self._start_run(ent, quarter(hlc))
             apply_text(ent, op.update)
-            if delta := ent.word_count - before:
-                self.words[(self.author, ent.id, quarter(hlc))] += delta
             self._emit(ent, op, hlc, fields=None, payload=op.update)
             return
         if ent.entity == "project" and self.role(ent.id) != "owner":
@@ -217,6 +219,18 @@ class Batch:
             })
         return out
 
+    def _start_run(self, ent: Entity, when: datetime) -> None:
+        run = self._runs.get(ent.id)
+        if run is None or run[0] != when:
+            if run is not None:
+                self._end_run(ent, run)
+            self._runs[ent.id] = (when, ent.word_count)
+
+    def _end_run(self, ent: Entity, run: tuple[datetime, int]) -> None:
+        read_text(ent)
+        if delta := ent.word_count - run[1]:
+            self.words[(self.author, ent.id, run[0])] += delta
+
     def _check_move(self, ent: Entity, target: str | None) -> None:
         old = ent.project_id
         new = UUID(target) if target else None
@@ -252,6 +266,9 @@ class Batch:
 
     def finish(self) -> None:
         """Fold documents, then update project word counts and emit first-reached milestones."""
+        for id, run in self._runs.items():
+            self._end_run(self.entities[id], run)
+        self._runs.clear()
         touched = set(self._goal_touched)
         for ent in self.entities.values():
             if ent.entity != "note" or not ent.dirty:

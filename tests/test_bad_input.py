@@ -206,3 +206,23 @@ def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
         ("applied", None), ("applied", None), ("rejected", "validation"), ("applied", None)]
     assert d.snapshot()["notes"][0]["body"] == "clean after"
     assert rows(db, d.user_id) == (3, 1)
+
+
+def test_a_refused_last_text_op_keeps_the_batchs_earlier_text(api: Api) -> None:
+    """The refused op drops the live document; what the batch applied before it is saved."""
+    from tests.helpers import text_update
+
+    d = api.user()
+    nid = new_id()
+    good, state = text_update(None, lambda t: t.insert(0, "clean"))
+    bad, _ = text_update(state, lambda t: t.insert(0, "nul\x00here"))
+    after, _ = text_update(state, lambda t: t.insert(5, " after"))
+    r = d.push([d.set("note", nid, title="t"),
+                d.op("note", nid, "text", field="body", update=base64.b64encode(good).decode()),
+                d.op("note", nid, "text", field="body", update=base64.b64encode(bad).decode())])
+    assert [x["status"] for x in r["results"]] == ["applied", "applied", "rejected"]
+    note = d.snapshot()["notes"][0]
+    assert note["body"] == "clean" and note["word_count"] == 1
+    # the stored document holds "clean" too: an edit made on top of it applies in place
+    d.push([d.op("note", nid, "text", field="body", update=base64.b64encode(after).decode())])
+    assert d.snapshot()["notes"][0]["body"] == "clean after"

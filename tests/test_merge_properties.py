@@ -69,6 +69,7 @@ def replay(ops: list[tuple[str, Any, str]], batches: Container[int] = (),
             apply_fields(ent, payload, clock)
         else:
             apply_text(ent, payload)
+    ent.flush_text()  # as a batch does at its end
     return ent.fields, ent.clocks, ent.body
 
 
