@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -65,8 +64,8 @@ class Entity:
     doc_bytes: int = 0
     applied_updates: list[bytes] = field(default_factory=list)
     text_stale: bool = False  # body and word_count lag the document (read_text)
-    nul_inserted: bool = False  # set by the document's watch (_watch_nul)
-    text_watch: Any = None
+    nul_watch: NulWatch | None = None  # what the live document was sent holds NUL
+    text_watch: Any = None  # the document's subscription of nul_watch
     # A note's searched fields (title, tags, project), body and document as loaded, so a
     # save can leave alone the columns a batch did not change (store.save_entities).
     loaded: tuple[Any, ...] | None = None
@@ -125,7 +124,8 @@ def _load_doc(ent: Entity) -> Doc[Any]:
 def _rebuild(ent: Entity, state: bytes | None) -> None:
     """A fresh document from one update; `whole` keeps it if some item in it still waits."""
     doc: Doc[Any] = Doc()
-    ent.text_watch = doc.get(BODY, type=Text).observe(partial(_watch_nul, ent))
+    ent.nul_watch = NulWatch()
+    ent.text_watch = doc.get(BODY, type=Text).observe(ent.nul_watch)
     ent.whole = None
     if state:
         doc.apply_update(state)
@@ -136,12 +136,19 @@ def _rebuild(ent: Entity, state: bytes | None) -> None:
     ent.doc = doc
 
 
-def _watch_nul(ent: Entity, event: TextEvent) -> None:
-    """Notes what was inserted that holds NUL: only the inserted text is looked at."""
-    for part in event.delta:  # type: ignore[attr-defined]  # pycrdt: a slot, unannotated
-        inserted = part.get("insert")
-        if isinstance(inserted, str) and "\x00" in inserted:
-            ent.nul_inserted = True
+class NulWatch:
+    """A document's Text observer: whether what was inserted holds NUL (only the inserted
+    text is looked at). Not the Entity itself: a callback held by the Rust side of its
+    own document would make a cycle Python's collector cannot see, and leak them both."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, event: TextEvent) -> None:
+        for part in event.delta:  # type: ignore[attr-defined]  # pycrdt: a slot, unannotated
+            inserted = part.get("insert")
+            if isinstance(inserted, str) and "\x00" in inserted:
+                self.seen = True
 
 
 def _waiting(update: bytes, doc: Doc[Any]) -> bool:
@@ -211,7 +218,8 @@ def apply_text(ent: Entity, update: bytes) -> None:
     check_update(update)
     if ent.doc_bytes + len(update) > MAX_DOC_BYTES and ent.body_state is not None:
         raise OpRejected("validation", f"document would exceed {MAX_DOC_BYTES} bytes")
-    ent.nul_inserted = False
+    if ent.nul_watch is not None:
+        ent.nul_watch.seen = False
     try:
         _integrate(ent, update)
     except BaseException as e:
@@ -219,7 +227,7 @@ def apply_text(ent: Entity, update: bytes) -> None:
             raise
         ent.doc = None  # the live doc may be half-applied: rebuilt from good updates on next use
         raise OpRejected("validation", "the Yjs update does not apply to this body") from None
-    if ent.nul_inserted:  # PostgreSQL text cannot hold NUL; refuse it like a bad update
+    if ent.nul_watch is not None and ent.nul_watch.seen:  # PostgreSQL text cannot hold NUL
         ent.doc = None
         raise OpRejected("validation", "the body must not contain NUL characters")
     ent.doc_bytes += len(update)

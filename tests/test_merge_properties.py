@@ -3,7 +3,9 @@ ops gives the same entity (fields, clocks, text)."""
 
 from __future__ import annotations
 
+import gc
 import uuid
+import weakref
 from collections.abc import Container
 from typing import Any
 
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from syncd.merge import Entity, apply_fields, apply_text
+from tests.helpers import text_update
 
 DEVICES = sorted(str(uuid.UUID(int=i + 1)) for i in range(3))
 NOTE = uuid.UUID(int=99)
@@ -128,3 +131,17 @@ def test_each_field_holds_the_write_with_the_greatest_clock(
         if writes:
             top = max(writes, key=lambda w: w[0])
             assert (clocks[name], fields[name]) == top
+
+
+def test_a_note_with_a_live_document_is_freed() -> None:
+    """The document's observer must not hold its Entity: the Rust side's reference would
+    make a cycle the collector cannot see, and every batch's notes and documents leak."""
+    update, _ = text_update(None, lambda t: t.insert(0, "hello world"))
+    ent = Entity.new("note", NOTE, NOTE)
+    apply_text(ent, update)
+    ent.flush_text()
+    assert ent.body == "hello world" and ent.word_count == 2
+    ref = weakref.ref(ent)
+    del ent
+    gc.collect()
+    assert ref() is None
