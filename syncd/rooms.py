@@ -3,9 +3,9 @@
 A `Room` holds the note's `pycrdt` Doc (root Text `body`), the connected peers, the
 awareness states they announced, and a queue of document changes not yet in the log.
 
-- Changes are captured with `Doc.observe`: what a transaction really added (the delta), so
-  an update the room already has (a reconnect's sync step 2) yields nothing and is neither
-  broadcast nor appended.
+- Changes are captured with `Doc.observe` (`Captured`): what a transaction really added
+  (the delta), so an update the room already has (a reconnect's sync step 2) yields
+  nothing and is neither broadcast nor appended.
 - Peer changes are broadcast at once and persisted right after (write-behind) by one writer
   task per room: it sleeps `COALESCE` seconds, then takes everything queued, merges each
   author's deltas (`pycrdt.merge_updates`) and appends them with `sync.write` as `text`
@@ -82,6 +82,16 @@ class DocTooLarge(Exception):
     """Applying the update would take the document past MAX_DOC_BYTES."""
 
 
+class Captured(list[bytes]):
+    """The document's observer: what its transactions really added. Not a method of the
+    Room: held by the document's Rust side, that would make a cycle (room → document →
+    callback → room) Python's collector cannot see, and no evicted room would be freed."""
+
+    def __call__(self, event: TransactionEvent) -> None:
+        if event.update and event.update != EMPTY_UPDATE:
+            self.append(event.update)
+
+
 class Room:
     def __init__(self, note_id: UUID, state: bytes | None, db: Database, hub: Hub,
                  on_fail: Callable[[Room], None]) -> None:
@@ -91,8 +101,8 @@ class Room:
         self.on_fail = on_fail
         self.doc: Doc[Any] = Doc()
         self.doc.get(BODY, type=Text)
-        self._captured: list[bytes] = []
-        self._sub = self.doc.observe(self._capture)
+        self._captured = Captured()
+        self._sub = self.doc.observe(self._captured)
         self.size = 0
         self.peers: set[Peer] = set()
         self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
@@ -107,15 +117,12 @@ class Room:
 
     # --- the document -----------------------------------------------------------------------
 
-    def _capture(self, event: TransactionEvent) -> None:
-        if event.update and event.update != EMPTY_UPDATE:
-            self._captured.append(event.update)
-
     def _apply(self, update: bytes) -> bytes | None:
         """Apply an already validated update; return what it changed, if anything."""
         self._captured.clear()
         self.doc.apply_update(update)
-        delta, self._captured = self._captured, []
+        delta = list(self._captured)
+        self._captured.clear()
         if not delta:
             return None
         merged = delta[0] if len(delta) == 1 else merge_updates(*delta)

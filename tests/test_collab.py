@@ -385,3 +385,28 @@ def test_bad_input_closes_only_that_peer(server: ServerProcess, owner: Device,
         assert check.wait_text(lambda s: s == "intact still") == "intact still"
     assert bystander.close_code is None
     wait_stored(owner, nid, "intact still")
+
+
+def test_an_evicted_room_and_its_document_are_freed() -> None:
+    """The room's document observer must not hold the room: the reference from the
+    document's Rust side would make a cycle the collector cannot see, so the warm-room
+    bound would bound nothing."""
+    import gc
+    import uuid
+    import weakref
+
+    from syncd.db import Database
+    from syncd.fanout import Hub
+    from syncd.rooms import Rooms
+
+    rooms = Rooms(Database("postgresql://unused"), Hub(), warm=0)  # never connects
+    doc: Doc[Any] = Doc()
+    doc.get("body", type=Text).insert(0, "hello")
+    room = rooms.get(uuid.uuid4(), doc.get_update())
+    assert room.text() == "hello"
+    ref = weakref.ref(room)
+    del room
+    rooms.release(ref())  # type: ignore[arg-type]  # no peers: evicted past warm=0
+    assert not rooms.rooms
+    gc.collect()
+    assert ref() is None
