@@ -189,19 +189,27 @@ def test_pull_params_are_checked(api: Api) -> None:
         assert len(r.json()["events"]) == (1 if cursor == 0 else 0)
 
 
-def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
-        api: Api, db: psycopg.Connection[Any]) -> None:
+def _clean_nul_after() -> tuple[bytes, bytes, bytes]:
+    """Updates: "clean"; a NUL inserted on top of it; " after" appended to "clean"."""
     from tests.helpers import text_update
 
-    d = api.user()
-    nid = new_id()
     good, state = text_update(None, lambda t: t.insert(0, "clean"))
     bad, _ = text_update(state, lambda t: t.insert(0, "nul\x00here"))
     after, _ = text_update(state, lambda t: t.insert(5, " after"))
-    r = d.push([d.set("note", nid, title="t"),
-                d.op("note", nid, "text", field="body", update=base64.b64encode(good).decode()),
-                d.op("note", nid, "text", field="body", update=base64.b64encode(bad).decode()),
-                d.op("note", nid, "text", field="body", update=base64.b64encode(after).decode())])
+    return good, bad, after
+
+
+def _text(d: Device, nid: str, update: bytes) -> dict[str, Any]:
+    return d.op("note", nid, "text", field="body", update=base64.b64encode(update).decode())
+
+
+def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
+        api: Api, db: psycopg.Connection[Any]) -> None:
+    d = api.user()
+    nid = new_id()
+    good, bad, after = _clean_nul_after()
+    r = d.push([d.set("note", nid, title="t"), _text(d, nid, good), _text(d, nid, bad),
+                _text(d, nid, after)])
     assert [(x["status"], x.get("code")) for x in r["results"]] == [
         ("applied", None), ("applied", None), ("rejected", "validation"), ("applied", None)]
     assert d.snapshot()["notes"][0]["body"] == "clean after"
@@ -210,19 +218,13 @@ def test_text_update_inserting_nul_is_rejected_and_the_queue_moves_on(
 
 def test_a_refused_last_text_op_keeps_the_batchs_earlier_text(api: Api) -> None:
     """The refused op drops the live document; what the batch applied before it is saved."""
-    from tests.helpers import text_update
-
     d = api.user()
     nid = new_id()
-    good, state = text_update(None, lambda t: t.insert(0, "clean"))
-    bad, _ = text_update(state, lambda t: t.insert(0, "nul\x00here"))
-    after, _ = text_update(state, lambda t: t.insert(5, " after"))
-    r = d.push([d.set("note", nid, title="t"),
-                d.op("note", nid, "text", field="body", update=base64.b64encode(good).decode()),
-                d.op("note", nid, "text", field="body", update=base64.b64encode(bad).decode())])
+    good, bad, after = _clean_nul_after()
+    r = d.push([d.set("note", nid, title="t"), _text(d, nid, good), _text(d, nid, bad)])
     assert [x["status"] for x in r["results"]] == ["applied", "applied", "rejected"]
     note = d.snapshot()["notes"][0]
     assert note["body"] == "clean" and note["word_count"] == 1
     # the stored document holds "clean" too: an edit made on top of it applies in place
-    d.push([d.op("note", nid, "text", field="body", update=base64.b64encode(after).decode())])
+    d.push([_text(d, nid, after)])
     assert d.snapshot()["notes"][0]["body"] == "clean after"
