@@ -11,6 +11,8 @@ note has `--ops` text ops (20,000 ops of 3 words: ~300 kB). Measured against a r
 - `GET /v1/notes/{id}/at?seq=N` at the middle and the end (the note rebuilt from the log);
 - the first and the last page of `GET /v1/notes/{id}/history` (50 entries with text diffs);
 - `GET /v1/stats?period=all` (words written per day);
+- REST writes to the note: PATCH `pinned`, `title`, and `body` (one word appended, sent
+  as the whole text, which the server diffs against the document);
 - `syncd rebuild --verify` of the whole database (one process, startup included).
 
 Each request runs on the server's event loop or beside it, so a slow one here stalls
@@ -29,7 +31,17 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from bench.common import bench_env, check_applied, console, machine, ms, new_id, parser, table
+from bench.common import (
+    Device,
+    bench_env,
+    check_applied,
+    console,
+    machine,
+    ms,
+    new_id,
+    parser,
+    table,
+)
 
 BATCH = 1000
 REPEAT = 3
@@ -38,6 +50,15 @@ REPEAT = 3
 def best(get: Any) -> float:
     """The fastest of REPEAT runs of get() (seconds): the request's cost, not the noise."""
     return min(get()[0] for _ in range(REPEAT))
+
+
+def patch(dev: Device, note: str, fields: dict[str, Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    r = dev.http.patch(f"/v1/notes/{note}", json=fields, headers=dev.headers)
+    dt = time.perf_counter() - t0
+    if r.status_code != 200:
+        raise RuntimeError(f"PATCH refused: {r.status_code} {r.text[:300]}")
+    return dt, r
 
 
 def main() -> int:
@@ -82,6 +103,13 @@ def main() -> int:
         rows.append(["history, last page", ms(best(
             lambda: dev.get(f"/v1/notes/{note}/history", cursor=version - 50)))])
         rows.append(["stats?period=all", ms(best(lambda: dev.get("/v1/stats", period="all")))])
+        edits = iter(range(1_000_000))
+        for what, fields in (
+                ("PATCH pinned", lambda: {"pinned": next(edits) % 2 == 0}),
+                ("PATCH title", lambda: {"title": f"Chapter {next(edits)}"}),
+                ("PATCH body (a word appended: a diff of the whole text)",
+                 lambda: {"body": str(text) + f" end{next(edits)}"})):
+            rows.append([what, ms(best(lambda f=fields: patch(dev, note, f())))])
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "syncd", "rebuild", "--verify"],
                            env={**os.environ, "DATABASE_URL": env.url}, capture_output=True,
