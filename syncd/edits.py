@@ -27,6 +27,7 @@ from syncd.fields import validate
 from syncd.merge import BODY, Entity
 from syncd.messages import Event, Op, OpResult
 from syncd.store import entity_from_row, note_row
+from syncd.textdiff import changed_span
 from syncd.types import Principal
 from syncd.views import entity_view
 
@@ -72,13 +73,7 @@ def text_update(state: bytes | None, new: str) -> bytes | None:
     old = str(text)
     if old == new:
         return None
-    prefix = 0
-    limit = min(len(old), len(new))
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
+    prefix, suffix = changed_span(old, new)
     # pycrdt indexes a Text by UTF-8 byte offsets.
     start = len(old[:prefix].encode())
     end = len(old[:len(old) - suffix].encode())

@@ -17,6 +17,7 @@ from pycrdt import Doc, Text
 
 from syncd.history import _diff
 from syncd.rebuild import replay
+from syncd.textdiff import changed_span
 from tests.helpers import Api, Device, new_id, text_update
 from tests.test_rest_notes import call, create
 
@@ -216,11 +217,13 @@ def test_a_members_history_starts_where_they_were_shown_the_note(api: Api) -> No
 
 @given(st.text("ab ", max_size=12), st.text("ab ", max_size=12))
 def test_a_text_change_is_the_span_between_common_prefix_and_suffix(old: str, new: str) -> None:
-    d = _diff(old, new)
-    p = d["at"]
-    inserted, deleted = d["inserted"], d["deleted"]
-    assert new[:p] == old[:p]
-    assert old[p + len(deleted):] == new[p + len(inserted):]  # the common suffix
-    # the span is the shortest: the prefix and the suffix cannot grow
-    if inserted and deleted:
+    """changed_span (history diffs and body PATCHes) bisects slice comparisons: the span
+    must still be exact and the shortest."""
+    p, s = changed_span(old, new)
+    inserted, deleted = new[p:len(new) - s], old[p:len(old) - s]
+    assert new[:p] == old[:p] and new[len(new) - s:] == old[len(old) - s:]
+    assert p + s <= min(len(old), len(new))
+    if inserted and deleted:  # neither the prefix nor the suffix could grow
         assert inserted[0] != deleted[0] and inserted[-1] != deleted[-1]
+    d = _diff(old, new)
+    assert (d["at"], d["inserted"], d["deleted"]) == (p, inserted, deleted)
