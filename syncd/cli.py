@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -45,12 +46,20 @@ def serve(args: argparse.Namespace) -> int:
     print(f"syncd: data in {settings.data_dir} ({where})", flush=True)
     print(f"syncd: fan-out {'through Redis' if settings.redis_url else 'in process'}", flush=True)
     print(f"syncd: listening on http://{settings.host}:{settings.port}", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler it found. With the default one that kills the process before its atexit
+    # handlers run, and the embedded PostgreSQL (stopped by one) was left running.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, ws_max_size=16 * 1024 * 1024,
                 ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=5, lifespan="on", log_config=None,
                 access_log=False)  # syncd.access logs each request as JSON
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def migrate(args: argparse.Namespace) -> int:

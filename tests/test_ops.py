@@ -3,6 +3,7 @@ limits, CORS, request ids and early body-size refusal; all against real server p
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -192,3 +193,21 @@ def test_declared_oversize_body_refused_early(api: Api, server: ServerProcess) -
         reply = b"".join(chunks).decode()
     assert reply.startswith("HTTP/1.1 413"), reply
     assert '"too_large"' in reply
+
+
+def test_sigterm_stops_the_embedded_postgres(tmp_path: Path) -> None:
+    """`docker stop` and systemd send SIGTERM: the embedded PostgreSQL stops with syncd."""
+    import signal
+
+    server = ServerProcess("", tmp_path / "srv")  # no DATABASE_URL: the embedded one
+    server.start(timeout=120)
+    pid_file = tmp_path / "srv" / "pg" / "postmaster.pid"
+    assert pid_file.exists()
+    assert server.proc is not None
+    try:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0
+        assert not pid_file.exists(), "the embedded PostgreSQL is still running"
+    finally:
+        if pid_file.exists():  # stop what a failure left behind (SIGINT: fast shutdown)
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
