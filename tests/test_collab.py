@@ -176,6 +176,9 @@ def test_two_pycrdt_peers_converge_and_persist(server: ServerProcess, owner: Dev
     assert r.status_code == 200 and r.json()["body"] == text
     # bursts were coalesced: far fewer log rows than the 40 keystroke updates
     assert log_rows(db, nid) < 2 + 40
+    # and what the peers typed counts as written, like a push's text ops
+    stats = owner.get("/v1/stats", params={"period": "week"}).json()
+    assert stats["total_words"] == len(text.split()) == 41
 
 
 def test_reconnect_with_nothing_new_appends_nothing(server: ServerProcess, owner: Device,
