@@ -236,6 +236,42 @@ def apply_text(ent: Entity, update: bytes) -> None:
     ent.text_stale = True
 
 
+def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
+    """Apply updates that each passed check_update in one pycrdt transaction, or none.
+
+    yrs's commit costs the document's length when an update extends a long text (it
+    squashes the new item into the old one): 1000 one-word updates to a 1.5 MB note took
+    0.37 s one transaction each, 8 ms in one. False, with the entity as it was, when any
+    update would be refused (too large, not applicable, inserting NUL) or would wait for
+    another: the caller then applies them one by one, which names the op to refuse."""
+    if not ent.state_loaded:
+        raise RuntimeError(f"note {ent.id} was loaded without its document")
+    doc = _load_doc(ent)
+    total = sum(map(len, updates))
+    if ent.whole is not None or (ent.doc_bytes + total > MAX_DOC_BYTES
+                                 and ent.body_state is not None):
+        return False
+    assert ent.nul_watch is not None
+    ent.nul_watch.seen = False
+    try:
+        with doc.transaction():
+            for update in updates:
+                doc.apply_update(update)
+        refused = ent.nul_watch.seen or any(_waiting(update, doc) for update in updates)
+    except BaseException as e:  # pycrdt raises Rust panics as BaseException
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        refused = True
+    if refused:
+        ent.doc = None  # rebuilt from body_state and the updates applied before these
+        return False
+    ent.doc_bytes += total
+    ent.applied_updates += updates
+    ent.dirty = True
+    ent.text_stale = True
+    return True
+
+
 def read_text(ent: Entity) -> None:
     """Bring body and word_count up to date with the document."""
     if ent.text_stale:

@@ -16,7 +16,14 @@ from uuid import UUID
 
 from syncd.errors import OpRejected
 from syncd.fields import validate
-from syncd.merge import Entity, apply_fields, apply_text, read_text
+from syncd.merge import (
+    Entity,
+    apply_fields,
+    apply_text,
+    apply_text_run,
+    check_update,
+    read_text,
+)
 from syncd.messages import Op, OpResult
 from syncd.types import WRITE_ROLES
 from syncd.words import Tally, new_tally, quarter
@@ -117,6 +124,45 @@ class Batch:
         except OpRejected as r:
             return OpResult(op.client_seq, "rejected", code=r.code, message=r.message)
         return OpResult(op.client_seq, "applied", hlc=hlc if hlc != op.hlc else None)
+
+    def apply_all(self, ops: list[tuple[Op, str]]) -> list[OpResult]:
+        """Apply ops in order. Consecutive text ops on one note in one quarter hour (an
+        offline device's typing) go into its document in one transaction when every one
+        of them would be applied (merge.apply_text_run); otherwise one by one."""
+        results: list[OpResult] = []
+        i = 0
+        while i < len(ops):
+            op, hlc = ops[i]
+            j = i + 1
+            if op.kind == "text":
+                when = quarter(hlc)
+                while (j < len(ops) and ops[j][0].kind == "text" and ops[j][0].id == op.id
+                       and quarter(ops[j][1]) == when):
+                    j += 1
+            if j - i > 1 and self._text_run(ops[i:j], when):
+                results += [OpResult(o.client_seq, "applied", hlc=h if h != o.hlc else None)
+                            for o, h in ops[i:j]]
+            else:
+                results += [self.apply(o, h) for o, h in ops[i:j]]
+            i = j
+        return results
+
+    def _text_run(self, run: list[tuple[Op, str]], when: datetime) -> bool:
+        """Apply a run of text ops on one note at once, if each would be applied alone."""
+        try:
+            ent = self._existing(run[0][0])
+            for op, _ in run:
+                if op.entity != "note" or op.field != "body" or op.update is None:
+                    return False
+                check_update(op.update)
+        except OpRejected:
+            return False
+        self._start_run(ent, when)
+        if not apply_text_run(ent, [op.update for op, _ in run if op.update is not None]):
+            return False
+        for op, hlc in run:
+            self._emit(ent, op, hlc, fields=None, payload=op.update)
+        return True
 
     def _existing(self, op: Op) -> Entity:
         ent = self.entities.get(op.id)

@@ -69,7 +69,7 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
     batch = Batch(who.user_id, who.device_id, entities, members,
                   lambda: hlcs.clock.tick(who.device_id), writers)
-    results = [batch.apply(op, hlc) for op, hlc in ops]
+    results = batch.apply_all(ops)
     batch.finish()
     events = await log.append(conn, batch.events)
     for p in batch.events:  # version = the newest op that changed the entity

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from syncd.merge import Entity, apply_fields, apply_text
+from syncd.messages import Op
+from syncd.plan import Batch
 from tests.helpers import text_update
 
 DEVICES = sorted(str(uuid.UUID(int=i + 1)) for i in range(3))
@@ -145,3 +147,45 @@ def test_a_note_with_a_live_document_is_freed() -> None:
     del ent
     gc.collect()
     assert ref() is None
+
+
+NUL_UPDATE, _ = text_update(None, lambda t: t.insert(0, "a\x00b"))
+NOT_AN_UPDATE = b"\x01\xff\xff\xff\xff\x0f\x00\x07"
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.randoms(use_true_random=False),
+       st.lists(st.sampled_from(["nul", "junk"]), max_size=2))
+def test_a_batch_applies_a_run_of_text_ops_as_it_would_one_by_one(
+        ops: list[tuple[str, Any, str]], rnd: Any, bad: list[str]) -> None:
+    """Batch.apply_all puts consecutive text ops on a note into its document in one
+    transaction (merge.apply_text_run). Out of order, some missing (what builds on them
+    waits), with a NUL or a non-update among them, the results, the events, the text and
+    the stored document (with what waits in it) must be what one by one gives."""
+    updates = [payload for kind, payload, _ in ops if kind == "text"]
+    updates = rnd.sample(updates, len(updates))
+    missing = updates[:rnd.randint(0, len(updates) // 3)]  # arrive after the batch
+    updates = updates[len(missing):]
+    for b in bad:
+        updates.insert(rnd.randint(0, len(updates)), NUL_UPDATE if b == "nul" else NOT_AN_UPDATE)
+    device = uuid.UUID(DEVICES[0])
+    clock = hlc(1, 0, DEVICES[0])  # one quarter hour: a single run
+    text_ops = [(Op(client_seq=i + 1, hlc=clock, entity="note", id=NOTE, kind="text",
+                    field="body", update=u), clock) for i, u in enumerate(updates)]
+
+    def run(together: bool) -> tuple[list[Any], list[Any], str, int, str]:
+        note = Entity.new("note", NOTE, device)
+        note.is_new = False
+        batch = Batch(device, device, {NOTE: note}, {}, lambda: clock)
+        results = (batch.apply_all(text_ops) if together
+                   else [batch.apply(op, h) for op, h in text_ops])
+        batch.finish()
+        # the stored document, once what was missing arrives
+        later = Entity("note", NOTE, device, {}, body_state=note.body_state)
+        for u in missing:
+            apply_text(later, u)
+        later.flush_text()
+        return ([(r.status, r.code) for r in results], [e.client_seq for e in batch.events],
+                note.body, note.word_count, later.body)
+
+    assert run(together=True) == run(together=False)
