@@ -132,14 +132,8 @@ class Batch:
         results: list[OpResult] = []
         i = 0
         while i < len(ops):
-            op, hlc = ops[i]
-            j = i + 1
-            if op.kind == "text":
-                when = quarter(hlc)
-                while (j < len(ops) and ops[j][0].kind == "text" and ops[j][0].id == op.id
-                       and quarter(ops[j][1]) == when):
-                    j += 1
-            if j - i > 1 and self._text_run(ops[i:j], when):
+            j = _run_end(ops, i)
+            if j - i > 1 and self._text_run(ops[i:j], quarter(ops[i][1])):
                 results += [OpResult(o.client_seq, "applied", hlc=h if h != o.hlc else None)
                             for o, h in ops[i:j]]
             else:
@@ -348,6 +342,19 @@ class Batch:
                     fields={"milestone": pct, "word_count": project.word_count,
                             "word_goal": goal},
                 ))
+
+
+def _run_end(ops: list[tuple[Op, str]], i: int) -> int:
+    """Where the run of text ops on ops[i]'s note in its quarter hour ends (i + 1 for any
+    other op)."""
+    op, hlc = ops[i]
+    j = i + 1
+    if op.kind == "text":
+        when = quarter(hlc)
+        while (j < len(ops) and ops[j][0].kind == "text" and ops[j][0].id == op.id
+               and quarter(ops[j][1]) == when):
+            j += 1
+    return j
 
 
 def _str(v: UUID | None) -> str | None:
