@@ -92,11 +92,9 @@ class Entity:
     def flush_text(self) -> None:
         """Fold the live document back into body_state and read its text (once per batch,
         not per op)."""
-        if self.doc is None and self.text_stale:  # dropped by a refused op: rebuilt
-            _load_doc(self)
-        if self.doc is not None:
+        if self.doc is not None or self.text_stale:
+            read_text(self)  # rebuilds a document a refused op dropped
             self.body_state = self.document_state()
-            read_text(self)
 
 
 def apply_fields(ent: Entity, fields: dict[str, Any], hlc: str) -> dict[str, Any]:
@@ -230,10 +228,7 @@ def apply_text(ent: Entity, update: bytes) -> None:
     if ent.nul_watch is not None and ent.nul_watch.seen:  # PostgreSQL text cannot hold NUL
         ent.doc = None
         raise OpRejected("validation", "the body must not contain NUL characters")
-    ent.doc_bytes += len(update)
-    ent.applied_updates.append(update)
-    ent.dirty = True
-    ent.text_stale = True
+    _accepted(ent, [update])
 
 
 def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
@@ -265,11 +260,16 @@ def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
     if refused:
         ent.doc = None  # rebuilt from body_state and the updates applied before these
         return False
-    ent.doc_bytes += total
+    _accepted(ent, updates)
+    return True
+
+
+def _accepted(ent: Entity, updates: list[bytes]) -> None:
+    """Updates now in the live document: saved with the batch, the text read later."""
+    ent.doc_bytes += sum(map(len, updates))
     ent.applied_updates += updates
     ent.dirty = True
     ent.text_stale = True
-    return True
 
 
 def read_text(ent: Entity) -> None:
