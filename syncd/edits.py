@@ -20,8 +20,17 @@ from pycrdt import Doc, Text
 
 from syncd import hlc as hlcs
 from syncd import queries, sync
+from syncd.config import MAX_DOC_BYTES
 from syncd.db import Conn, Database
-from syncd.errors import Conflict, Forbidden, NotFound, OpRejected, PreconditionFailed, SyncdError
+from syncd.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    OpRejected,
+    PayloadTooLarge,
+    PreconditionFailed,
+    SyncdError,
+)
 from syncd.fanout import Hub
 from syncd.fields import validate
 from syncd.merge import BODY, Entity
@@ -122,6 +131,8 @@ def rejection(result: OpResult, op: Op) -> SyncdError:
         return Forbidden(message)
     if result.code == "not_found":
         return NotFound(message)
+    if result.code == "too_large":  # the document would grow past its limit
+        return PayloadTooLarge(message, {"limit": MAX_DOC_BYTES})
     return Conflict(message, code=result.code or "conflict")
 
 

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pycrdt import Doc, Text, TextEvent, get_update, merge_updates
+from pycrdt import Doc, Text, get_update, merge_updates
 
 from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected
 from syncd.fields import DEFAULTS
+from syncd.yupdate import MalformedUpdate, read_update
 
 BODY = "body"
 
@@ -64,8 +65,6 @@ class Entity:
     doc_bytes: int = 0
     applied_updates: list[bytes] = field(default_factory=list)
     text_stale: bool = False  # body and word_count lag the document (read_text)
-    nul_watch: NulWatch | None = None  # what the live document was sent holds NUL
-    text_watch: Any = None  # the document's subscription of nul_watch
     # A note's searched fields (title, tags, project), body and document as loaded, so a
     # save can leave alone the columns a batch did not change (store.save_entities).
     loaded: tuple[Any, ...] | None = None
@@ -122,8 +121,6 @@ def _load_doc(ent: Entity) -> Doc[Any]:
 def _rebuild(ent: Entity, state: bytes | None) -> None:
     """A fresh document from one update; `whole` keeps it if some item in it still waits."""
     doc: Doc[Any] = Doc()
-    ent.nul_watch = NulWatch()
-    ent.text_watch = doc.get(BODY, type=Text).observe(ent.nul_watch)
     ent.whole = None
     if state:
         doc.apply_update(state)
@@ -132,21 +129,6 @@ def _rebuild(ent: Entity, state: bytes | None) -> None:
         if doc.get_update() != state and _waiting(state, doc):
             ent.whole = state
     ent.doc = doc
-
-
-class NulWatch:
-    """A document's Text observer: whether what was inserted holds NUL (only the inserted
-    text is looked at). Not the Entity itself: a callback held by the Rust side of its
-    own document would make a cycle Python's collector cannot see, and leak them both."""
-
-    def __init__(self) -> None:
-        self.seen = False
-
-    def __call__(self, event: TextEvent) -> None:
-        for part in event.delta:  # type: ignore[attr-defined]  # pycrdt: a slot, unannotated
-            inserted = part.get("insert")
-            if isinstance(inserted, str) and "\x00" in inserted:
-                self.seen = True
 
 
 def _waiting(update: bytes, doc: Doc[Any]) -> bool:
@@ -196,16 +178,29 @@ def _ranges(buf: bytes, pos: int) -> Iterator[tuple[int, int, int]]:
 
 
 def check_update(update: bytes) -> None:
-    """Refuse bytes that are not a Yjs v1 update, before they touch a real document."""
-    scratch: Doc[Any] = Doc()
+    """Refuse a text update from its own bytes, before it touches a document: one that is
+    not a Yjs v1 update (`validation`), writes outside the note's `body` Text (another
+    root, a nested type or subdocument: `outside_body`), or inserts NUL, which PostgreSQL
+    text cannot hold (`validation`). Decided here, never when the update is integrated: an
+    update that waits for another would otherwise be refused when that one arrives, and
+    take it down with it. Pure, linear in the update's size."""
     try:
-        scratch.apply_update(update)
-        scratch.get(BODY, type=Text)
-    # pycrdt surfaces Rust panics as pyo3 PanicException, a BaseException: untrusted input.
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
+        writes = read_update(update)
+    except MalformedUpdate:
         raise OpRejected("validation", "not a valid Yjs update for a text body") from None
+    if writes.nested or writes.roots - {BODY}:
+        where = ", ".join(sorted(writes.roots - {BODY})) or "a nested type"
+        raise OpRejected("outside_body",
+                         f"a text update may only write the note's Y.Text {BODY!r}, not {where}")
+    if writes.nul:
+        raise OpRejected("validation", "the body must not contain NUL characters")
+
+
+def check_growth(before: int, after: int) -> None:
+    """Refuse a change that takes a document's encoded state past MAX_DOC_BYTES (a
+    document already past it, from before the limit held per document, may still shrink)."""
+    if after > MAX_DOC_BYTES and after > before:
+        raise OpRejected("too_large", f"the document would exceed {MAX_DOC_BYTES} bytes")
 
 
 def apply_text(ent: Entity, update: bytes) -> None:
@@ -214,10 +209,11 @@ def apply_text(ent: Entity, update: bytes) -> None:
     if not ent.state_loaded:
         raise RuntimeError(f"note {ent.id} was loaded without its document")
     check_update(update)
-    if ent.doc_bytes + len(update) > MAX_DOC_BYTES and ent.body_state is not None:
-        raise OpRejected("validation", f"document would exceed {MAX_DOC_BYTES} bytes")
-    if ent.nul_watch is not None:
-        ent.nul_watch.seen = False
+    _load_doc(ent)
+    # doc_bytes bounds the state's size from above (the updates' sizes add up to more than
+    # their merge); only past the limit is the state encoded to measure it.
+    near = ent.doc_bytes + len(update) > MAX_DOC_BYTES
+    before = _state_size(ent) if near else 0
     try:
         _integrate(ent, update)
     except BaseException as e:
@@ -225,10 +221,15 @@ def apply_text(ent: Entity, update: bytes) -> None:
             raise
         ent.doc = None  # the live doc may be half-applied: rebuilt from good updates on next use
         raise OpRejected("validation", "the Yjs update does not apply to this body") from None
-    if ent.nul_watch is not None and ent.nul_watch.seen:  # PostgreSQL text cannot hold NUL
-        ent.doc = None
-        raise OpRejected("validation", "the body must not contain NUL characters")
-    _accepted(ent, [update])
+    size = None
+    if near:
+        size = _state_size(ent)
+        try:
+            check_growth(before, size)
+        except OpRejected:
+            ent.doc = None  # rebuilt from body_state and the updates applied before this one
+            raise
+    _accepted(ent, [update], size)
 
 
 def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
@@ -236,23 +237,19 @@ def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
 
     yrs's commit costs the document's length when an update extends a long text (it
     squashes the new item into the old one): 1000 one-word updates to a 1.5 MB note took
-    0.37 s one transaction each, 8 ms in one. False, with the entity as it was, when any
-    update would be refused (too large, not applicable, inserting NUL) or would wait for
-    another: the caller then applies them one by one, which names the op to refuse."""
+    0.37 s one transaction each, 8 ms in one. False, with the entity as it was, when the
+    document may grow past its limit, an update does not apply or would wait for another:
+    the caller then applies them one by one, which names the op to refuse."""
     if not ent.state_loaded:
         raise RuntimeError(f"note {ent.id} was loaded without its document")
     doc = _load_doc(ent)
-    total = sum(map(len, updates))
-    if ent.whole is not None or (ent.doc_bytes + total > MAX_DOC_BYTES
-                                 and ent.body_state is not None):
+    if ent.whole is not None or ent.doc_bytes + sum(map(len, updates)) > MAX_DOC_BYTES:
         return False
-    assert ent.nul_watch is not None
-    ent.nul_watch.seen = False
     try:
         with doc.transaction():
             for update in updates:
                 doc.apply_update(update)
-        refused = ent.nul_watch.seen or any(_waiting(update, doc) for update in updates)
+        refused = any(_waiting(update, doc) for update in updates)
     except BaseException as e:  # pycrdt raises Rust panics as BaseException
         if isinstance(e, KeyboardInterrupt | SystemExit):
             raise
@@ -264,9 +261,14 @@ def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
     return True
 
 
-def _accepted(ent: Entity, updates: list[bytes]) -> None:
-    """Updates now in the live document: saved with the batch, the text read later."""
-    ent.doc_bytes += sum(map(len, updates))
+def _state_size(ent: Entity) -> int:
+    return len(ent.document_state() or b"")
+
+
+def _accepted(ent: Entity, updates: list[bytes], size: int | None = None) -> None:
+    """Updates now in the live document: saved with the batch, the text read later. `size`
+    is the state's measured size, if it was measured."""
+    ent.doc_bytes = ent.doc_bytes + sum(map(len, updates)) if size is None else size
     ent.applied_updates += updates
     ent.dirty = True
     ent.text_stale = True
