@@ -9,10 +9,12 @@ import weakref
 from collections.abc import Container
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 
+from syncd.errors import OpRejected
 from syncd.merge import Entity, apply_fields, apply_text
 from syncd.messages import Op
 from syncd.plan import Batch
@@ -27,18 +29,20 @@ def hlc(wall: int, counter: int, device: str) -> str:
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[tuple[str, Any, str]]:
-    """Ops from three devices, each editing its own doc replica and setting fields."""
+def histories(draw: st.DrawFn, refused: bool = False) -> list[tuple[str, Any, str]]:
+    """Ops from three devices, each editing its own doc replica and setting fields; with
+    `refused`, also text updates the server refuses (kind "refused")."""
     # Fixed client ids: with random ones, concurrent inserts order differently from one
     # run of the same draws to the next, and Hypothesis refuses the strategy as flaky.
-    docs = {d: Doc(client_id=i + 1) for i, d in enumerate(DEVICES)}
+    docs: dict[str, Doc[Any]] = {d: Doc(client_id=i + 1) for i, d in enumerate(DEVICES)}
     for doc in docs.values():
         doc.get("body", type=Text)
     ops: list[tuple[str, Any, str]] = []
     for i in range(draw(st.integers(1, 25))):
         device = draw(st.sampled_from(DEVICES))
         clock = hlc(draw(st.integers(0, 50)), i, device)
-        kind = draw(st.sampled_from(["title", "pinned", "deleted", "text", "sync"]))
+        kind = draw(st.sampled_from(["title", "pinned", "deleted", "text", "sync"]
+                                    + ["refused"] * refused))
         if kind == "text":
             doc = docs[device]
             text = doc.get("body", type=Text)
@@ -51,6 +55,8 @@ def histories(draw: st.DrawFn) -> list[tuple[str, Any, str]]:
                 if pos < end:
                     del text[pos:end]
             ops.append(("text", doc.get_update(before), clock))
+        elif kind == "refused":
+            ops.append(("refused", draw(refused_update(docs[device], 100 + i)), clock))
         elif kind == "sync":  # a device catches up with another's document
             src = draw(st.sampled_from(DEVICES))
             docs[device].apply_update(docs[src].get_update())
@@ -58,6 +64,28 @@ def histories(draw: st.DrawFn) -> list[tuple[str, Any, str]]:
             value: Any = draw(st.text(max_size=3)) if kind == "title" else draw(st.booleans())
             ops.append(("set", {kind: value}, clock))
     return ops
+
+
+@st.composite
+def refused_update(draw: st.DrawFn, doc: Doc[Any], client_id: int) -> bytes:
+    """An update the server refuses, made on a copy of `doc` (a client of its own, so no
+    later edit builds on it): it may delete some of the body, and inserts NUL, or writes
+    another root or a nested type."""
+    fork: Doc[Any] = Doc(client_id=client_id)
+    fork.apply_update(doc.get_update())
+    before = fork.get_state()
+    text = fork.get("body", type=Text)
+    if str(text) and draw(st.booleans()):  # what it deletes must stay
+        start = draw(st.integers(0, len(str(text)) - 1))
+        del text[start:min(len(str(text)), start + draw(st.integers(1, 3)))]
+    how = draw(st.sampled_from(["nul", "root", "nested"]))
+    if how == "nul":
+        text.insert(draw(st.integers(0, len(str(text)))), draw(st.sampled_from(["\x00", "b\x00"])))
+    elif how == "root":
+        fork.get("title", type=Text).insert(0, "t")
+    else:
+        fork.get("meta", type=Map)["inner"] = Map({"a": 1})
+    return fork.get_update(before)
 
 
 def replay(ops: list[tuple[str, Any, str]], batches: Container[int] = (),
@@ -72,8 +100,11 @@ def replay(ops: list[tuple[str, Any, str]], batches: Container[int] = (),
                          body_state=ent.body_state, body=ent.body)
         if kind == "set":
             apply_fields(ent, payload, clock)
-        else:
+        elif kind == "text":
             apply_text(ent, payload)
+        else:
+            with pytest.raises(OpRejected):
+                apply_text(ent, payload)
     ent.flush_text()  # as a batch does at its end
     return ent.fields, ent.clocks, ent.body
 
@@ -100,10 +131,25 @@ def test_any_order_converges_across_saved_batches(ops: list[tuple[str, Any, str]
     assert replay(shuffled, batches) == expected
 
 
+@settings(max_examples=150, deadline=None)
+@given(histories(refused=True), st.randoms(use_true_random=False), st.sets(st.integers(0, 40)))
+def test_a_refused_update_takes_no_accepted_text_with_it(
+        ops: list[tuple[str, Any, str]], rnd: Any, batches: set[int]) -> None:
+    """Updates the server refuses (NUL, another root, a nested type), among accepted ones
+    arriving in any order, duplicated, across saved batches: each is refused, and the note
+    ends as the accepted ones alone make it: nothing they wrote is lost or blocked, and
+    nothing a refused one deletes is deleted."""
+    expected = replay([op for op in ops if op[0] != "refused"])
+    shuffled = list(ops) + rnd.sample(ops, k=len(ops) // 2)
+    rnd.shuffle(shuffled)
+    assert replay(shuffled, batches) == expected  # replay checks that each refused one is
+
+
 def test_updates_that_arrive_before_their_dependencies_are_kept() -> None:
     """Two devices each type after the other's text; their later updates arrive first.
     (yrs alone loses both in this order.)"""
-    a, b = Doc(client_id=1), Doc(client_id=2)
+    a: Doc[Any] = Doc(client_id=1)
+    b: Doc[Any] = Doc(client_id=2)
     ta, tb = a.get("body", type=Text), b.get("body", type=Text)
     ta += "x"
     u0 = a.get_update()
@@ -151,23 +197,27 @@ def test_a_note_with_a_live_document_is_freed() -> None:
 
 NUL_UPDATE, _ = text_update(None, lambda t: t.insert(0, "a\x00b"))
 NOT_AN_UPDATE = b"\x01\xff\xff\xff\xff\x0f\x00\x07"
+OTHER_ROOT: Doc[Any] = Doc(client_id=50)
+OTHER_ROOT.get("title", type=Text).insert(0, "t")
+BAD = {"nul": NUL_UPDATE, "junk": NOT_AN_UPDATE, "root": OTHER_ROOT.get_update()}
 
 
 @settings(max_examples=200, deadline=None)
 @given(histories(), st.randoms(use_true_random=False),
-       st.lists(st.sampled_from(["nul", "junk"]), max_size=2))
+       st.lists(st.sampled_from(["nul", "junk", "root"]), max_size=2))
 def test_a_batch_applies_a_run_of_text_ops_as_it_would_one_by_one(
         ops: list[tuple[str, Any, str]], rnd: Any, bad: list[str]) -> None:
     """Batch.apply_all puts consecutive text ops on a note into its document in one
     transaction (merge.apply_text_run). Out of order, some missing (what builds on them
-    waits), with a NUL or a non-update among them, the results, the events, the text and
-    the stored document (with what waits in it) must be what one by one gives."""
+    waits), with a NUL, a non-update or an update of another root among them, the
+    results, the events, the text and the stored document (with what waits in it) must
+    be what one by one gives."""
     updates = [payload for kind, payload, _ in ops if kind == "text"]
     updates = rnd.sample(updates, len(updates))
     missing = updates[:rnd.randint(0, len(updates) // 3)]  # arrive after the batch
     updates = updates[len(missing):]
     for b in bad:
-        updates.insert(rnd.randint(0, len(updates)), NUL_UPDATE if b == "nul" else NOT_AN_UPDATE)
+        updates.insert(rnd.randint(0, len(updates)), BAD[b])
     device = uuid.UUID(DEVICES[0])
     clock = hlc(1, 0, DEVICES[0])  # one quarter hour: a single run
     text_ops = [(Op(client_seq=i + 1, hlc=clock, entity="note", id=NOTE, kind="text",
