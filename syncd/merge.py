@@ -196,6 +196,22 @@ def check_update(update: bytes) -> None:
         raise OpRejected("validation", "the body must not contain NUL characters")
 
 
+def check_applies(update: bytes) -> None:
+    """Refuse an update yrs fails to apply, tried on a scratch document: for a document
+    others share live (a collab room), which a failed application would leave half
+    applied. A note's document in a batch is rebuilt instead (apply_text), so pushes skip
+    this (a scratch document per op was most of a 1000-op push's time)."""
+    scratch: Doc[Any] = Doc()
+    try:
+        scratch.apply_update(update)
+        scratch.get(BODY, type=Text)
+    # pycrdt surfaces Rust panics as pyo3 PanicException, a BaseException: untrusted input.
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        raise OpRejected("validation", "not a valid Yjs update for a text body") from None
+
+
 def check_growth(before: int, after: int) -> None:
     """Refuse a change that takes a document's encoded state past MAX_DOC_BYTES (a
     document already past it, from before the limit held per document, may still shrink)."""

@@ -9,9 +9,10 @@ Per frame (binary; a text frame closes with 4409, a frame over MAX_DOC_BYTES wit
 every message is decoded first (yproto; garbage closes with 4409 and nothing is applied),
 then handled in order:
 
-- step 1 → step 2 with what the client lacks; step 2 / update → validated on a scratch
-  document (merge.check_update), applied to the room (rooms.py), broadcast to the other
-  peers and written behind to the log; a viewer's is refused with permission-denied;
+- step 1 → step 2 with what the client lacks; step 2 / update → validated from its bytes
+  and on a scratch document (merge.check_update, check_applies), applied to the room
+  (rooms.py), broadcast to the other peers and written behind to the log; a viewer's is
+  refused with permission-denied;
 - awareness → relayed to every peer of the note, the sender included (the stock client
   counts its own echo as a sign of life and reconnects after 30 s without one), on every
   node (rooms.py publishes it on the bus's per-note channel), and remembered per
@@ -42,7 +43,7 @@ from syncd.api.common import services
 from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected, SyncdError
 from syncd.fanout import Subscriber
-from syncd.merge import check_update
+from syncd.merge import check_applies, check_update
 from syncd.messages import Event
 from syncd.rooms import EMPTY_UPDATE, DocTooLarge, Room, Rooms
 from syncd.services import Services
@@ -276,6 +277,7 @@ def _handle(room: Room, conn: Connection, msg: yproto.Message) -> None:
                 return
             try:
                 check_update(update)
+                check_applies(update)
             except OpRejected:
                 raise _Close(4409, "not a valid Yjs update") from None
             try:
