@@ -84,6 +84,8 @@ class Entity:
 
     def document_state(self) -> bytes | None:
         """The document as one update, with any items still waiting for another."""
+        if self.doc is None and self.applied_updates:
+            _load_doc(self)  # dropped by a refused op: rebuilt from the applied updates
         if self.whole is not None:
             return self.whole
         return self.doc.get_update() if self.doc is not None else self.body_state
@@ -235,7 +237,7 @@ def apply_text(ent: Entity, update: bytes) -> None:
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt | SystemExit):
             raise
-        ent.doc = None  # the live doc may be half-applied: rebuilt from good updates on next use
+        _drop(ent)  # it may be half applied
         raise OpRejected("validation", "the Yjs update does not apply to this body") from None
     size = None
     if near:
@@ -243,7 +245,7 @@ def apply_text(ent: Entity, update: bytes) -> None:
         try:
             check_growth(before, size)
         except OpRejected:
-            ent.doc = None  # rebuilt from body_state and the updates applied before this one
+            _drop(ent)
             raise
     _accepted(ent, [update], size)
 
@@ -271,10 +273,16 @@ def apply_text_run(ent: Entity, updates: list[bytes]) -> bool:
             raise
         refused = True
     if refused:
-        ent.doc = None  # rebuilt from body_state and the updates applied before these
+        _drop(ent)
         return False
     _accepted(ent, updates)
     return True
+
+
+def _drop(ent: Entity) -> None:
+    """Forget a live document that holds a refused update (and `whole`, which may hold it
+    too): rebuilt from body_state and the updates applied before it on next use."""
+    ent.doc = ent.whole = None
 
 
 def _state_size(ent: Entity) -> int:

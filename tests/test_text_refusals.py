@@ -5,15 +5,21 @@ are refused."""
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from pycrdt import Doc, Map, Text
 
 from syncd.config import MAX_DOC_BYTES
+from syncd.errors import OpRejected
+from syncd.merge import Entity, apply_text
 from tests.helpers import Api, Device, new_id, text_update
 from tests.test_rebuild import run_cli
+
+NOTE = uuid.UUID(int=7)
 
 
 def text_op(d: Device, nid: str, update: bytes) -> dict[str, Any]:
@@ -154,3 +160,26 @@ def test_rest_writes_may_not_grow_a_document_past_the_limit(
     assert r.status_code == 200, r.text[:300]
     assert r.json()["body"] in ("the end" + big, big + "the end")  # concurrent inserts at 0
     assert note(d, nid)["body"] == r.json()["body"]
+
+
+def test_a_refused_update_leaves_no_trace_in_the_document() -> None:
+    """Refused after it was integrated (past the size limit, here while another update
+    waits in the document): neither the state a batch saves or sends in a `put`, nor the
+    text, holds it; what was applied before it does."""
+    ent = Entity.new("note", NOTE, NOTE)
+    first, s1 = text_update(None, lambda t: t.insert(0, "first"))
+    second, s2 = text_update(s1, lambda t: t.insert(5, " second"))
+    waits, _ = text_update(s2, lambda t: t.insert(12, " waits"))
+    big, _ = text_update(s1, lambda t: t.insert(0, words(MAX_DOC_BYTES)))
+    apply_text(ent, first)
+    apply_text(ent, waits)  # builds on `second`, which has not come
+    assert ent.whole is not None
+    with pytest.raises(OpRejected) as refused:
+        apply_text(ent, big)
+    assert refused.value.code == "too_large"
+    state = ent.document_state()
+    assert state is not None and len(state) < 1000
+    apply_text(ent, second)
+    ent.flush_text()
+    assert ent.body == "first second waits"
+    assert ent.body_state is not None and len(ent.body_state) < 1000
