@@ -1,8 +1,12 @@
 """syncd.yupdate: where a Yjs v1 update's items go and what text they insert, read from the
-bytes that pycrdt (yrs) encodes, and nothing but MalformedUpdate for bytes that are not one."""
+bytes that pycrdt (yrs) and stock Yjs (Node) encode, and nothing but MalformedUpdate for
+bytes that are not one."""
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +16,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from syncd.yupdate import MalformedUpdate, Writes, read_update
+from tests.node_env import ensure_node_modules, node_binary
 
 Edit = Callable[[Doc[Any]], object]
 
@@ -91,6 +96,18 @@ CASES: list[tuple[str, Edit, Writes]] = [
 @pytest.mark.parametrize(("name", "change", "writes"), CASES, ids=[c[0] for c in CASES])
 def test_what_an_update_writes(name: str, change: Edit, writes: Writes) -> None:
     assert read_update(edit(seeded(), change)) == writes
+
+
+def test_updates_made_by_yjs() -> None:
+    """tests/node/yjs_updates.mjs makes updates with stock Yjs and says what each writes."""
+    node_dir = ensure_node_modules()
+    out = subprocess.run([node_binary(), str(node_dir / "yjs_updates.mjs")], cwd=node_dir,
+                         capture_output=True, check=True, timeout=60).stdout
+    cases = json.loads(out)
+    assert len(cases) == 18
+    for case in cases:
+        expected = Writes(frozenset(case["roots"]), case["nested"], case["nul"])
+        assert read_update(base64.b64decode(case["update"])) == expected, case["name"]
 
 
 def test_a_whole_state_names_its_root_and_the_text_it_holds() -> None:
