@@ -12,6 +12,11 @@ left waiting, the note's document is kept as the merge of every update received
 rebuilds the document from that merge in one application, in which yrs orders the items
 itself. The stored state is that merge too, so nothing waiting is lost between batches.
 Deletions of items not received yet wait the same way.
+
+So an update is refused from its own bytes when it arrives (`check_update`: not an
+update, outside the body, NUL), never when it is integrated: one that waited would
+otherwise be refused only when what it builds on arrives, and take that down with it.
+The size limit holds per document (`check_growth`), measured only near it.
 """
 
 from __future__ import annotations
