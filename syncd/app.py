@@ -32,12 +32,13 @@ from syncd.api.common import error_response
 from syncd.auth import Auth
 from syncd.bus import connect_bus
 from syncd.config import Settings
-from syncd.db import Database, migrate_sync
+from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
 from syncd.fanout import Hub
 from syncd.messages import encode
 from syncd.metrics import Metrics
 from syncd.middleware import RequestContext
+from syncd.migrate import migrate_sync
 from syncd.ratelimit import Limiter
 from syncd.services import Services
 from syncd.ws_collab import routes as ws_collab_routes

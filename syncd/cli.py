@@ -63,7 +63,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from syncd.db import migrate_sync
+    from syncd.migrate import migrate_sync
 
     settings = _settings(args)
     url, _handle = _database_url(settings)
@@ -76,7 +76,7 @@ def rebuild(args: argparse.Namespace) -> int:
     import psycopg
     from rich.progress import Progress
 
-    from syncd.db import migrate_sync
+    from syncd.migrate import migrate_sync
     from syncd.rebuild import count_ops, differences, rebuild_from_log, write_projection
 
     settings = _settings(args)

@@ -49,13 +49,3 @@ class Settings:
     rate_user: int = field(default_factory=lambda: int(_env("SYNCD_RATE_USER", "600") or 0))
     rate_window: int = field(default_factory=lambda: int(_env("SYNCD_RATE_WINDOW", "60") or 60))
 
-
-# Limits (PROTOCOL.md): a request is refused whole past these.
-MAX_BODY_BYTES = 8 * 1024 * 1024
-MAX_OPS_PER_PUSH = 1000
-MAX_PULL_LIMIT = 5000
-DEFAULT_PULL_LIMIT = 500
-# A clock more than this far ahead of the server is canonicalised to the server's clock.
-MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
-# A note body's merged CRDT state may not grow past this.
-MAX_DOC_BYTES = 4 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""PostgreSQL access: the async pool, the schema, and transactions that retry.
+"""PostgreSQL access: the async pool and transactions that retry.
 
 A serialization failure, a deadlock or a race on a new entity's id is retried by
 re-running the whole transaction function, which is why those functions are pure
@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -29,38 +28,12 @@ log = logging.getLogger("syncd.db")
 set_json_dumps(msgspec.json.encode)
 set_json_loads(msgspec.json.decode)
 T = TypeVar("T")
-SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
 RETRYABLE = (
     pg_errors.SerializationFailure,
     pg_errors.DeadlockDetected,
     pg_errors.UniqueViolation,  # two devices creating the same entity id at once
 )
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-
-
-def migrate_sync(url: str) -> None:
-    """Apply schema.sql (every statement in it is idempotent), then fill the derived tables
-    it has just created from the log."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(7215)")  # one migrator at a time
-        try:
-            row = conn.execute("SELECT to_regclass('words_written') IS NULL").fetchone()
-            conn.execute(SCHEMA.read_text().encode())
-            if row and row[0]:
-                _fill_words(conn)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(7215)")
-
-
-def _fill_words(conn: psycopg.Connection[Any]) -> None:
-    """words_written, new in a database that has a log: what its text ops wrote."""
-    from syncd.rebuild import rebuild_from_log, write_words
-
-    if conn.execute("SELECT 1 FROM events WHERE kind = 'text' LIMIT 1").fetchone() is None:
-        return
-    log.info("filling words_written from the log")
-    with conn.transaction():
-        write_words(conn, rebuild_from_log(conn))
 
 
 # A connection used within IDLE_CHECK seconds is handed out without a ping; one idle longer

@@ -20,7 +20,6 @@ from pycrdt import Doc, Text
 
 from syncd import hlc as hlcs
 from syncd import queries, sync
-from syncd.config import MAX_DOC_BYTES
 from syncd.db import Conn, Database
 from syncd.errors import (
     Conflict,
@@ -33,6 +32,7 @@ from syncd.errors import (
 )
 from syncd.fanout import Hub
 from syncd.fields import validate
+from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import BODY, Entity
 from syncd.messages import Event, Op, OpResult
 from syncd.store import entity_from_row, note_row

@@ -34,6 +34,9 @@ PROJECT_DEFAULTS: dict[str, Any] = {
     "deleted": False,
 }
 DEFAULTS = {"note": NOTE_DEFAULTS, "project": PROJECT_DEFAULTS}
+# The LWW fields, each a column of the projection row, in column order.
+NOTE_COLS = tuple(NOTE_DEFAULTS)
+PROJECT_COLS = tuple(PROJECT_DEFAULTS)
 
 
 def _text(v: str) -> str:

@@ -25,10 +25,9 @@ from syncd import edits, queries
 from syncd.db import Conn, Database
 from syncd.errors import NotFound
 from syncd.fanout import Hub
-from syncd.fields import WRITABLE
+from syncd.fields import NOTE_COLS, PROJECT_COLS, WRITABLE
 from syncd.merge import BODY, Entity, chunks
 from syncd.rebuild import replay
-from syncd.store import NOTE_COLS, PROJECT_COLS
 from syncd.textdiff import changed_span
 from syncd.types import Principal
 

@@ -11,7 +11,7 @@ import threading
 import time
 from uuid import UUID
 
-from syncd.config import MAX_CLOCK_SKEW_MS
+from syncd.limits import MAX_CLOCK_SKEW_MS
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _HLC = re.compile(rf"^(\d{{13}})\.(\d{{6}})\.({_UUID})$")

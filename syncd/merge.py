@@ -29,9 +29,9 @@ from uuid import UUID
 
 from pycrdt import Doc, Text, get_update, merge_updates
 
-from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected
 from syncd.fields import DEFAULTS
+from syncd.limits import MAX_DOC_BYTES
 from syncd.yupdate import MalformedUpdate, read_update
 
 BODY = "body"

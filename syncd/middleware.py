@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from syncd.config import MAX_BODY_BYTES
 from syncd.errors import PayloadTooLarge, SyncdError
+from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import encode
 from syncd.metrics import Metrics
 from syncd.ratelimit import Limiter

@@ -17,10 +17,11 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from syncd.fields import NOTE_COLS, PROJECT_COLS
 from syncd.log import iso
 from syncd.merge import Entity, apply_fields, apply_texts
-from syncd.store import NOTE_COLS, PROJECT_COLS, entity_from_row
-from syncd.words import UPSERT, Tally, new_tally, quarter, upsert_params
+from syncd.store import UPSERT_WORDS, entity_from_row, words_params
+from syncd.words import Tally, new_tally, quarter
 
 SOURCE = ("set", "text", "delete", "restore")
 HELD_TEXT_OPS = 2000  # a note's text ops held before they are applied: bounds the memory
@@ -169,7 +170,7 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
 
 def write_words(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
     conn.execute("DELETE FROM words_written")
-    conn.execute(UPSERT, upsert_params(rebuilt.words))
+    conn.execute(UPSERT_WORDS, words_params(rebuilt.words))
 
 
 def write_projection(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:

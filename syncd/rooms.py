@@ -43,9 +43,9 @@ from uuid import UUID
 from pycrdt import Doc, Text, TransactionEvent, merge_updates
 
 from syncd import sync
-from syncd.config import MAX_DOC_BYTES
 from syncd.db import Database
 from syncd.fanout import DocChannels, Hub
+from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import BODY
 from syncd.messages import Op
 from syncd.types import Principal

@@ -13,14 +13,14 @@ from uuid import UUID
 import msgspec
 
 from syncd.db import Conn
+from syncd.fields import NOTE_COLS, PROJECT_COLS
 from syncd.merge import Entity
 from syncd.messages import Op
 from syncd.plan import Members, Writer
+from syncd.words import Tally
 
-NOTE_COLS = ("title", "tags", "pinned", "favorite", "project_id", "deleted")
 # The note fields its search vector is made of, besides the body (schema.sql).
 SEARCHED = ("title", "tags", "project_id")
-PROJECT_COLS = ("title", "description", "word_goal", "status", "deleted")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
 NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state, writers"
@@ -258,3 +258,22 @@ async def add_conflicts(conn: Conn, user: UUID, conflicts: list[dict[str, Any]])
                FROM jsonb_to_recordset(%s::jsonb) AS c(id uuid, entity text, entity_id uuid,
                     field text, mine jsonb, theirs jsonb, winner text)""",
             (user, _json.encode(conflicts).decode()))
+
+
+# words_written (words.py): a tally added in one statement.
+UPSERT_WORDS = """INSERT INTO words_written (user_id, note_id, quarter, words)
+            SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::timestamptz[], %s::int[])
+            ON CONFLICT (user_id, note_id, quarter)
+            DO UPDATE SET words = words_written.words + excluded.words"""
+
+
+def words_params(tally: Tally) -> tuple[list[Any], ...]:
+    """The arrays UPSERT_WORDS takes: one round trip for a whole batch."""
+    keys = sorted(tally)
+    return ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            [tally[k] for k in keys])
+
+
+async def record_words(conn: Conn, tally: Tally) -> None:
+    if tally:
+        await conn.execute(UPSERT_WORDS, words_params(tally))

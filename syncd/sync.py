@@ -11,11 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from syncd import hlc as hlcs
-from syncd import log, store, words
-from syncd.config import MAX_OPS_PER_PUSH
+from syncd import log, store
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
 from syncd.fanout import Hub
+from syncd.limits import MAX_OPS_PER_PUSH
 from syncd.merge import Entity
 from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
@@ -83,7 +83,7 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     await store.add_members(conn, batch.new_members)
     await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
-    await words.record(conn, batch.words)
+    await store.record_words(conn, batch.words)
     hub_events.append(events)
     return results
 

@@ -12,9 +12,10 @@ from uuid import UUID
 from rich.console import Console
 from rich.progress import Progress
 
-from syncd.db import Conn, Database, migrate_sync
+from syncd.db import Conn, Database
 from syncd.errors import SyncdError
 from syncd.export import count_items, export_stream, import_document
+from syncd.migrate import migrate_sync
 
 UNUSABLE_PASSWORD = "!"  # not an argon2 hash: every login attempt fails
 

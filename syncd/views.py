@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from syncd.store import NOTE_COLS, PROJECT_COLS
+from syncd.fields import NOTE_COLS, PROJECT_COLS
 
 
 def progress(word_count: int, word_goal: int) -> float:

@@ -3,7 +3,7 @@
 A text op changes its note's word count; that change is the op's words, counted for the
 op's author at its HLC wall time (when the device made the edit, not when it synced). The
 live path (plan.Batch) and `syncd rebuild` (rebuild.replay) both tally them as `Tally`,
-and the tally is added to `words_written` in the op's transaction, so stats read a small
+and the tally is added to `words_written` in the op's transaction (store.py), so stats read a small
 table instead of replaying the log (which cost ~50 µs per text event, on every request).
 
 The quarter hour: every time zone's offset from UTC is a whole number of quarter hours,
@@ -16,21 +16,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from syncd import hlc as hlcs
-from syncd.db import Conn
 
 QUARTER_MS = 15 * 60 * 1000
 
 # (author, note, quarter start) → net words
 Tally = defaultdict[tuple[UUID, UUID, datetime], int]
-
-UPSERT = """INSERT INTO words_written (user_id, note_id, quarter, words)
-            SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::timestamptz[], %s::int[])
-            ON CONFLICT (user_id, note_id, quarter)
-            DO UPDATE SET words = words_written.words + excluded.words"""
 
 
 def new_tally() -> Tally:
@@ -47,15 +40,3 @@ def quarter(hlc: str, fallback: datetime | None = None) -> datetime:
     else:
         wall = parsed[0]
     return datetime.fromtimestamp(wall // QUARTER_MS * QUARTER_MS / 1000, UTC)
-
-
-def upsert_params(tally: Tally) -> tuple[list[Any], ...]:
-    """The arrays UPSERT takes: one round trip for a whole batch."""
-    keys = sorted(tally)
-    return ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-            [tally[k] for k in keys])
-
-
-async def record(conn: Conn, tally: Tally) -> None:
-    if tally:
-        await conn.execute(UPSERT, upsert_params(tally))

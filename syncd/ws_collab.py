@@ -40,9 +40,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from syncd import yproto
 from syncd.api.common import services
-from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected, SyncdError
 from syncd.fanout import Subscriber
+from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import check_applies, check_update
 from syncd.messages import Event
 from syncd.rooms import EMPTY_UPDATE, DocTooLarge, Room, Rooms

@@ -35,10 +35,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from syncd import log as logs
 from syncd import sync
 from syncd.api.common import services
-from syncd.config import MAX_BODY_BYTES
 from syncd.db import Conn
 from syncd.errors import BadRequest, PayloadTooLarge, SyncdError, Unauthorized
 from syncd.fanout import QUEUE_LIMIT, Subscriber
+from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import (
     CLIENT_TYPES,
     Ack,

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from syncd.db import migrate_sync
+from syncd.migrate import migrate_sync
 from tests.fix_server import ServerProcess
 from tests.helpers import Api
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from syncd.config import MAX_CLOCK_SKEW_MS
 from syncd.hlc import canonical, format_hlc, parse
+from syncd.limits import MAX_CLOCK_SKEW_MS
 
 NODE = str(uuid.UUID(int=7))
 NOW = 1_795_000_000_000

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from pycrdt import Doc, Map, Text
 
-from syncd.config import MAX_DOC_BYTES
 from syncd.errors import OpRejected
+from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import Entity, apply_text
 from tests.helpers import Api, Device, new_id, text_update
 from tests.test_rebuild import run_cli

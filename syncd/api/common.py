@@ -9,8 +9,8 @@ from uuid import UUID
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from syncd.config import MAX_BODY_BYTES
 from syncd.errors import BadRequest, NotFound, PayloadTooLarge, SyncdError
+from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import MSGPACK, decode, encode
 from syncd.services import Services
 from syncd.types import Principal

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from syncd import sync
 from syncd.api.common import bearer, principal, query_int, read_body, respond, services
-from syncd.config import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
+from syncd.limits import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
 from syncd.messages import PullResponse, PushRequest, PushResponse
 from syncd.openapi import describe
 
