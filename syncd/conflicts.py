@@ -17,8 +17,9 @@ from syncd import sync
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, Conflict, Forbidden, NotFound
 from syncd.fanout import Hub
-from syncd.messages import Event, Op
+from syncd.messages import Op
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 
 Status = Literal["open", "resolved", "all"]
 _FILTER = {"open": "AND resolved_at IS NULL", "resolved": "AND resolved_at IS NOT NULL",
@@ -62,10 +63,9 @@ def _op(row: dict[str, Any], value: Any) -> Op:
 
 async def resolve(db: Database, hub: Hub, who: Principal, conflict_id: UUID,
                   choose: Any) -> dict[str, Any]:
-    published: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> dict[str, Any]:
-        published.clear()
+    async def tx(unit: Unit) -> dict[str, Any]:
+        conn = unit.conn
         cur = await conn.execute(
             f"SELECT {_COLUMNS} FROM conflicts WHERE id = %s AND user_id = %s FOR UPDATE",
             (conflict_id, who.user_id))
@@ -76,8 +76,7 @@ async def resolve(db: Database, hub: Hub, who: Principal, conflict_id: UUID,
             raise Conflict("this conflict is already resolved", code="already_resolved")
         value = _choice(row, choose)
         op = _op(row, value)
-        [result] = await sync.apply_ops(conn, who, [(op, hlcs.clock.tick(who.device_id))],
-                                        published)
+        [result] = await sync.apply_ops(unit, who, [(op, hlcs.clock.tick(who.device_id))])
         if result.status == "rejected":
             if result.code == "forbidden":
                 raise Forbidden(result.message or "no write access")
@@ -92,7 +91,4 @@ async def resolve(db: Database, hub: Hub, who: Principal, conflict_id: UUID,
             (msgspec.json.encode(resolution).decode(), conflict_id))
         return await cur.fetchone() or {}
 
-    resolved = await db.run(tx)
-    for events in published:
-        await hub.publish(events)
-    return resolved
+    return await commit(db, hub, tx)

@@ -20,7 +20,7 @@ from pycrdt import Doc, Text
 
 from syncd import hlc as hlcs
 from syncd import queries, sync
-from syncd.db import Conn, Database
+from syncd.db import Database
 from syncd.errors import (
     Conflict,
     Forbidden,
@@ -34,10 +34,11 @@ from syncd.fanout import Hub
 from syncd.fields import validate
 from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import BODY, Entity
-from syncd.messages import Event, Op, OpResult
+from syncd.messages import Op, OpResult
 from syncd.store import entity_from_row, note_row
 from syncd.textdiff import changed_span
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 from syncd.views import entity_view
 
 Build = Callable[[Entity | None], list[Op]]
@@ -142,10 +143,9 @@ def rejection(result: OpResult, op: Op) -> SyncdError:
 async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, build: Build, *,
                 if_match: str | None = None, create: bool = False) -> dict[str, Any]:
     """Build ops from the locked current state and apply them; returns the new Entity."""
-    published: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> dict[str, Any]:
-        published.clear()
+    async def tx(unit: Unit) -> dict[str, Any]:
+        conn = unit.conn
         current, row = None, None
         if create:
             if await queries.id_taken(conn, id):
@@ -161,7 +161,7 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
         if ops:
             stamped = [(o, hlcs.clock.tick(who.device_id)) for o in ops]
             # In this transaction, so the precondition above and these ops commit together.
-            results = await sync.apply_ops(conn, who, stamped, published,
+            results = await sync.apply_ops(unit, who, stamped,
                                            {id: current} if current else None)
             for o, result in zip(ops, results, strict=True):
                 if result.status == "rejected":
@@ -175,7 +175,4 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
             raise NotFound(f"no such {kind}")
         return (await queries.present(conn, kind, [row], state=True))[0]
 
-    entity = await db.run(tx)
-    for events in published:
-        await hub.publish(events)
-    return entity
+    return await commit(db, hub, tx)

@@ -26,13 +26,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import sql
 
 from syncd import hlc as hlcs
-from syncd import log
 from syncd.db import Conn, Database
 from syncd.errors import Forbidden, Unauthorized
 from syncd.fanout import Hub
-from syncd.messages import Event
 from syncd.plan import Planned
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 
 DELETED_USER = UUID(int=0)
 HANDLED = {"users", "devices", "refresh_tokens", "events", "payloads", "notes", "projects",
@@ -57,10 +56,9 @@ async def check_password(db: Database, who: Principal, password: str) -> None:
 
 async def delete_account(db: Database, hub: Hub, user: UUID) -> list[UUID]:
     """Erase the user. Returns their device ids (whose sockets the caller closes)."""
-    published: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> list[UUID]:
-        published.clear()
+    async def tx(unit: Unit) -> list[UUID]:
+        conn = unit.conn
         await conn.execute("SET LOCAL syncd.erase = 'on'")
         cur = await conn.execute("SELECT id FROM devices WHERE user_id = %s", (user,))
         devices = [r["id"] for r in await cur.fetchall()]
@@ -125,13 +123,10 @@ async def delete_account(db: Database, hub: Hub, user: UUID) -> list[UUID]:
 
         planned = [Planned({m}, kind, eid, "revoke", hlcs.clock.tick(DELETED_USER),
                            DELETED_USER, None) for m, kind, eid in sorted(revokes)]
-        published.append(await log.append(conn, planned))
+        await unit.append(planned)
         return devices
 
-    devices = await db.run(tx)
-    for events in published:
-        await hub.publish(events)
-    return devices
+    return await commit(db, hub, tx)
 
 
 async def _erase_other_tables(conn: Conn, user: UUID) -> None:

@@ -34,6 +34,7 @@ from syncd.db import Conn, Database
 from syncd.errors import Conflict
 from syncd.messages import Event, Op
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 from syncd.views import entity_view
 
 FORMAT = "syncd-export"
@@ -200,10 +201,12 @@ async def import_document(db: Database, raw: bytes, password_hash: str,
     for start in range(0, len(ops), batch):
         chunk = ops[start:start + batch]
 
-        async def replay(conn: Conn, chunk: list[tuple[Op, str]] = chunk) -> list[Any]:
-            return await sync.apply_ops(conn, who, chunk, [])
+        async def replay(unit: Unit, chunk: list[tuple[Op, str]] = chunk) -> list[Any]:
+            return await sync.apply_ops(unit, who, chunk)
 
-        for r in await db.run(replay):
+        # `syncd import` runs apart from any server: no socket listens to a hub here, and
+        # the account's devices are new, so they read it all from the log.
+        for r in await commit(db, None, replay):
             results[r.status] = results.get(r.status, 0) + 1
         if on_op:
             on_op(len(chunk))

@@ -12,13 +12,13 @@ from typing import Any
 from uuid import UUID
 
 from syncd import hlc as hlcs
-from syncd import log, store
+from syncd import store
 from syncd.db import Conn, Database
 from syncd.errors import Conflict, Forbidden, NotFound
 from syncd.fanout import Hub
-from syncd.messages import Event
 from syncd.plan import Planned
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 
 
 async def _project_role(conn: Conn, who: Principal, project_id: UUID) -> tuple[UUID, str]:
@@ -56,10 +56,9 @@ def _put(ent_row: dict[str, Any], kind: str, user: UUID, who: Principal) -> Plan
 
 async def add_member(db: Database, hub: Hub, who: Principal, project_id: UUID, email: str,
                      role: str) -> dict[str, Any]:
-    published: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> dict[str, Any]:
-        published.clear()
+    async def tx(unit: Unit) -> dict[str, Any]:
+        conn = unit.conn
         _, my_role = await _project_role(conn, who, project_id)
         if my_role != "owner":
             raise Forbidden("only the project's owner manages members")
@@ -85,21 +84,17 @@ async def add_member(db: Database, hub: Hub, who: Principal, project_id: UUID, e
         planned.append(Planned(audience, "project", project_id, "member",
                                hlcs.clock.tick(who.device_id), who.user_id, who.device_id,
                                fields={"user_id": str(member), "role": role}))
-        published.append(await log.append(conn, planned))
+        await unit.append(planned)
         return {"user_id": member, "role": role}
 
-    result = await db.run(tx)
-    for events in published:
-        await hub.publish(events)
-    return result
+    return await commit(db, hub, tx)
 
 
 async def remove_member(db: Database, hub: Hub, who: Principal, project_id: UUID,
                         member: UUID) -> None:
-    published: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> None:
-        published.clear()
+    async def tx(unit: Unit) -> None:
+        conn = unit.conn
         owner, my_role = await _project_role(conn, who, project_id)
         if my_role != "owner" and member != who.user_id:
             raise Forbidden("only the project's owner manages members")
@@ -121,8 +116,6 @@ async def remove_member(db: Database, hub: Hub, who: Principal, project_id: UUID
         planned.append(Planned(set(members), "project", project_id, "member", tick,
                                who.user_id, who.device_id,
                                fields={"user_id": str(member), "role": None}))
-        published.append(await log.append(conn, planned))
+        await unit.append(planned)
 
-    await db.run(tx)
-    for events in published:
-        await hub.publish(events)
+    await commit(db, hub, tx)

@@ -2,7 +2,7 @@
 
 Flow: validate the request → lock the device and the entities → plan the batch (pure,
 plan.py) → append to the log and save the projection in the same transaction → after
-commit, hand the events to the fan-out hub.
+commit, hand the events to the fan-out hub (unit.py, which every writer commits through).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
 from syncd.store import NOTE_SELECT, PROJECT_SELECT
 from syncd.types import Principal
+from syncd.unit import Unit, commit
 from syncd.views import entity_view
 
 
@@ -43,15 +44,15 @@ def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
     return clocks
 
 
-async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
-                    hub_events: list[dict[UUID, list[Event]]],
+async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
                     locked: dict[UUID, Entity] | None = None) -> list[OpResult]:
-    """Plan and write a batch of (op, canonical hlc) in the caller's transaction.
+    """Plan and write a batch of (op, canonical hlc) in the caller's unit of work.
 
-    The one write path: push, server-made writes, REST edits with preconditions and
-    import all go through it. What to fan out after commit is appended to hub_events.
+    The one path for ops: push, server-made writes, REST edits with preconditions,
+    conflict resolution and import all go through it.
     `locked`: entities the caller has locked and loaded already; they are updated in place.
     """
+    conn = unit.conn
     ids = {op.id for op, _ in ops}
     ids |= {UUID(p) for op, _ in ops if op.fields
             for p in [op.fields.get("project_id")] if isinstance(p, str) and _is_uuid(p)}
@@ -71,7 +72,7 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
                   lambda: hlcs.clock.tick(who.device_id), writers)
     results = batch.apply_all(ops)
     batch.finish()
-    events = await log.append(conn, batch.events)
+    events = await unit.append(batch.events)
     for p in batch.events:  # version = the newest op that changed the entity
         if p.kind in ("set", "text", "delete", "restore"):
             ent = entities[p.entity_id]
@@ -84,7 +85,6 @@ async def apply_ops(conn: Conn, who: Principal, ops: list[tuple[Op, str]],
     await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
     await store.record_words(conn, batch.words)
-    hub_events.append(events)
     return results
 
 
@@ -108,10 +108,9 @@ def _is_uuid(s: str) -> bool:
 
 async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushResponse:
     clocks = check_ops(ops, who.device_id, hlcs.now_ms())
-    hub_events: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> PushResponse:
-        hub_events.clear()
+    async def tx(unit: Unit) -> PushResponse:
+        conn = unit.conn
         cur = await conn.execute(
             "SELECT acked FROM devices WHERE id = %s AND user_id = %s AND revoked_at IS NULL"
             " FOR UPDATE", (who.device_id, who.user_id))
@@ -128,34 +127,27 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
         fresh = [(op, clock) for op, clock in zip(ops, clocks, strict=True)
                  if op.client_seq > acked]
         if fresh:
-            results += await apply_ops(conn, who, fresh, hub_events)
+            results += await apply_ops(unit, who, fresh)
             acked = fresh[-1][0].client_seq
             await conn.execute(
                 "UPDATE devices SET acked = %s, last_seen_at = now() WHERE id = %s",
                 (acked, who.device_id))
         return PushResponse(acked, await log.head(conn, who.user_id), results)
 
-    response = await db.run(tx)
+    response = await commit(db, hub, tx)
     if clocks:  # server-made events must never sort below a clock this server accepted
         hlcs.clock.observe(max(clocks))
-    for events in hub_events:
-        await hub.publish(events)
     return response
 
 
 async def write(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> list[OpResult]:
     """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log."""
     stamped = [(op, hlcs.clock.tick(who.device_id)) for op in ops]
-    hub_events: list[dict[UUID, list[Event]]] = []
 
-    async def tx(conn: Conn) -> list[OpResult]:
-        hub_events.clear()
-        return await apply_ops(conn, who, stamped, hub_events)
+    async def tx(unit: Unit) -> list[OpResult]:
+        return await apply_ops(unit, who, stamped)
 
-    results = await db.run(tx)
-    for events in hub_events:
-        await hub.publish(events)
-    return results
+    return await commit(db, hub, tx)
 
 
 async def pull(db: Database, who: Principal, cursor: int, limit: int) -> PullResponse:
