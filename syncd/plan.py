@@ -210,12 +210,13 @@ class Batch:
         ent.dirty = True
         if before is None:
             return
-        # A move sends newcomers the whole entity (`put`) and tells those who lost it.
-        for user in after - before:
-            self._put(ent, user)
-        for user in before - after:
-            self.events.append(Planned({user}, ent.entity, ent.id, "revoke", hlc, self.author,
-                                       self.device))
+        # A move sends newcomers the whole entity (`put`) and tells those who lost it: one
+        # event each, copied into every such user's log, so the document is stored once.
+        if after - before:
+            self._put(ent, after - before)
+        if before - after:
+            self.events.append(Planned(before - after, ent.entity, ent.id, "revoke", hlc,
+                                       self.author, self.device))
 
     def _write(self, ent: Entity, op: Op, hlc: str, changes: dict[str, Any],
                event_fields: dict[str, Any] | None, before: set[UUID] | None) -> set[UUID]:
@@ -293,12 +294,12 @@ class Batch:
             payload,
         ))
 
-    def _put(self, ent: Entity, user: UUID) -> None:
+    def _put(self, ent: Entity, users: set[UUID]) -> None:
         if not ent.state_loaded:
             raise RuntimeError(f"note {ent.id} was loaded without its document")
         state = ent.document_state()
         self.events.append(Planned(
-            {user}, ent.entity, ent.id, "put", self.server_hlc(), self.author, self.device,
+            users, ent.entity, ent.id, "put", self.server_hlc(), self.author, self.device,
             fields={"fields": dict(ent.fields), "clocks": dict(ent.clocks)}, payload=state,
         ))
 

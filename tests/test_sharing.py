@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import threading
+from typing import Any
 
+import psycopg
 from pycrdt import Doc, Text
 
 from tests.helpers import Api, Device, new_id, text_update
@@ -179,3 +181,33 @@ def test_a_removal_racing_an_editors_title_writes_leaves_nothing_after_the_revok
     assert [e["kind"] for e in events if e["seq"] > revoke] in ([], ["member"])
     assert sum(e["kind"] == "set" and e["fields"].get("title", "").startswith("race ")
                for e in events) == results.count("applied")
+
+
+def test_a_note_moved_to_five_members_stores_its_document_once(
+        api: Api, db: psycopg.Connection[Any]) -> None:
+    owner = api.user("owner")
+    members = [api.user(f"member{i}") for i in range(5)]
+    pid, nid = new_id(), new_id()
+    owner.push([owner.set("project", pid, title="Five")])
+    for m in members:
+        r = api.post(f"/v1/projects/{pid}/members", json={"email": m.email, "role": "editor"},
+                     headers=owner.headers)
+        assert r.status_code == 201, r.text
+    text = ("a hundred kilobytes of chapter " * 3400)[:100_000]
+    upd, state = text_update(None, lambda t: t.insert(0, text))
+    owner.push([owner.set("note", nid, title="long"),
+                owner.op("note", nid, "text", field="body",
+                         update=base64.b64encode(upd).decode())])
+    owner.push([owner.set("note", nid, project_id=pid)])
+    puts = db.execute("SELECT user_id, op_id FROM events WHERE entity_id = %s AND kind = 'put'",
+                      (nid,)).fetchall()
+    assert {str(u) for u, _ in puts} == {m.user_id for m in members}
+    [op_id] = {o for _, o in puts}  # one op, copied into each member's log
+    stored = db.execute("SELECT count(*), sum(length(data)) FROM payloads WHERE op_id = %s",
+                        (op_id,)).fetchone()
+    assert stored is not None and stored[0] == 1 and len(upd) <= stored[1] < 2 * len(upd)
+    # Every member still receives the whole document.
+    for m in members:
+        [put] = [e for e in m.pull() if e["id"] == nid]
+        assert put["kind"] == "put" and base64.b64decode(put["body_state"]) == state
+        assert [n["body"] for n in m.snapshot()["notes"]] == [text]
