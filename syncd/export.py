@@ -33,13 +33,13 @@ from syncd import log, store, sync
 from syncd.db import Conn, Database
 from syncd.errors import Conflict
 from syncd.messages import Event, Op
+from syncd.projection import SOURCE_KINDS
 from syncd.types import Principal
 from syncd.unit import Unit, commit
 from syncd.views import entity_view
 
 FORMAT = "syncd-export"
 VERSION = 1
-SOURCE = ("set", "text", "delete", "restore")
 _enc = msgspec.json.Encoder()
 
 
@@ -148,7 +148,8 @@ def source_ops(doc: ExportDocument) -> list[tuple[Op, str]]:
     projects = {e.id for e in doc.projects}
     ops = []
     for ev in sorted(doc.events, key=lambda e: e.seq):
-        if ev.kind not in SOURCE or ev.id not in owned or ev.entity not in ("note", "project"):
+        if (ev.kind not in SOURCE_KINDS or ev.id not in owned
+                or ev.entity not in ("note", "project")):
             continue
         fields = dict(ev.fields) if ev.fields is not None else None
         if fields and ev.entity == "note" and fields.get("project_id") is not None:

@@ -22,14 +22,13 @@ from syncd.merge import (
     apply_text,
     apply_text_run,
     check_update,
-    read_text,
 )
 from syncd.messages import Op, OpResult
+from syncd.projection import SOURCE_KINDS, contribution, field_changes, settle_words
 from syncd.types import WRITE_ROLES
-from syncd.words import Tally, new_tally, quarter
+from syncd.words import Runs, quarter
 
 MILESTONES = (25, 50, 75, 100)
-SOURCE_KINDS = ("set", "text", "delete", "restore")
 
 
 @dataclass
@@ -79,17 +78,15 @@ class Batch:
         self.writers = writers or {}
         self.events: list[Planned] = []
         self.new_members: list[tuple[UUID, UUID, str]] = []
-        # (entity, field, event) for every field write that won, in order: once op ids
-        # exist, the last one per field is that field's writer.
-        self.writes: list[tuple[Entity, str, Planned]] = []
+        # (entity, event, fields it won) for every event of an op that changes an entity, in
+        # order: once op ids exist, they are recorded (projection.record), so the last
+        # write of a field is its writer.
+        self.changes: list[tuple[Entity, Planned, tuple[str, ...]]] = []
         self.conflicts: list[dict[str, Any]] = []
         # Each note's contribution to a project's word count before the batch.
-        self._baseline = {e.id: _contribution(e) for e in entities.values() if e.entity == "note"}
+        self._baseline = {e.id: contribution(e) for e in entities.values() if e.entity == "note"}
         self._goal_touched: set[UUID] = set()
-        self.words: Tally = new_tally()  # words.py: what the batch's text ops wrote
-        # Per note, the quarter hour of its current run of text ops and its word count
-        # before the run: the text is read when a run ends, not after every op.
-        self._runs: dict[UUID, tuple[datetime, int]] = {}
+        self.words = Runs()  # words.py: what the batch's text ops wrote
 
     # --- access ---------------------------------------------------------------------------
 
@@ -182,7 +179,7 @@ class Batch:
             return
         if ent.entity == "project" and self.role(ent.id) != "owner":
             raise OpRejected("forbidden", "only the owner deletes or restores a project")
-        self._write(ent, op, hlc, {"deleted": op.kind == "delete"}, None, None)
+        self._write(ent, op, hlc, field_changes(op.kind, None), None, None)
 
     def _set(self, op: Op, hlc: str) -> None:
         if op.field is not None or op.update is not None:
@@ -227,9 +224,7 @@ class Batch:
         won = apply_fields(ent, changes, hlc)
         after = self.audience(ent)
         self._emit(ent, op, hlc, fields=event_fields,
-                   audience=after if before is None else before & after)
-        event = self.events[-1]
-        self.writes += [(ent, name, event) for name in won]
+                   audience=after if before is None else before & after, won=tuple(won))
         for c in conflicts:
             self.conflicts.append(c)
             self.events.append(Planned({self.author}, ent.entity, ent.id, "conflict",
@@ -242,7 +237,7 @@ class Batch:
         event past the op's `base`: one the device had not seen when the user made it."""
         if op.base is None or ent.is_new:
             return []
-        rewritten = {(e.id, name) for e, name, _ in self.writes}
+        rewritten = {(e.id, name) for e, _, won in self.changes for name in won}
         out = []
         for name, value in changes.items():
             writer = self.writers.get(ent.writers.get(name, 0))
@@ -261,16 +256,7 @@ class Batch:
         return out
 
     def _start_run(self, ent: Entity, when: datetime) -> None:
-        run = self._runs.get(ent.id)
-        if run is None or run[0] != when:
-            if run is not None:
-                self._end_run(ent, run)
-            self._runs[ent.id] = (when, ent.word_count)
-
-    def _end_run(self, ent: Entity, run: tuple[datetime, int]) -> None:
-        read_text(ent)
-        if delta := ent.word_count - run[1]:
-            self.words[(self.author, ent.id, run[0])] += delta
+        self.words.start(ent, self.author, when)
 
     def _check_move(self, ent: Entity, target: str | None) -> None:
         old = ent.project_id
@@ -287,12 +273,16 @@ class Batch:
                 raise OpRejected("forbidden", f"no write access to project {new}")
 
     def _emit(self, ent: Entity, op: Op, hlc: str, fields: dict[str, Any] | None,
-              payload: bytes | None = None, audience: set[UUID] | None = None) -> None:
-        self.events.append(Planned(
+              payload: bytes | None = None, audience: set[UUID] | None = None,
+              won: tuple[str, ...] = ()) -> None:
+        event = Planned(
             self.audience(ent) if audience is None else audience, ent.entity, ent.id, op.kind,
             hlc, self.author, self.device, op.client_seq if op.client_seq > 0 else None, fields,
             payload,
-        ))
+        )
+        self.events.append(event)
+        if op.kind in SOURCE_KINDS:
+            self.changes.append((ent, event, won))
 
     def _put(self, ent: Entity, users: set[UUID]) -> None:
         if not ent.state_loaded:
@@ -307,24 +297,9 @@ class Batch:
 
     def finish(self) -> None:
         """Fold documents, then update project word counts and emit first-reached milestones."""
-        for id, run in self._runs.items():
-            self._end_run(self.entities[id], run)
-        self._runs.clear()
-        touched = set(self._goal_touched)
-        for ent in self.entities.values():
-            if ent.entity != "note" or not ent.dirty:
-                continue
-            ent.flush_text()
-            old_project, old_words = self._baseline.get(ent.id, (None, 0))
-            new_project, new_words = _contribution(ent)
-            if (old_project, old_words) == (new_project, new_words):
-                continue
-            for pid, delta in ((old_project, -old_words), (new_project, new_words)):
-                project = self.entities.get(pid) if pid else None
-                if project is not None and delta:
-                    project.word_count += delta
-                    project.dirty = True
-                    touched.add(project.id)
+        self.words.end_all(self.entities)
+        changed = [e for e in self.entities.values() if e.entity == "note" and e.dirty]
+        touched = self._goal_touched | settle_words(self.entities, changed, self._baseline)
         for pid in sorted(touched):
             self._milestones(self.entities[pid])
 
@@ -361,9 +336,3 @@ def _run_end(ops: list[tuple[Op, str]], i: int) -> int:
 def _str(v: UUID | None) -> str | None:
     return None if v is None else str(v)
 
-
-def _contribution(note: Entity) -> tuple[UUID | None, int]:
-    """Which project a note's words count towards, and how many (deleted notes count none)."""
-    if note.deleted or note.project_id is None:
-        return None, 0
-    return note.project_id, note.word_count

@@ -1,8 +1,9 @@
 """Rebuild the projection from the log alone, and verify the live one against it.
 
-The replay uses the same merge functions as the live path (merge.py). Every op is copied
-into the log of each user who could see it; copies share an op id, so the replay reads
-each op once, in op-id order. LWW and CRDT merges commute, so that order is not load-bearing.
+The replay folds the log through the live path's rules (projection.py, merge.py, words.py).
+Every op is copied into the log of each user who could see it; copies share an op id, so
+the replay reads each op once, in op-id order. LWW and CRDT merges commute, so that order
+is not load-bearing.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from psycopg.rows import dict_row
 from syncd.fields import NOTE_COLS, PROJECT_COLS
 from syncd.log import iso
 from syncd.merge import Entity, apply_fields, apply_texts
+from syncd.projection import SOURCE_KINDS, field_changes, record, settle_words
 from syncd.store import UPSERT_WORDS, entity_from_row, words_params
-from syncd.words import Tally, new_tally, quarter
+from syncd.words import Runs, Tally, new_tally, quarter
 
-SOURCE = ("set", "text", "delete", "restore")
 HELD_TEXT_OPS = 2000  # a note's text ops held before they are applied: bounds the memory
 
 
@@ -44,6 +45,7 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
     reading the text after every op cost a long note's length times its edits.
     `count_words=False` (a past state, history.py) does not count."""
     out = Rebuilt()
+    runs = Runs() if count_words else None
     texts: dict[UUID, list[tuple[UUID, datetime | None, bytes]]] = {}
     for r in rows:
         if on_row:
@@ -59,35 +61,32 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
             pending = texts.setdefault(ent.id, [])
             pending.append((r["author_id"], when, r["data"]))
             if len(pending) >= HELD_TEXT_OPS:
-                _fold_texts(ent, pending, out.words)
+                _fold_texts(ent, pending, runs)
                 pending.clear()
+            record(ent, r["op_id"])
         else:
-            changes = (r["fields"] or {}) if kind == "set" else {"deleted": kind == "delete"}
-            for name in apply_fields(ent, changes, r["hlc"]):
-                ent.writers[name] = r["op_id"]
-        ent.version = max(ent.version, r["op_id"])
+            record(ent, r["op_id"], apply_fields(ent, field_changes(kind, r["fields"]), r["hlc"]))
         ent.updated_at = r["at"]
         out.ops += 1
     for id, pending in texts.items():
-        _fold_texts(out.entities[id], pending, out.words)
-    for ent in out.entities.values():
-        ent.flush_text()
+        _fold_texts(out.entities[id], pending, runs)
+    if runs is not None:
+        runs.end_all(out.entities)
+        out.words = runs.tally
+    notes = [e for e in out.entities.values() if e.entity == "note"]
+    settle_words(out.entities, notes, {})  # every note counts from nothing: the sum
+    for ent in notes:
         ent.applied_updates.clear()
-    by_id = out.entities
-    for note in by_id.values():
-        if note.entity == "note" and not note.deleted and note.project_id in by_id:
-            by_id[note.project_id].word_count += note.word_count
     return out
 
 
 def _fold_texts(ent: Entity, ops: list[tuple[UUID, datetime | None, bytes]],
-                words: Tally) -> None:
+                runs: Runs | None) -> None:
     """Apply a note's pending text ops (author, quarter or None, update), by runs."""
     for (author, when), run in groupby(ops, lambda op: (op[0], op[1])):
-        before = ent.word_count
+        if runs is not None and when is not None:
+            runs.start(ent, author, when)
         apply_texts(ent, [data for _, _, data in run])
-        if when is not None and (delta := ent.word_count - before):
-            words[(author, ent.id, when)] += delta
 
 
 def _source_rows(conn: psycopg.Connection[Any]) -> Iterator[dict[str, Any]]:
@@ -97,13 +96,13 @@ def _source_rows(conn: psycopg.Connection[Any]) -> Iterator[dict[str, Any]]:
             """SELECT DISTINCT ON (e.op_id) e.op_id, e.entity, e.entity_id, e.kind, e.fields,
                       e.hlc, e.author_id, e.at, p.data
                FROM events e LEFT JOIN payloads p ON e.has_payload AND p.op_id = e.op_id
-               WHERE e.kind = ANY(%s) ORDER BY e.op_id""", (list(SOURCE),))
+               WHERE e.kind = ANY(%s) ORDER BY e.op_id""", (list(SOURCE_KINDS),))
         yield from cur
 
 
 def count_ops(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT count(DISTINCT op_id) FROM events WHERE kind = ANY(%s)",
-                       (list(SOURCE),)).fetchone()
+                       (list(SOURCE_KINDS),)).fetchone()
     return int(row[0]) if row else 0
 
 

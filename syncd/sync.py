@@ -19,6 +19,7 @@ from syncd.limits import MAX_OPS_PER_PUSH
 from syncd.merge import Entity
 from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
+from syncd.projection import record
 from syncd.store import NOTE_SELECT, PROJECT_SELECT
 from syncd.types import Principal
 from syncd.unit import Unit, commit
@@ -73,18 +74,15 @@ async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
     results = batch.apply_all(ops)
     batch.finish()
     events = await unit.append(batch.events)
-    for p in batch.events:  # version = the newest op that changed the entity
-        if p.kind in ("set", "text", "delete", "restore"):
-            ent = entities[p.entity_id]
-            ent.version = max(ent.version, p.op_id)
-        elif p.kind == "milestone":
+    for ent, event, won in batch.changes:  # in order: the last write of a field is its writer
+        record(ent, event.op_id, won)
+    for p in batch.events:
+        if p.kind == "milestone":
             _record_milestone(entities[p.entity_id], p.fields or {}, events, p.op_id)
-    for ent, name, event in batch.writes:  # in order: the last write of a field is its value
-        ent.writers[name] = event.op_id
     await store.add_members(conn, batch.new_members)
     await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
-    await store.record_words(conn, batch.words)
+    await store.record_words(conn, batch.words.tally)
     return results
 
 
