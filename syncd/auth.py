@@ -25,14 +25,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, Conflict, Unauthorized
+from syncd.limits import MAX_PASSWORD, MIN_PASSWORD
 from syncd.types import Principal
 
 # OWASP's argon2id baseline (19 MiB, t=2, p=1): strong, and ~20 ms on one core.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verifying against this keeps an unknown email as slow as a wrong password.
 _DUMMY_HASH = _hasher.hash("syncd-dummy-password")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 DECODED_TOKENS = 10_000  # access tokens whose checked claims are kept
 LIVE_DEVICES = 100_000  # devices whose liveness is remembered
 

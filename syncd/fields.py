@@ -10,12 +10,8 @@ from typing import Any
 from uuid import UUID
 
 from syncd.errors import OpRejected
+from syncd.limits import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE, MAX_WORD_GOAL
 
-MAX_TITLE = 500
-MAX_TAGS = 50
-MAX_TAG = 64
-MAX_DESCRIPTION = 100_000
-MAX_WORD_GOAL = 100_000_000
 STATUSES = ("active", "completed", "archived")
 
 NOTE_DEFAULTS: dict[str, Any] = {

@@ -1,7 +1,8 @@
-"""The wire's limits (PROTOCOL.md): what a request, a push, a page and a document may hold.
+"""The limits a client is written against: what a request, a push, a page, a document, a
+field value and a query may hold (PROTOCOL.md, docs/protocol-notes.md).
 
-Constants, not settings: a client is written against them. A request past one is refused
-whole with a 4xx; a document past MAX_DOC_BYTES refuses the op that would grow it.
+Constants, not settings. A request past one is refused whole with a 4xx; an op past a
+document's or a field's limit is `rejected` alone.
 """
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -12,3 +13,21 @@ DEFAULT_PULL_LIMIT = 500
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 # A note body's merged CRDT state may not grow past this.
 MAX_DOC_BYTES = 4 * 1024 * 1024
+
+# Field values: an op past one is `rejected` with `validation` (fields.py).
+MAX_TITLE = 500
+MAX_TAGS = 50
+MAX_TAG = 64
+MAX_DESCRIPTION = 100_000
+MAX_WORD_GOAL = 100_000_000
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+# Pages of the REST views: notes and projects, an entity's history, search results.
+MAX_LIST_LIMIT = 200
+MAX_HISTORY_PAGE = 200
+MAX_SEARCH_LIMIT = 100
+# A search query: its characters, and the words of it that are searched for.
+MAX_QUERY = 500
+MAX_TERMS = 16

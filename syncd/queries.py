@@ -35,7 +35,6 @@ PROJECT_VISIBLE = "EXISTS (SELECT 1 FROM members m WHERE m.project_id = p.id AND
 TABLES = {"note": ("notes n", NOTE_COLS, NOTE_VISIBLE, "n"),
           "project": ("projects p", PROJECT_COLS, PROJECT_VISIBLE, "p")}
 SORTS = {"updated": "updated_at", "created": "created_at", "title": "title"}
-MAX_LIMIT = 200
 
 
 async def get_row(conn: Conn, user: UUID, kind: str, id: UUID, *, lock: bool = False,

@@ -16,10 +16,10 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from syncd.db import Conn, Database
+from syncd.limits import MAX_TERMS
 from syncd.snippets import WORD, Terms, highlight, snippet
 from syncd.types import Principal
 
-MAX_TERMS = 16
 # The excerpt a snippet is cut from: characters of body before the first hit, and in all.
 # Two fragments of at most 24 words fit in it.
 EXCERPT_BEFORE = 240

@@ -20,8 +20,7 @@ from syncd import history
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.api.resource import entity_response
 from syncd.errors import BadRequest
-
-MAX_HISTORY_PAGE = 200
+from syncd.limits import MAX_HISTORY_PAGE
 
 
 class RevertRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -18,9 +18,10 @@ from starlette.routing import Route
 from syncd import edits, history, queries
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.errors import BadRequest
+from syncd.limits import MAX_LIST_LIMIT
 from syncd.merge import Entity
 from syncd.messages import Op
-from syncd.queries import MAX_LIMIT, SORTS, Page
+from syncd.queries import SORTS, Page
 
 Filters = Callable[[Request, Page], None]
 
@@ -55,7 +56,7 @@ def page_from(request: Request) -> Page:
     order = request.query_params.get("order", "asc" if sort == "title" else "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc", {"param": "order"}, code="invalid_request")
-    return Page(sort, order, query_int(request, "limit", 50, 1, MAX_LIMIT),
+    return Page(sort, order, query_int(request, "limit", 50, 1, MAX_LIST_LIMIT),
                 request.query_params.get("cursor"))
 
 

@@ -13,8 +13,7 @@ from syncd import search as searching
 from syncd.api.common import principal, query_int, respond, services
 from syncd.api.resource import query_bool
 from syncd.errors import BadRequest
-
-MAX_QUERY = 500
+from syncd.limits import MAX_QUERY, MAX_SEARCH_LIMIT
 
 
 async def search(request: Request) -> Response:
@@ -23,7 +22,7 @@ async def search(request: Request) -> Response:
     if len(q) > MAX_QUERY:
         raise BadRequest(f"q is at most {MAX_QUERY} characters", {"param": "q"},
                          code="invalid_request")
-    limit = query_int(request, "limit", 20, 1, 100)
+    limit = query_int(request, "limit", 20, 1, MAX_SEARCH_LIMIT)
     deleted = bool(query_bool(request, "deleted"))
     return respond(request, await searching.search(services(request).db, who, q, limit, deleted))
 
