@@ -1,4 +1,4 @@
-"""The shape of syncd's imports: no cycle, and a core that does no I/O.
+"""The shape of syncd's imports: no cycle, a core that does no I/O, one write path.
 
 The core (clocks, fields, merge, planning, projection rules, views, words) is pure: it
 imports only other core modules, the wire vocabulary and libraries that do no I/O, so
@@ -138,3 +138,32 @@ def test_the_vocabulary_stands_alone() -> None:
     wrong = {m: sorted(edges[m] - VOCABULARY) for m in sorted(VOCABULARY)
              if m in edges and edges[m] - VOCABULARY}
     assert wrong == {}
+
+
+def _log_appenders() -> set[str]:
+    """Modules that call syncd.log's `append`, under whatever name they import it."""
+    found = set()
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        modules, functions = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "syncd":
+                modules |= {a.asname or a.name for a in node.names if a.name == "log"}
+            elif isinstance(node, ast.ImportFrom) and node.module == "syncd.log":
+                functions |= {a.asname or a.name for a in node.names if a.name == "append"}
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname for a in node.names if a.name == "syncd.log" and a.asname}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if ((isinstance(f, ast.Attribute) and f.attr == "append"
+                 and isinstance(f.value, ast.Name) and f.value.id in modules)
+                    or (isinstance(f, ast.Name) and f.id in functions)):
+                found.add(_module_name(path))
+    return found
+
+
+def test_only_the_unit_of_work_appends_to_the_log() -> None:
+    """Every writer appends through `Unit.append`, which publishes what committed."""
+    assert _log_appenders() == {"unit"}
