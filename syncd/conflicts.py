@@ -63,7 +63,6 @@ def _op(row: dict[str, Any], value: Any) -> Op:
 
 async def resolve(db: Database, hub: Hub, who: Principal, conflict_id: UUID,
                   choose: Any) -> dict[str, Any]:
-
     async def tx(unit: Unit) -> dict[str, Any]:
         conn = unit.conn
         cur = await conn.execute(

@@ -143,7 +143,6 @@ def rejection(result: OpResult, op: Op) -> SyncdError:
 async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, build: Build, *,
                 if_match: str | None = None, create: bool = False) -> dict[str, Any]:
     """Build ops from the locked current state and apply them; returns the new Entity."""
-
     async def tx(unit: Unit) -> dict[str, Any]:
         conn = unit.conn
         current, row = None, None

@@ -56,7 +56,6 @@ async def check_password(db: Database, who: Principal, password: str) -> None:
 
 async def delete_account(db: Database, hub: Hub, user: UUID) -> list[UUID]:
     """Erase the user. Returns their device ids (whose sockets the caller closes)."""
-
     async def tx(unit: Unit) -> list[UUID]:
         conn = unit.conn
         await conn.execute("SET LOCAL syncd.erase = 'on'")

@@ -56,7 +56,6 @@ def _put(ent_row: dict[str, Any], kind: str, user: UUID, who: Principal) -> Plan
 
 async def add_member(db: Database, hub: Hub, who: Principal, project_id: UUID, email: str,
                      role: str) -> dict[str, Any]:
-
     async def tx(unit: Unit) -> dict[str, Any]:
         conn = unit.conn
         _, my_role = await _project_role(conn, who, project_id)
@@ -92,7 +91,6 @@ async def add_member(db: Database, hub: Hub, who: Principal, project_id: UUID, e
 
 async def remove_member(db: Database, hub: Hub, who: Principal, project_id: UUID,
                         member: UUID) -> None:
-
     async def tx(unit: Unit) -> None:
         conn = unit.conn
         owner, my_role = await _project_role(conn, who, project_id)
