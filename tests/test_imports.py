@@ -15,8 +15,8 @@ import syncd
 
 ROOT = Path(syncd.__file__).resolve().parent
 
-CORE = {"hlc", "fields", "merge", "plan", "projection", "views", "words", "textdiff",
-        "snippets"}
+CORE = {"hlc", "fields", "merge", "yupdate", "plan", "projection", "views", "words",
+        "textdiff", "snippets"}
 # What the core may lean on besides itself: the vocabulary of the wire layer.
 VOCABULARY = {"types", "errors", "messages", "limits"}
 # Third-party and stdlib modules that reach a network, a disk, a clock of the process
