@@ -32,6 +32,7 @@ from syncd.api.common import error_response
 from syncd.auth import Auth
 from syncd.bus import connect_bus
 from syncd.config import Settings
+from syncd.conns import Connections
 from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
 from syncd.fanout import Hub
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         },
     )
     app.state.metrics = metrics
+    app.state.connections = Connections(settings)
     app.state.limiter = limiter
-    metrics.bind(lambda: getattr(app.state, "services", None))
+    metrics.bind(lambda: getattr(app.state, "services", None), app.state.connections)
     return app

@@ -36,6 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from syncd.app import create_app
+    from syncd.conns import protocols
     from syncd.middleware import setup_logging
 
     settings = _settings(args)
@@ -50,7 +51,10 @@ def serve(args: argparse.Namespace) -> int:
     # handler it found. With the default one that kills the process before its atexit
     # handlers run, and the embedded PostgreSQL (stopped by one) was left running.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    app = create_app(settings)
+    http, ws = protocols(app.state.connections)  # deadlines and caps (syncd/conns.py)
+    uvicorn.run(app, host=settings.host, port=settings.port, http=http, ws=ws,
+                timeout_keep_alive=settings.keep_alive,
                 log_level=settings.log_level, ws_max_size=16 * 1024 * 1024,
                 ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=5, lifespan="on", log_config=None,

@@ -48,4 +48,24 @@ class Settings:
     rate_auth: int = field(default_factory=lambda: int(_env("SYNCD_RATE_AUTH", "10") or 0))
     rate_user: int = field(default_factory=lambda: int(_env("SYNCD_RATE_USER", "600") or 0))
     rate_window: int = field(default_factory=lambda: int(_env("SYNCD_RATE_WINDOW", "60") or 60))
+    # Connections (syncd/conns.py): seconds a request's headers, and then its body, may take
+    # to arrive; seconds an idle keep-alive connection stays open; open connections overall
+    # and per client IP (0: no cap per IP). Past a cap, /health is still answered.
+    header_timeout: float = field(
+        default_factory=lambda: float(_env("SYNCD_HEADER_TIMEOUT", "10") or 10))
+    body_timeout: float = field(
+        default_factory=lambda: float(_env("SYNCD_BODY_TIMEOUT", "60") or 60))
+    keep_alive: int = field(default_factory=lambda: int(_env("SYNCD_KEEP_ALIVE", "5") or 5))
+    max_connections: int = field(
+        default_factory=lambda: int(_env("SYNCD_MAX_CONNECTIONS", "10000") or 10000))
+    max_connections_per_ip: int = field(
+        default_factory=lambda: int(_env("SYNCD_MAX_CONNECTIONS_PER_IP", "1000") or 0))
+    # Expensive routes (syncd/fairness.py): requests in flight per user, seconds an excess
+    # request waits for a slot before its 429, and their PostgreSQL statement_timeout (s).
+    heavy_per_user: int = field(
+        default_factory=lambda: int(_env("SYNCD_HEAVY_PER_USER", "2") or 0))
+    heavy_wait: float = field(
+        default_factory=lambda: float(_env("SYNCD_HEAVY_WAIT", "2") or 0))
+    statement_timeout: float = field(
+        default_factory=lambda: float(_env("SYNCD_STATEMENT_TIMEOUT", "10") or 0))
 

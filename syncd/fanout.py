@@ -1,38 +1,94 @@
 """The in-process fan-out hub: committed events to the sockets that should see them.
 
-Each subscriber owns a bounded queue; publish never blocks and never grows memory: a
-subscriber whose queue is full is marked overflowed and resyncs from the log.
+Each subscriber owns a queue bounded in bytes; publish never blocks and never grows memory:
+a subscriber whose queue would pass its byte budget is marked overflowed and resyncs from
+the log. A commit is wrapped once per user in a `Batch`, which sizes it once (its
+MessagePack encoding) and keeps the frames made of it, however many sockets queue it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 from uuid import UUID
+
+import msgspec
 
 from syncd.messages import Event
 
-QUEUE_LIMIT = 256
+QUEUE_BYTES = 1024 * 1024
+BATCH_OVERHEAD = 64  # what a queued batch costs beyond its events (an empty one: a nudge)
+_sizer = msgspec.msgpack.Encoder()
+
+
+class Batch(list[Event]):
+    """One commit's events for one user, as every subscriber of that user queues it."""
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        super().__init__(events)
+        self._bytes: int | None = None
+        # msgpack? → its `events` frame and the frame's size (ws_sync._shared_frame)
+        self.frames: dict[bool, tuple[dict[str, Any], int]] = {}
+
+    @property
+    def bytes(self) -> int:
+        if self._bytes is None:
+            self._bytes = BATCH_OVERHEAD + (len(_sizer.encode(list(self))) if self else 0)
+        return self._bytes
+
+
+def batch_bytes(events: list[Event]) -> int:
+    return events.bytes if isinstance(events, Batch) else Batch(events).bytes
 
 
 class Subscriber:
-    def __init__(self, user_id: UUID, device_id: UUID | None = None, limit: int = QUEUE_LIMIT):
+    """A bounded queue of batches: `limit` bytes (the sender's `sending` counted too)."""
+
+    def __init__(self, user_id: UUID, device_id: UUID | None = None, limit: int = QUEUE_BYTES):
         self.user_id = user_id
         self.device_id = device_id
-        self.queue: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=limit)
+        self.limit = limit
+        self._queue: asyncio.Queue[tuple[list[Event], int]] = asyncio.Queue()
+        self.queued = 0  # bytes of the batches in the queue
+        self.sending = 0  # bytes of the frame its reader is writing (set by the reader)
+        self.peak = 0  # the most `queued + sending` has been
         self.overflowed = False
         self.closed: str | None = None  # a reason, when the server ends this subscription
 
     def offer(self, events: list[Event]) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(events)
-        except asyncio.QueueFull:
+        size = batch_bytes(events)
+        if self.queued + self.sending + size > self.limit:
             self.overflowed = True
             self._wake()
+            return
+        self.queued += size
+        self.note_peak()
+        self._queue.put_nowait((events, size))
+
+    def note_peak(self) -> None:
+        self.peak = max(self.peak, self.queued + self.sending)
+
+    async def get(self) -> list[Event]:
+        events, size = await self._queue.get()
+        self.queued -= size
+        return events
+
+    def get_nowait(self) -> list[Event]:
+        events, size = self._queue.get_nowait()
+        self.queued -= size
+        return events
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def clear(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.queued = 0
 
     def close(self, reason: str) -> None:
         self.closed = reason
@@ -40,9 +96,8 @@ class Subscriber:
 
     def _wake(self) -> None:
         # Drain so the reader's get() returns and it notices the flag; the log has it all.
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait([])
+        self.clear()
+        self._queue.put_nowait(([], 0))
 
 
 class DocChannels(Protocol):
@@ -68,6 +123,7 @@ class Hub:
         self.by_user: dict[UUID, set[Subscriber]] = defaultdict(set)
         self.forward: Callable[[dict[UUID, list[Event]]], Awaitable[None]] | None = None
         self.published = 0  # events handed to publish (the syncd_events_fanned_out metric)
+        self.peak = 0  # the most bytes one subscriber has held (of those gone too)
         self.watch: Callable[[UUID, bool], None] | None = None
         self.forward_close: Callable[[UUID, str], None] | None = None
         self.docs: DocChannels | None = None
@@ -81,6 +137,7 @@ class Hub:
             self.watch(sub.user_id, True)
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        self.peak = max(self.peak, sub.peak)
         subs = self.by_user.get(sub.user_id)
         if subs is not None:
             subs.discard(sub)
@@ -91,8 +148,11 @@ class Hub:
 
     def deliver(self, events_by_user: dict[UUID, list[Event]]) -> None:
         for user, events in events_by_user.items():
-            for sub in list(self.by_user.get(user, ())):
-                sub.offer(events)
+            subs = self.by_user.get(user)
+            if subs:
+                batch = Batch(events)
+                for sub in list(subs):
+                    sub.offer(batch)
 
     async def publish(self, events_by_user: dict[UUID, list[Event]]) -> None:
         """Called after commit: deliver locally, then to other nodes."""
@@ -125,3 +185,17 @@ class Hub:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self.by_user.values())
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        for subs in self.by_user.values():
+            yield from subs
+
+    def waiting_bytes(self) -> tuple[int, int]:
+        """(bytes waiting for this node's subscribers now, the most one has held at once),
+        the syncd_ws_waiting_bytes and syncd_ws_waiting_bytes_peak metrics."""
+        now = peak = 0
+        for sub in self.subscribers():
+            now += sub.queued + sub.sending
+            peak = max(peak, sub.peak)
+        self.peak = max(self.peak, peak)
+        return now, self.peak

@@ -20,15 +20,28 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28
 
 
 class _Live(Collector):
-    """Values owned by other objects (the hub, the pool), read when Prometheus scrapes."""
+    """Values owned by other objects (the hub, the pool, the connection table), read when
+    Prometheus scrapes."""
 
-    def __init__(self, source: Callable[[], Any]) -> None:
+    def __init__(self, source: Callable[[], Any], connections: Any = None) -> None:
         self.source = source
+        self.connections = connections
 
     def collect(self) -> Iterable[Metric]:
+        if self.connections is not None:
+            yield from _connections(self.connections)
         services = self.source()
         if services is None:
             return
+        now, peak = services.hub.waiting_bytes()
+        waiting = GaugeMetricFamily("syncd_ws_waiting_bytes",
+                                    "Bytes queued or being written for this node's sync sockets")
+        waiting.add_metric([], float(now))
+        yield waiting
+        most = GaugeMetricFamily("syncd_ws_waiting_bytes_peak",
+                                 "The most bytes one sync socket has had waiting at once")
+        most.add_metric([], float(peak))
+        yield most
         fanned = CounterMetricFamily("syncd_events_fanned_out",
                                      "Events handed to the fan-out hub after commit")
         fanned.add_metric([], float(getattr(services.hub, "published", 0)))
@@ -40,6 +53,23 @@ class _Live(Collector):
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))
         yield pool
+
+
+def _connections(table: Any) -> Iterable[Metric]:
+    open_ = GaugeMetricFamily("syncd_connections", "Open TCP connections served")
+    open_.add_metric([], float(table.open))
+    yield open_
+    refused = CounterMetricFamily("syncd_connections_refused",
+                                  "Connections over a cap, by the cap", labels=["reason"])
+    for reason, n in sorted(table.refused.items()):
+        refused.add_metric([reason], float(n))
+    yield refused
+    late = CounterMetricFamily("syncd_requests_timed_out",
+                               "Connections closed for a late request, by its part",
+                               labels=["part"])
+    for part, n in sorted(table.timed_out.items()):
+        late.add_metric([part], float(n))
+    yield late
 
 
 class Metrics:
@@ -59,10 +89,11 @@ class Metrics:
                                     ["limit"], registry=r)
         self._live: _Live | None = None
 
-    def bind(self, source: Callable[[], Any]) -> None:
-        """Read hub and pool figures from `source()` (the app's Services, once started)."""
+    def bind(self, source: Callable[[], Any], connections: Any = None) -> None:
+        """Read hub and pool figures from `source()` (the app's Services, once started), and
+        connection counts from `connections` (syncd/conns.py)."""
         if self._live is None:
-            self._live = _Live(source)
+            self._live = _Live(source, connections)
             self.registry.register(self._live)
 
     def count_push(self, results: Iterable[Any]) -> None:

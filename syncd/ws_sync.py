@@ -13,8 +13,10 @@ One `Session` per socket runs three tasks:
   message was lost while Redis was down.
 
 Every send has a timeout: a client that stops reading is closed with 4408, so what it can
-pin is one frame plus the transport's buffer, and its hub queue is bounded (fanout.py).
-On overflow the socket says `resync {cursor}` and carries on from the log itself.
+pin is one frame plus the transport's buffer, and its hub queue is bounded in bytes
+(fanout.py): the frame being written counts against the same budget, and a catch-up frame
+is at most half of it. On overflow the socket says `resync {cursor}` and carries on from
+the log itself.
 Limits and their SYNCD_WS_* variables: docs/protocol-notes.md.
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from syncd import sync
 from syncd.api.common import services
 from syncd.db import Conn
 from syncd.errors import BadRequest, PayloadTooLarge, SyncdError, Unauthorized
-from syncd.fanout import QUEUE_LIMIT, Subscriber
+from syncd.fanout import QUEUE_BYTES, Batch, Subscriber
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import (
     CLIENT_TYPES,
@@ -76,7 +77,7 @@ class Limits:
     send_timeout: float = 10.0  # a frame the client does not take in this long: close 4408
     close_timeout: float = 10.0  # how long a close frame may wait for the client to read
     revalidate: float = 30.0  # how often the device is re-checked against the database
-    queue_limit: int = QUEUE_LIMIT  # commits queued for a socket before it resyncs
+    queue_bytes: int = QUEUE_BYTES  # bytes waiting for a socket before it resyncs
     max_frame: int = MAX_BODY_BYTES  # a bigger client frame is refused with `too_large`
     page: int = 500  # events per `events` frame
 
@@ -88,7 +89,7 @@ class Limits:
             send_timeout=_env("SYNCD_WS_SEND_TIMEOUT", d.send_timeout),
             close_timeout=_env("SYNCD_WS_CLOSE_TIMEOUT", d.close_timeout),
             revalidate=_env("SYNCD_WS_REVALIDATE", d.revalidate),
-            queue_limit=int(_env("SYNCD_WS_QUEUE_LIMIT", d.queue_limit)),
+            queue_bytes=int(_env("SYNCD_WS_QUEUE_BYTES", d.queue_bytes)),
         )
 
 
@@ -123,8 +124,7 @@ class SessionSubscriber(Subscriber):
 
     def reset(self) -> None:
         """Forget what is queued and start queueing; the caller reads the log next."""
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self.clear()
         self.overflowed = False
         self.active = True
 
@@ -155,7 +155,7 @@ class Session:
         except Unauthorized as e:
             await self._close(4401, e.code)
             return
-        self.sub = SessionSubscriber(self.who, self.limits.queue_limit,
+        self.sub = SessionSubscriber(self.who, self.limits.queue_bytes,
                                      lambda reason: self.finish(4401, reason))
         self.svc.hub.subscribe(self.sub)
         tasks = [self._spawn(self._read()), self._spawn(self._watch())]
@@ -188,18 +188,25 @@ class Session:
     # --- sending ----------------------------------------------------------------------------
 
     async def send(self, msg: SocketMsg) -> None:
-        await self.send_frame(_frame(encode(msg, self.msgpack), self.msgpack))
+        data = encode(msg, self.msgpack)
+        await self.send_frame(_frame(data, self.msgpack), len(data))
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: dict[str, Any], size: int) -> None:
         # No timer per send (a fan-out sends to every socket per commit): _watch closes the
         # socket with 4408 when one send has been stuck longer than send_timeout.
+        sub: Subscriber | None = getattr(self, "sub", None)
         try:
             async with self.send_lock:
                 self.sending_since = asyncio.get_running_loop().time()
+                if sub is not None:  # it waits for the client as much as the queue does
+                    sub.sending = size
+                    sub.note_peak()
                 try:
                     await self.ws.send(frame)  # waits while the transport is over its mark
                 finally:
                     self.sending_since = None
+                    if sub is not None:
+                        sub.sending = 0
         except (WebSocketDisconnect, OSError, RuntimeError):
             raise _Gone from None
 
@@ -309,11 +316,11 @@ class Session:
 
         await self.send(Welcome(await self.svc.db.run(head, read_only=True)))
         await self._catch_up()
-        queue = self.sub.queue
+        sub = self.sub
         while True:
-            batches = [await queue.get()]
-            while not queue.empty() and len(batches) < 64:
-                batches.append(queue.get_nowait())
+            batches = [await sub.get()]
+            while not sub.empty() and len(batches) < 64:
+                batches.append(sub.get_nowait())
             if self.sub.closed:
                 return  # on_close has ended the session
             if self.sub.overflowed:
@@ -333,7 +340,7 @@ class Session:
             elif len(batches) == 1 and len(fresh) == len(batches[0]) <= self.limits.page:
                 # The common live case: one commit, sent whole. The hub hands every socket
                 # of a user the same list, so its frame is encoded once for all of them.
-                await self.send_frame(_shared_frame(batches[0], self.msgpack))
+                await self.send_frame(*_shared_frame(batches[0], self.msgpack))
                 self.sent = fresh[-1].seq
             elif fresh:
                 await self._send_events(fresh)
@@ -346,10 +353,18 @@ class Session:
                 return
 
     async def _send_events(self, events: list[Event]) -> None:
-        for i in range(0, len(events), self.limits.page):
+        """In frames of at most `page` events and half the byte budget (a bigger event goes
+        alone), so what waits for a slow client stays within the budget."""
+        i, most = 0, max(1, self.limits.queue_bytes // 2)
+        while i < len(events):
             chunk = events[i:i + self.limits.page]
-            await self.send(Events(chunk, chunk[-1].seq))
+            data = encode(Events(chunk, chunk[-1].seq), self.msgpack)
+            while len(data) > most and len(chunk) > 1:
+                chunk = chunk[:len(chunk) // 2]
+                data = encode(Events(chunk, chunk[-1].seq), self.msgpack)
+            await self.send_frame(_frame(data, self.msgpack), len(data))
             self.sent = chunk[-1].seq
+            i += len(chunk)
 
 
 def _frame(data: bytes, msgpack: bool) -> dict[str, Any]:
@@ -357,22 +372,15 @@ def _frame(data: bytes, msgpack: bool) -> dict[str, Any]:
             else {"type": "websocket.send", "text": data.decode()})
 
 
-# (id of a hub batch, msgpack) → (the batch, its frame). The batch is held so its id stays
-# unique while cached; bounded, oldest out first.
-_frames: OrderedDict[tuple[int, bool], tuple[list[Event], dict[str, Any]]] = OrderedDict()
-_FRAMES_KEPT = 64
-
-
-def _shared_frame(batch: list[Event], msgpack: bool) -> dict[str, Any]:
-    key = (id(batch), msgpack)
-    hit = _frames.get(key)
-    if hit is not None and hit[0] is batch:
-        return hit[1]
-    frame = _frame(encode(Events(batch, batch[-1].seq), msgpack), msgpack)
-    _frames[key] = (batch, frame)
-    if len(_frames) > _FRAMES_KEPT:
-        _frames.popitem(last=False)
-    return frame
+def _shared_frame(batch: list[Event], msgpack: bool) -> tuple[dict[str, Any], int]:
+    """The batch's `events` frame and its size, made once for every socket of the user: the
+    hub hands them all the same Batch, which keeps it."""
+    cache = batch.frames if isinstance(batch, Batch) else {}
+    hit = cache.get(msgpack)
+    if hit is None:
+        data = encode(Events(batch, batch[-1].seq), msgpack)
+        cache[msgpack] = hit = (_frame(data, msgpack), len(data))
+    return hit
 
 
 async def sync_socket(ws: WebSocket) -> None:

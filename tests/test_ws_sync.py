@@ -20,7 +20,7 @@ from syncd import sync
 from syncd.auth import Auth
 from syncd.config import Settings
 from syncd.db import Database
-from syncd.fanout import Hub, Subscriber
+from syncd.fanout import BATCH_OVERHEAD, Batch, Hub, Subscriber
 from syncd.messages import Op
 from syncd.services import Services
 from syncd.types import Principal
@@ -201,7 +201,7 @@ def test_logout_closes_the_socket(server: ServerProcess, api: Api) -> None:
 @pytest.fixture(scope="module")
 def tight_server(pg_url: str, tmp_root: Path) -> Any:
     proc = ServerProcess(pg_url, tmp_root / "tight", env={
-        "SYNCD_WS_SEND_TIMEOUT": "1", "SYNCD_WS_QUEUE_LIMIT": "4",
+        "SYNCD_WS_SEND_TIMEOUT": "1", "SYNCD_WS_QUEUE_BYTES": "65536",
         "SYNCD_WS_CLOSE_TIMEOUT": "120", "SYNCD_WS_IDLE_TIMEOUT": "120"})
     proc.start()
     yield proc
@@ -339,12 +339,12 @@ class Rig:
 def test_subscriber_queue_is_bounded() -> None:
     async def main() -> None:
         hub = Hub()
-        sub = Subscriber(uuid.uuid4(), limit=8)
+        sub = Subscriber(uuid.uuid4(), limit=8 * BATCH_OVERHEAD)
         hub.subscribe(sub)
         for _ in range(10_000):
             hub.deliver({sub.user_id: []})
-            assert sub.queue.qsize() <= 8
-        assert sub.overflowed
+            assert sub.queued <= 8 * BATCH_OVERHEAD
+        assert sub.overflowed and sub.peak == 8 * BATCH_OVERHEAD
 
     asyncio.run(main())
 
@@ -352,7 +352,7 @@ def test_subscriber_queue_is_bounded() -> None:
 def test_overflow_sends_resync_then_carries_on_from_the_log(pg_url: str) -> None:
     async def main() -> None:
         async with Rig(pg_url) as rig:
-            ws, session, task = rig.session(Limits(queue_limit=2, send_timeout=60))
+            ws, session, task = rig.session(Limits(queue_bytes=1000, send_timeout=60))
             ws.say({"type": "hello", "cursor": 0})
             await until(lambda: ws.frames)
             ws.gate.clear()
@@ -360,8 +360,8 @@ def test_overflow_sends_resync_then_carries_on_from_the_log(pg_url: str) -> None
             await asyncio.wait_for(ws.held.wait(), 15)
             for _ in range(6):
                 await rig.push()
-                assert session.sub.queue.qsize() <= 2
-            assert session.sub.overflowed
+                assert session.sub.queued + session.sub.sending <= 1000
+            assert session.sub.overflowed and 0 < session.sub.peak <= 1000
             ws.gate.set()
             await until(lambda: ws.events() and ws.events()[-1]["seq"] == 7)
             kinds = [f["type"] for f in ws.frames]
@@ -400,13 +400,13 @@ def test_a_gap_in_live_events_is_filled_from_the_log(pg_url: str) -> None:
 def test_a_send_the_client_never_takes_closes_4408(pg_url: str) -> None:
     async def main() -> None:
         async with Rig(pg_url) as rig:
-            ws, session, task = rig.session(Limits(queue_limit=4, send_timeout=0.5))
+            ws, session, task = rig.session(Limits(queue_bytes=1500, send_timeout=0.5))
             ws.say({"type": "hello", "cursor": 0})
             await until(lambda: ws.frames)
             ws.gate.clear()
             for _ in range(20):
                 await rig.push()
-                assert session.sub.queue.qsize() <= 4
+                assert session.sub.queued + session.sub.sending <= 1500
             await asyncio.wait_for(ws.held.wait(), 15)
             ws.gate.set = lambda: None  # type: ignore[method-assign]  # never again
             await asyncio.wait_for(task, 15)
@@ -425,14 +425,16 @@ def test_a_commit_is_encoded_once_for_every_socket_of_a_user() -> None:
     from syncd.ws_sync import _shared_frame
 
     user = _uuid.uuid4()
-    batch = [Event(seq=s, entity="note", id=_uuid.uuid4(), kind="set", hlc="h", user_id=user,
-                   at="2026-11-21T00:00:00Z", fields={"title": str(s)}) for s in (7, 8)]
-    first = _shared_frame(batch, False)
-    assert _shared_frame(batch, False) is first  # the second socket reuses the bytes
-    assert _shared_frame(batch, True) is not first  # never mixes encodings
+    batch = Batch(Event(seq=s, entity="note", id=_uuid.uuid4(), kind="set", hlc="h",
+                        user_id=user, at="2026-11-21T00:00:00Z", fields={"title": str(s)})
+                  for s in (7, 8))
+    first, size = _shared_frame(batch, False)
+    assert _shared_frame(batch, False)[0] is first  # the second socket reuses the bytes
+    assert _shared_frame(batch, True)[0] is not first  # never mixes encodings
+    assert size == len(first["text"])
     decoded = msgspec.json.decode(first["text"])
     assert decoded["type"] == "events" and decoded["cursor"] == 8
     assert [e["fields"]["title"] for e in decoded["events"]] == ["7", "8"]
     other = [Event(seq=9, entity="note", id=_uuid.uuid4(), kind="set", hlc="h", user_id=user,
                    at="2026-11-21T00:00:00Z")]
-    assert msgspec.json.decode(_shared_frame(other, False)["text"])["cursor"] == 9
+    assert msgspec.json.decode(_shared_frame(other, False)[0]["text"])["cursor"] == 9

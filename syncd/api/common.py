@@ -57,6 +57,8 @@ def error_response(exc: SyncdError) -> Response:
         headers["Retry-After"] = str(exc.details["retry_after"])
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if exc.status == 413:
+        headers["Connection"] = "close"  # the rest of the body is drained, not parsed
     return Response(encode(exc.body()), exc.status, media_type="application/json",
                     headers=headers)
 
