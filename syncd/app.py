@@ -35,6 +35,7 @@ from syncd.config import Settings
 from syncd.conns import Connections
 from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
+from syncd.fairness import Fairness, Gate
 from syncd.fanout import Hub
 from syncd.messages import encode
 from syncd.metrics import Metrics
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
     settings = settings or Settings()
     metrics = Metrics()
     limiter = Limiter(settings)
+    gate = Gate(settings.heavy_per_user, settings.pool_max // 2, settings.heavy_wait)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -132,7 +134,9 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         routes=routes(),
         lifespan=lifespan,
         middleware=[*(cors if settings.cors_origins else []),
-                    Middleware(RequestContext, metrics=metrics, limiter=limiter)],
+                    Middleware(RequestContext, metrics=metrics, limiter=limiter),
+                    Middleware(Fairness, gate=gate,
+                               statement_timeout=settings.statement_timeout)],
         exception_handlers={
             SyncdError: _syncd_error,
             NotFound: _syncd_error,
@@ -146,5 +150,6 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
     app.state.metrics = metrics
     app.state.connections = Connections(settings)
     app.state.limiter = limiter
-    metrics.bind(lambda: getattr(app.state, "services", None), app.state.connections)
+    app.state.gate = gate
+    metrics.bind(lambda: getattr(app.state, "services", None), app.state.connections, gate)
     return app

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -34,6 +35,9 @@ RETRYABLE = (
     pg_errors.UniqueViolation,  # two devices creating the same entity id at once
 )
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+# Seconds each statement of this context's transactions may run (fairness.py sets it for
+# expensive routes); None: PostgreSQL's own setting.
+STATEMENT_TIMEOUT: ContextVar[float | None] = ContextVar("statement_timeout", default=None)
 
 
 # A connection used within IDLE_CHECK seconds is handed out without a ping; one idle longer
@@ -83,11 +87,12 @@ class Database:
         A read at READ COMMITTED runs without BEGIN and COMMIT: each statement already
         reads its own snapshot at that level, so the explicit transaction only cost two
         round trips (and its READ ONLY guard)."""
+        limit = STATEMENT_TIMEOUT.get()
         for attempt in range(attempts):
             try:
                 async with self.pool.connection() as conn:
                     try:
-                        if read_only and not repeatable:
+                        if read_only and not repeatable and limit is None:
                             await conn.set_autocommit(True)
                             try:
                                 return await fn(conn)
@@ -98,6 +103,10 @@ class Database:
                         await conn.set_isolation_level(
                             psycopg.IsolationLevel.REPEATABLE_READ if repeatable else None)
                         async with conn.transaction():
+                            if limit is not None:  # for this transaction only
+                                await conn.execute(
+                                    "SELECT set_config('statement_timeout', %s, true)",
+                                    (f"{max(1, int(limit * 1000))}ms",))
                             return await fn(conn)
                     finally:
                         _last_used[conn] = time.monotonic()
@@ -106,6 +115,10 @@ class Database:
                     raise
                 log.debug("retrying transaction after %s", type(e).__name__)
                 await asyncio.sleep(0.002 * (2**attempt))
+            except pg_errors.QueryCanceled as e:
+                raise Unavailable(f"the request took more than {limit} s of database time",
+                                  {"statement_timeout": limit},
+                                  code="statement_timeout") from e
             except (psycopg.OperationalError, psycopg.InterfaceError) as e:
                 raise Unavailable("the database is unavailable", {"reason": str(e)[:200]}) from e
             except TimeoutError as e:  # pool exhausted or database unreachable

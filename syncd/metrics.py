@@ -23,13 +23,17 @@ class _Live(Collector):
     """Values owned by other objects (the hub, the pool, the connection table), read when
     Prometheus scrapes."""
 
-    def __init__(self, source: Callable[[], Any], connections: Any = None) -> None:
+    def __init__(self, source: Callable[[], Any], connections: Any = None,
+                 gate: Any = None) -> None:
         self.source = source
         self.connections = connections
+        self.gate = gate
 
     def collect(self) -> Iterable[Metric]:
         if self.connections is not None:
             yield from _connections(self.connections)
+        if self.gate is not None:
+            yield from _gate(self.gate)
         services = self.source()
         if services is None:
             return
@@ -72,6 +76,18 @@ def _connections(table: Any) -> Iterable[Metric]:
     yield late
 
 
+def _gate(gate: Any) -> Iterable[Metric]:
+    decided = CounterMetricFamily("syncd_heavy_requests",
+                                  "Expensive requests by the fairness gate's decision",
+                                  labels=["decision"])
+    for decision in ("admitted", "waited", "refused"):
+        decided.add_metric([decision], float(gate.decisions[decision]))
+    yield decided
+    flight = GaugeMetricFamily("syncd_heavy_in_flight", "Expensive requests being served")
+    flight.add_metric([], float(gate.in_flight))
+    yield flight
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -89,11 +105,12 @@ class Metrics:
                                     ["limit"], registry=r)
         self._live: _Live | None = None
 
-    def bind(self, source: Callable[[], Any], connections: Any = None) -> None:
-        """Read hub and pool figures from `source()` (the app's Services, once started), and
-        connection counts from `connections` (syncd/conns.py)."""
+    def bind(self, source: Callable[[], Any], connections: Any = None,
+             gate: Any = None) -> None:
+        """Read hub and pool figures from `source()` (the app's Services, once started),
+        connection counts from `connections` (conns.py), decisions from `gate` (fairness.py)."""
         if self._live is None:
-            self._live = _Live(source, connections)
+            self._live = _Live(source, connections, gate)
             self.registry.register(self._live)
 
     def count_push(self, results: Iterable[Any]) -> None:

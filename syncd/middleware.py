@@ -81,7 +81,7 @@ class RequestContext:
         given = _header(scope, b"x-request-id")
         rid = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
-        user = self._user(scope)
+        user = scope["state"]["user_id"] = self._user(scope)
         status = 500
 
         async def send_with_id(message: Message) -> None:

@@ -122,3 +122,13 @@ def assert_acked_once(db: psycopg.Connection[Any], device_id: str, acked: int) -
         (device_id,)).fetchall()
     counts = {int(s): int(n) for s, n in rows}
     assert counts == {s: 1 for s in range(1, acked + 1)}, (device_id, counts)
+
+
+def metric(base_url: str, name: str, labels: str = "") -> float:
+    """One sample of the server's Prometheus metrics (0 when it has none yet)."""
+    import re
+
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    braces = re.escape("{" + labels + "}") if labels else ""
+    found = re.search(rf"^{re.escape(name)}{braces} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0

@@ -5,7 +5,6 @@ them, and a 413 that an async client reads whole."""
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +13,7 @@ import httpx
 import pytest
 
 from tests.fix_server import ServerProcess
-from tests.helpers import Api
-
-
-def metric(base_url: str, name: str, labels: str = "") -> float:
-    text = httpx.get(f"{base_url}/metrics", timeout=30).text
-    pattern = rf"^{re.escape(name)}{re.escape('{' + labels + '}') if labels else ''} (\S+)$"
-    found = re.search(pattern, text, re.M)
-    return float(found.group(1)) if found else 0.0
+from tests.helpers import Api, metric
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:

@@ -26,7 +26,7 @@ from syncd.services import Services
 from syncd.types import Principal
 from syncd.ws_sync import Limits, Session
 from tests.fix_server import ServerProcess
-from tests.helpers import Api, Device, new_id
+from tests.helpers import Api, Device, metric, new_id
 from tests.ws_client import (
     close_code,
     events_until,
@@ -198,10 +198,13 @@ def test_logout_closes_the_socket(server: ServerProcess, api: Api) -> None:
 # --- flow control: a server of its own with tight limits ----------------------------------
 
 
+TIGHT_BYTES = 256 * 1024
+
+
 @pytest.fixture(scope="module")
 def tight_server(pg_url: str, tmp_root: Path) -> Any:
     proc = ServerProcess(pg_url, tmp_root / "tight", env={
-        "SYNCD_WS_SEND_TIMEOUT": "1", "SYNCD_WS_QUEUE_BYTES": "65536",
+        "SYNCD_WS_SEND_TIMEOUT": "1", "SYNCD_WS_QUEUE_BYTES": str(TIGHT_BYTES),
         "SYNCD_WS_CLOSE_TIMEOUT": "120", "SYNCD_WS_IDLE_TIMEOUT": "120"})
     proc.start()
     yield proc
@@ -217,11 +220,15 @@ def test_a_client_that_does_not_read_is_cut_off_and_loses_nothing(tight_server: 
             hello(ws)
             note = new_id()
             total = 0
-            for round_ in range(40):  # ~14 MB of events: more than the buffers hold
+            for round_ in range(80):  # ~14 MB of events: more than the buffers hold, in
+                # commits of ~170 kB: one fits the socket's budget, two do not
                 ops = [a.set("note", note if k == 0 else new_id(), title=f"{round_}.{k}",
                              tags=[secrets.token_urlsafe(48) for _ in range(50)])
-                       for k in range(100)]
+                       for k in range(50)]
                 total = a.push(ops)["cursor"]
+            # The server's own accounting: what waited for the socket stayed in its budget.
+            peak = metric(tight_server.base_url, "syncd_ws_waiting_bytes_peak")
+            assert 100_000 < peak <= TIGHT_BYTES, peak
             got: list[dict[str, Any]] = []
             frames: list[dict[str, Any]] = []
             code = None
