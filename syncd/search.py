@@ -12,8 +12,9 @@ note does.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, NamedTuple
+
+from cachetools import LRUCache, cached
 
 from syncd.db import Conn, Database
 from syncd.limits import MAX_TERMS
@@ -33,9 +34,19 @@ class Parsed(NamedTuple):
     terms: Terms  # for highlighting
 
 
+def _parse_bytes(parsed: Parsed | None) -> int:
+    """What a kept parse holds: ~1 kB, and ~40 bytes per character of query in its compiled
+    patterns and strings (measured with tracemalloc)."""
+    return 1024 + 48 * len(parsed.hit) if parsed is not None else 64
+
+
 # Compiling a query's patterns costs more than highlighting its results; people and
-# clients repeat queries (each keystroke of a word in turn), so the parses are kept.
-@lru_cache(maxsize=4096)
+# clients repeat queries (each keystroke of a word in turn), so the parses are kept, within
+# a budget in bytes (a count let 3,000 long distinct queries hold tens of MB).
+PARSE_CACHE_BYTES = 4 * 1024 * 1024
+
+
+@cached(LRUCache(maxsize=PARSE_CACHE_BYTES, getsizeof=_parse_bytes))
 def parse(q: str) -> Parsed | None:
     """The query's forms, or None when there is no word."""
     words = [w.lower() for w in WORD.findall(q)][:MAX_TERMS]

@@ -145,3 +145,12 @@ def test_search_scope_follows_a_note_into_and_out_of_a_shared_project(api: Api) 
     call(alice, "PATCH", f"/v1/notes/{note['id']}", json={"project_id": None})
     assert search(bob, "quetzalcoatl") == []
     assert [r["id"] for r in search(alice, "quetz")] == [note["id"]]
+
+
+def test_kept_query_parses_are_bounded_in_bytes() -> None:
+    from syncd.search import PARSE_CACHE_BYTES, parse
+
+    for i in range(3000):  # long distinct queries: ~70 MB of parses if kept by count
+        parse(" ".join(f"w{i}x{k}" * 8 for k in range(16)))
+    assert 0.9 * PARSE_CACHE_BYTES < parse.cache.currsize <= PARSE_CACHE_BYTES  # type: ignore[attr-defined]
+    assert parse("lantern") is parse("lantern")  # still a cache
