@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from syncd.config import Settings
 from syncd.errors import TooManyRequests
 
 log = logging.getLogger("syncd.ratelimit")
-MAX_KEYS = 100_000
+# The in-process counters' budget, in bytes: a key's characters and ~120 bytes of dict entry
+# and int (an email is up to 320 characters, so a count of keys did not bound the bytes).
+LOCAL_BYTES = 8 * 1024 * 1024
+ENTRY_BYTES = 120
 
 
 class Limiter:
@@ -23,6 +27,7 @@ class Limiter:
         self.settings = settings
         self.window = max(1, settings.rate_window)
         self._local: dict[str, int] = {}
+        self._local_bytes = 0
         self._redis: Any = None
 
     def redis(self) -> Any:
@@ -64,13 +69,19 @@ class Limiter:
         return self._incr_local(key)
 
     def _incr_local(self, key: str) -> int:
-        if key not in self._local and len(self._local) >= MAX_KEYS:
-            current = f":{int(time.time() // self.window)}"
-            self._local = {k: v for k, v in self._local.items() if k.endswith(current)}
-            if len(self._local) >= MAX_KEYS:  # one window's worth of keys: drop the oldest half
-                self._local = dict(list(self._local.items())[MAX_KEYS // 2:])
+        if key not in self._local:
+            if self._local_bytes + len(key) + ENTRY_BYTES > LOCAL_BYTES:
+                current = f":{int(time.time() // self.window)}"
+                self._keep(lambda items: [kv for kv in items if kv[0].endswith(current)])
+                if self._local_bytes > LOCAL_BYTES // 2:  # one window's worth: drop the oldest half
+                    self._keep(lambda items: items[len(items) // 2:])
+            self._local_bytes += len(key) + ENTRY_BYTES
         self._local[key] = count = self._local.get(key, 0) + 1
         return count
+
+    def _keep(self, choose: Callable[[list[tuple[str, int]]], list[tuple[str, int]]]) -> None:
+        self._local = dict(choose(list(self._local.items())))
+        self._local_bytes = sum(len(k) + ENTRY_BYTES for k in self._local)
 
     async def auth_attempt(self, ip: str, email: str) -> None:
         """Login and register: per client IP and per (normalised) email."""
