@@ -123,6 +123,8 @@ def main() -> None:
             sampler.join()
             after = rss_kib(pid)
             waiting_peak = metric(env.server.base_url, "syncd_ws_waiting_bytes_peak")
+            waiting_now = metric(env.server.base_url, "syncd_ws_waiting_bytes")
+            subscribed = metric(env.server.base_url, "syncd_hub_subscribers")
             ends = await asyncio.gather(*(ending(r) for r, _ in readers))
             for _, w in readers:
                 w.close()
@@ -135,7 +137,9 @@ def main() -> None:
                           f"{(baseline * 1024 + budget * n) / 2**20:.1f} MiB")
             console.print(f"server accounting: most bytes waiting for one socket "
                           f"{waiting_peak / 1024:.1f} KiB (≤ budget: {waiting_peak <= budget})")
-            console.print("sockets ended: " + ", ".join(
+            console.print(f"after the storm: {subscribed:.0f} sockets still served, "
+                          f"{waiting_now / 1024:.1f} KiB waiting for them in all")
+            console.print("what the sockets read in the end (5 s each): " + ", ".join(
                 f"{k} {ends.count(k)}" for k in sorted(set(ends))))
 
         asyncio.run(run())
