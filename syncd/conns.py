@@ -202,6 +202,8 @@ class GuardedHttp(HttpToolsProtocol):
         if upgrading:
             return
         self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
+        if not self.served:
+            self.cycle.keep_alive = False  # one answer, then the reserve slot is free again
         if self._has_body():
             self._arm(self.table.body_timeout)
         else:
@@ -224,6 +226,10 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _should_upgrade(self) -> bool:
         return bool(self.served) and super()._should_upgrade()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        if self.served:  # a refused WebSocket is answered 503, not worth a warning each
+            super()._unsupported_upgrade_warning()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()  # the WebSocket session has deadlines of its own

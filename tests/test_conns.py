@@ -109,7 +109,9 @@ def test_at_the_caps_new_clients_are_refused_and_health_answers(capped: ServerPr
         held += [connect(capped.port, "127.0.0.2") for _ in range(4)]  # the overall cap
         with client("127.0.0.3") as c:
             assert refused(c.get(f"{url}/v1/auth/me"))
-            assert c.get(f"{url}/health").status_code == 200
+            health = c.get(f"{url}/health")
+            assert health.status_code == 200
+            assert health.headers["connection"] == "close"  # its reserve slot is freed
         with connect(capped.port, "127.0.0.3") as sock:  # a WebSocket is refused the same
             sock.sendall(b"GET /v1/sync/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
