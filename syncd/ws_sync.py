@@ -194,19 +194,16 @@ class Session:
     async def send_frame(self, frame: dict[str, Any], size: int) -> None:
         # No timer per send (a fan-out sends to every socket per commit): _watch closes the
         # socket with 4408 when one send has been stuck longer than send_timeout.
-        sub: Subscriber | None = getattr(self, "sub", None)
         try:
             async with self.send_lock:
                 self.sending_since = asyncio.get_running_loop().time()
-                if sub is not None:  # it waits for the client as much as the queue does
-                    sub.sending = size
-                    sub.note_peak()
+                self.sub.sending = size  # it waits for the client as much as the queue does
+                self.sub.note_peak()
                 try:
                     await self.ws.send(frame)  # waits while the transport is over its mark
                 finally:
                     self.sending_since = None
-                    if sub is not None:
-                        sub.sending = 0
+                    self.sub.sending = 0
         except (WebSocketDisconnect, OSError, RuntimeError):
             raise _Gone from None
 
