@@ -28,19 +28,19 @@ class Batch(list[Event]):
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
         super().__init__(events)
-        self._bytes: int | None = None
+        self._size: int | None = None
         # msgpack? → its `events` frame and the frame's size (ws_sync._shared_frame)
         self.frames: dict[bool, tuple[dict[str, Any], int]] = {}
 
     @property
-    def bytes(self) -> int:
-        if self._bytes is None:
-            self._bytes = BATCH_OVERHEAD + (len(_sizer.encode(list(self))) if self else 0)
-        return self._bytes
+    def size(self) -> int:
+        if self._size is None:
+            self._size = BATCH_OVERHEAD + (len(_sizer.encode(list(self))) if self else 0)
+        return self._size
 
 
 def batch_bytes(events: list[Event]) -> int:
-    return events.bytes if isinstance(events, Batch) else Batch(events).bytes
+    return events.size if isinstance(events, Batch) else Batch(events).size
 
 
 class Subscriber:
