@@ -37,8 +37,8 @@ def _title(who: Principal, note: uuid.UUID, title: str) -> tuple[Op, str]:
 async def _received(sub: Subscriber) -> list[Event]:
     """Everything queued for the subscriber so far."""
     out: list[Event] = []
-    while not sub.queue.empty():
-        out += sub.queue.get_nowait()
+    while not sub.empty():
+        out += sub.get_nowait()
     return out
 
 
@@ -101,7 +101,7 @@ def test_a_cancelled_caller_neither_loses_nor_silences_the_write(pg_url: str) ->
             except asyncio.CancelledError:
                 pass
             # The unit runs on to its end: its events reach the hub after commit.
-            events = await asyncio.wait_for(sub.queue.get(), 15)
+            events = await asyncio.wait_for(sub.get(), 15)
             assert [(e.kind, e.fields) for e in events] == [("set", {"title": "kept"})]
             assert _titles(pg_url, who.user_id) == ["kept"]
         finally:
