@@ -42,6 +42,7 @@ from syncd.metrics import Metrics
 from syncd.middleware import RequestContext
 from syncd.migrate import migrate_sync
 from syncd.ratelimit import Limiter
+from syncd.rooms import Rooms
 from syncd.services import Services
 from syncd.ws_collab import routes as ws_collab_routes
 from syncd.ws_sync import routes as ws_sync_routes
@@ -114,10 +115,13 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl,
                     settings.device_check_ttl, closed=hub.close_device)
         hub.device_closed.append(auth.forget_device)
-        app.state.services = Services(settings, db, auth, hub, metrics)
+        rooms = Rooms(db, hub, coalesce=settings.collab_coalesce,
+                      peer_bytes=settings.collab_peer_bytes)
+        app.state.services = Services(settings, db, auth, hub, metrics, rooms)
         tune_gc()
         try:
-            async with connect_bus(settings.redis_url, hub):
+            # Rooms stop first: their write-behind drains while the pool and bus are up.
+            async with connect_bus(settings.redis_url, hub), rooms:
                 yield
         finally:
             await limiter.close()

@@ -53,6 +53,16 @@ class _Live(Collector):
         subs = GaugeMetricFamily("syncd_hub_subscribers", "Live subscribers on this node")
         subs.add_metric([], float(services.hub.subscriber_count()))
         yield subs
+        rooms = getattr(services, "rooms", None)
+        if rooms is not None:
+            queued = GaugeMetricFamily("syncd_collab_queued_bytes",
+                                       "Bytes waiting to be sent to this node's collab peers")
+            queued.add_metric([], float(rooms.tally.queued))
+            yield queued
+            peak = GaugeMetricFamily("syncd_collab_peer_peak_bytes",
+                                     "The most bytes ever waiting for one collab peer")
+            peak.add_metric([], float(rooms.tally.peak))
+            yield peak
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))

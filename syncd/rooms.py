@@ -6,13 +6,20 @@ awareness states they announced, and a queue of document changes not yet in the 
 - Changes are captured with `Doc.observe` (`Captured`): what a transaction really added
   (the delta), so an update the room already has (a reconnect's sync step 2) yields
   nothing and is neither broadcast nor appended.
+- A peer's update is admitted before it touches the document (`admit`): only what the
+  room lacks is looked at (a reconnect's step 2 repeats the document), and it is refused,
+  for that peer alone, when the log would refuse it: by its own bytes (not an update, a
+  root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
+  apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
+  relayed and cannot be taken back, so nothing the log will refuse may get that far.
 - Peer changes are broadcast at once and persisted right after (write-behind) by one writer
-  task per room: it sleeps `COALESCE` seconds, then takes everything queued, merges each
-  author's deltas (`pycrdt.merge_updates`) and appends them with `sync.write` as `text`
-  ops, one transaction per author. Changes arriving while a write is in flight are batched
-  into the next one. A failed write is logged, the room is dropped and its peers are closed
-  with 1011: they reconnect, the fresh room loads the note from PostgreSQL, and the
-  peers' sync step 2 sends back whatever was not persisted.
+  task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
+  everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
+  one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
+  `sync.write` as `text` ops, one transaction per author. Changes arriving while a write
+  is in flight are batched into the next one. A failed write is logged, the room is
+  dropped and its peers are closed with 1011: they reconnect, the fresh room loads the
+  note from PostgreSQL, and the peers' sync step 2 sends back whatever was not persisted.
 - Changes made through the sync path (device pushes, REST) arrive as hub events and are
   merged in (`merge_external`) and broadcast, never written again.
 
@@ -26,28 +33,33 @@ clients renew every 15 s) to answer query-awareness and greet newcomers. On each
 (a query-awareness on the channel, answered with local states only), so whichever of two
 nodes subscribes last, each learns the other's. The bus drops awareness under pressure.
 
-`Rooms` is the registry: rooms with peers are always kept; at most `WARM_ROOMS` idle ones
-stay warm (LRU) so a reconnect does not rebuild the document.
+`Rooms` is the registry and a service the app's lifespan starts and stops: rooms with
+peers are always kept; at most `WARM_ROOMS` idle ones stay warm (LRU) so a reconnect does
+not rebuild the document. Stopping it (SIGTERM, SIGINT: after the sockets closed) writes
+every room's queue at once, without waiting out the coalescing window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 from uuid import UUID
 
-from pycrdt import Doc, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Text, TransactionEvent, get_update, merge_updates
 
 from syncd import sync
 from syncd.db import Database
+from syncd.errors import OpRejected
 from syncd.fanout import DocChannels, Hub
 from syncd.limits import MAX_DOC_BYTES
-from syncd.merge import BODY
+from syncd.merge import BODY, check_applies, check_update, merge_all
 from syncd.messages import Op
+from syncd.outbox import Tally
 from syncd.types import Principal
 from syncd.yproto import (
     Awareness,
@@ -59,7 +71,6 @@ from syncd.yproto import (
     encode_awareness,
     encode_awareness_update,
     encode_query_awareness,
-    encode_update,
     removal_update,
 )
 
@@ -67,6 +78,7 @@ log = logging.getLogger("syncd.collab")
 
 WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
 COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
+PEER_BYTES = 2 * MAX_DOC_BYTES  # what may wait for one peer: a merged backlog fits twice
 EMPTY_UPDATE = b"\x00\x00"
 REMOTE_AWARENESS = 1024  # awareness states from other nodes a room remembers
 REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols' timeout)
@@ -75,11 +87,20 @@ REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols
 class Peer(Protocol):
     def send(self, frame: bytes) -> None: ...
 
+    def send_update(self, update: bytes) -> None: ...
+
     def close(self, code: int, reason: str) -> None: ...
 
 
-class DocTooLarge(Exception):
-    """Applying the update would take the document past MAX_DOC_BYTES."""
+class Refused(Exception):
+    """A peer's update the log would refuse: that peer is told and closed with `close_code`
+    (4409 bytes pycrdt cannot read, 4422 refused as a push's op would be, 1009 too large);
+    the room is untouched."""
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code = close_code
+        self.reason = reason
 
 
 class Captured(list[bytes]):
@@ -93,12 +114,11 @@ class Captured(list[bytes]):
 
 
 class Room:
-    def __init__(self, note_id: UUID, state: bytes | None, db: Database, hub: Hub,
-                 on_fail: Callable[[Room], None]) -> None:
+    def __init__(self, note_id: UUID, state: bytes | None, rooms: Rooms) -> None:
         self.note_id = note_id
-        self.db = db
-        self.hub = hub
-        self.on_fail = on_fail
+        self.db = rooms.db
+        self.hub = rooms.hub
+        self.rooms = rooms
         self.doc: Doc[Any] = Doc()
         self.doc.get(BODY, type=Text)
         self._captured = Captured()
@@ -110,6 +130,7 @@ class Room:
         self.channel: DocChannels | None = None  # the bus, while the room has peers
         self.pending: list[tuple[Principal, bytes]] = []
         self.writer: asyncio.Task[None] | None = None
+        self.flush = asyncio.Event()  # set: write what is queued now (the server stops)
         self.seen: dict[UUID, int] = {}  # per user log: the last event seq merged in
         self.failed = False
         if state:
@@ -138,14 +159,29 @@ class Room:
     def text(self) -> str:
         return str(self.doc.get(BODY, type=Text))
 
+    def admit(self, update: bytes) -> bytes:
+        """What of a peer's update the room lacks, if the log would take it; else Refused."""
+        try:
+            new = get_update(update, self.doc.get_state())
+        except BaseException as e:  # pycrdt: pyo3 PanicException on bytes it cannot read
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            raise Refused(4409, "not a valid Yjs update") from None
+        try:
+            check_update(new)  # its own bytes: another root, a nested type, NUL
+            check_applies(new)  # and yrs applies it (to a scratch document)
+        except OpRejected as e:  # what the log would answer a push with: `rejected`
+            raise Refused(4422, f"{e.code}: {e.message}") from None
+        if self.size + len(new) > MAX_DOC_BYTES:
+            raise Refused(1009, f"the document would exceed {MAX_DOC_BYTES} bytes")
+        return new
+
     def apply_from_peer(self, who: Principal, update: bytes, origin: Peer) -> bool:
-        """A peer's validated update: apply, broadcast to the others, queue the write."""
-        if self.size + len(update) > MAX_DOC_BYTES:
-            raise DocTooLarge(f"the document would exceed {MAX_DOC_BYTES} bytes")
-        delta = self._apply(update)
+        """A peer's update: admit, apply, broadcast to the others, queue the write."""
+        delta = self._apply(self.admit(update))
         if delta is None:
             return False
-        self.broadcast(encode_update(delta), exclude=origin)
+        self.broadcast_update(delta, exclude=origin)
         self.pending.append((who, delta))
         if self.writer is None:
             self.writer = asyncio.create_task(self._write_behind())
@@ -162,7 +198,7 @@ class Room:
             log.warning("note %s: could not merge a stored update: %r", self.note_id, e)
             return
         if delta is not None and self.peers:
-                self.broadcast(encode_update(delta))
+            self.broadcast_update(delta)
 
     def on_event(self, user: UUID, seq: int, update: bytes | None) -> None:
         """A hub event for this note, from `user`'s log (each user's copy arrives once per
@@ -216,6 +252,11 @@ class Room:
         for peer in list(self.peers):
             if peer is not exclude:
                 peer.send(frame)
+
+    def broadcast_update(self, update: bytes, exclude: Peer | None = None) -> None:
+        for peer in list(self.peers):
+            if peer is not exclude:
+                peer.send_update(update)
 
     def awareness_entries(self) -> list[AwarenessEntry]:
         """Every awareness state known here: local peers', and other nodes' still fresh."""
@@ -308,14 +349,15 @@ class Room:
     async def _write_behind(self) -> None:
         try:
             while self.pending and not self.failed:
-                await asyncio.sleep(COALESCE)
+                if not self.flush.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.flush.wait(), self.rooms.coalesce)
                 batch, self.pending = self.pending, []
                 by_author: dict[Principal, list[bytes]] = {}
                 for who, delta in batch:
                     by_author.setdefault(who, []).append(delta)
                 for who, deltas in by_author.items():
-                    update = deltas[0] if len(deltas) == 1 else merge_updates(*deltas)
-                    await self._persist(who, update)
+                    await self._persist(who, merge_all(deltas))
         finally:
             self.writer = None
 
@@ -340,35 +382,54 @@ class Room:
         self.pending.clear()
         for peer in list(self.peers):
             peer.close(1011, "could not store the document; reconnect")
-        self.on_fail(self)
+        self.rooms.dropped(self)
 
     async def drain(self) -> None:
-        """Wait until everything queued is in the log (or failed)."""
+        """Write what is queued now, and wait until it is in the log (or failed)."""
+        self.flush.set()
         while self.writer is not None:
             await asyncio.shield(self.writer)
 
 
 class Rooms:
-    """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU)."""
+    """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU).
 
-    def __init__(self, db: Database, hub: Hub, warm: int = WARM_ROOMS) -> None:
+    A service: `async with Rooms(...)` in the app's lifespan; leaving it drains every
+    room's write-behind. `tally` counts the bytes queued for this node's collab peers."""
+
+    def __init__(self, db: Database, hub: Hub, *, warm: int = WARM_ROOMS,
+                 coalesce: float = COALESCE, peer_bytes: int = PEER_BYTES) -> None:
         self.db = db
         self.hub = hub
         self.warm = warm
+        self.coalesce = coalesce
+        self.peer_bytes = peer_bytes
+        self.tally = Tally()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()
+
+    async def __aenter__(self) -> Rooms:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Write every room's queue to the log now (the server is stopping)."""
+        await asyncio.gather(*(room.drain() for room in list(self.rooms.values())))
 
     def get(self, note_id: UUID, state: bytes | None) -> Room:
         """The note's room, created from `state` or, when warm, with `state` merged in."""
         room = self.rooms.get(note_id)
         if room is None or room.failed:
-            room = Room(note_id, state, self.db, self.hub, self._dropped)
+            room = Room(note_id, state, self)
             self.rooms[note_id] = room
         elif state:
             room.merge_external(state)
         self.rooms.move_to_end(note_id)
         return room
 
-    def _dropped(self, room: Room) -> None:
+    def dropped(self, room: Room) -> None:
         if self.rooms.get(room.note_id) is room:
             del self.rooms[room.note_id]
 

@@ -9,6 +9,7 @@ from syncd.config import Settings
 from syncd.db import Database
 from syncd.fanout import Hub
 from syncd.metrics import Metrics
+from syncd.rooms import Rooms
 
 
 @dataclass
@@ -18,3 +19,4 @@ class Services:
     auth: Auth
     hub: Hub
     metrics: Metrics = field(default_factory=Metrics)  # metrics.open_sockets for the sockets
+    rooms: Rooms | None = None  # collab rooms: a service the app's lifespan starts and stops

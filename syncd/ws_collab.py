@@ -9,10 +9,13 @@ Per frame (binary; a text frame closes with 4409, a frame over MAX_DOC_BYTES wit
 every message is decoded first (yproto; garbage closes with 4409 and nothing is applied),
 then handled in order:
 
-- step 1 → step 2 with what the client lacks; step 2 / update → validated from its bytes
-  and on a scratch document (merge.check_update, check_applies), applied to the room
-  (rooms.py), broadcast to the other peers and written behind to the log; a viewer's is
-  refused with permission-denied;
+- step 1 → step 2 with what the client lacks; step 2 / update → admitted by the room
+  (rooms.py: what the room lacks must pass the log's checks, merge.check_update and
+  check_applies, and stay within MAX_DOC_BYTES), applied, broadcast to the other peers
+  and written behind to the log; a viewer's is refused with permission-denied and the
+  socket stays open for reading; a refused one gets permission-denied with the reason,
+  then the close (4409 bytes pycrdt cannot read, 4422 refused as a push's op would be,
+  1009 too large), for that peer alone;
 - awareness → relayed to every peer of the note, the sender included (the stock client
   counts its own echo as a sign of life and reconnects after 30 s without one), on every
   node (rooms.py publishes it on the bus's per-note channel), and remembered per
@@ -23,8 +26,12 @@ Each connection also holds a hub subscriber for its user (`NoteWatch`): `text`/`
 events of the note from the sync path are merged into the room, a `revoke` of the note
 closes with 4403, a revoked device with 4401, and with Redis the bus subscribes this
 node to the user's channel, so changes committed on another node reach the room too.
-Sends go through a bounded per-connection queue: a peer that does not read is closed with
-4408 instead of holding memory.
+Roles are live: a `member` event naming the user in the note's project sets the socket's
+role at once (a viewer's updates are refused from the next one on), and a move of the
+note or a nudge (events may have been missed) re-reads it.
+Sends go through the connection's `Outbox`: bounded in bytes, queued document updates
+merged into one frame; only a peer over its budget even so (it stopped reading) is closed
+with 4408.
 """
 
 from __future__ import annotations
@@ -40,94 +47,111 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from syncd import yproto
 from syncd.api.common import services
-from syncd.errors import OpRejected, SyncdError
+from syncd.errors import SyncdError
 from syncd.fanout import Subscriber
 from syncd.limits import MAX_DOC_BYTES
-from syncd.merge import check_applies, check_update
 from syncd.messages import Event
-from syncd.rooms import EMPTY_UPDATE, DocTooLarge, Room, Rooms
+from syncd.outbox import Outbox
+from syncd.rooms import EMPTY_UPDATE, Refused, Room
 from syncd.services import Services
 from syncd.types import WRITE_ROLES, Principal
 
 log = logging.getLogger("syncd.collab")
 
 MAX_FRAME = MAX_DOC_BYTES  # a frame bigger than a whole document cannot be valid
-SEND_QUEUE = 1024  # frames waiting for a slow peer before it is closed with 4408
 CLOSE_TIMEOUT = 5.0
 
 
 class _Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, notice: bool = False) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def rooms_of(ws: WebSocket, svc: Services) -> Rooms:
-    rooms: Rooms | None = getattr(ws.app.state, "collab_rooms", None)
-    if rooms is None or rooms.db is not svc.db:
-        rooms = Rooms(svc.db, svc.hub)
-        ws.app.state.collab_rooms = rooms
-    return rooms
+        self.notice = notice  # send permission-denied with the reason before closing
 
 
 class Connection:
-    """One collab socket: the peer side of a room, with a bounded send queue."""
+    """One collab socket: the peer side of a room, its role, and what waits to be sent."""
 
-    def __init__(self, ws: WebSocket, who: Principal, role: str) -> None:
+    def __init__(self, ws: WebSocket, who: Principal, outbox: Outbox) -> None:
         self.ws = ws
         self.who = who
-        self.role = role
-        self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.role: str | None = None
+        self.project_id: UUID | None = None
+        self.note_owner = False
+        self.outbox = outbox
         self.closing: tuple[int, str] | None = None
+        self.notice: bytes | None = None
+        self.sending: asyncio.Task[None] | None = None
         self.awareness = yproto.AwarenessClients()
 
     @property
     def can_write(self) -> bool:
         return self.role in WRITE_ROLES
 
+    def access(self, row: dict[str, Any] | None) -> None:
+        """Take the caller's access from the note's row (_load_note); none closes 4403."""
+        if row is None:
+            self.close(4404, "the note is gone")
+            return
+        self.note_owner = row["owner_id"] == self.who.user_id
+        self.project_id = row["project_id"]
+        self.role = "owner" if self.note_owner else row["role"]
+        if self.role is None:
+            self.close(4403, "this note is not shared with you")
+
     def send(self, frame: bytes) -> None:
+        if self.closing is None and not self.outbox.put(frame):
+            self.close(4408, "too slow")
+
+    def send_update(self, update: bytes) -> None:
+        if self.closing is None and not self.outbox.put_update(update):
+            self.close(4408, "too slow")
+
+    def close(self, code: int, reason: str, notice: bytes | None = None) -> None:
+        """Close after `notice` (what was queued is dropped). A sender stuck on a peer
+        that does not read is cancelled after CLOSE_TIMEOUT, which ends the socket."""
         if self.closing is not None:
             return
-        if self.out.qsize() >= SEND_QUEUE:
-            self.close(4408, "too slow")
-            return
-        self.out.put_nowait(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closing is None:
-            self.closing = (code, reason)
-            self.out.put_nowait(None)
+        self.closing, self.notice = (code, reason), notice
+        self.outbox.close()
+        if self.sending is not None:
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.sending.cancel)
 
     async def sender(self) -> None:
-        while True:
-            frame = await self.out.get()
-            if self.closing is not None:
-                code, reason = self.closing
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT)
-                return
-            if frame is not None:
-                await self.ws.send_bytes(frame)
+        self.sending = asyncio.current_task()
+        while (frame := await self.outbox.get()) is not None:
+            await self.ws.send_bytes(frame)
+        code, reason = self.closing or (1000, "")
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                if self.notice is not None:
+                    await self.ws.send_bytes(self.notice)
+                await self.ws.close(code, reason)
 
 
 class NoteWatch(Subscriber):
-    """A hub subscriber that feeds the note's events into its room instead of a queue."""
+    """A hub subscriber that feeds the note's events into its room instead of a queue, and
+    keeps the connection's role up to date."""
 
-    def __init__(self, who: Principal, note_id: UUID) -> None:
+    def __init__(self, who: Principal, note_id: UUID, svc: Services) -> None:
         super().__init__(who.user_id, who.device_id, limit=1)
         self.note_id = note_id
+        self.svc = svc
         self.room: Room | None = None
         self.conn: Connection | None = None
         self.early: list[Event] = []
+        self.rechecking: asyncio.Task[None] | None = None
 
     def offer(self, events: list[Event]) -> None:
         if not events:  # a nudge from the bus: something may have been missed
             if self.room is not None:
                 asyncio.get_running_loop().create_task(self.room.refresh())
+                self._recheck()
             return
         for event in events:
-            if event.entity != "note" or event.id != self.note_id:
+            mine = event.entity == "note" and event.id == self.note_id
+            if not mine and not (event.entity == "project" and event.kind == "member"):
                 continue
             if self.room is None:
                 self.early.append(event)
@@ -136,12 +160,44 @@ class NoteWatch(Subscriber):
 
     def _feed(self, event: Event) -> None:
         assert self.room is not None
-        if event.kind == "text":
+        if event.kind == "member":
+            self._member(event)
+        elif event.kind == "text":
             self.room.on_event(self.user_id, event.seq, event.update)
         elif event.kind == "put":
             self.room.on_event(self.user_id, event.seq, event.body_state)
         elif event.kind == "revoke" and self.conn is not None:
             self.conn.close(4403, "access to this note was revoked")
+        elif event.kind == "set" and "project_id" in (event.fields or {}):
+            self._recheck()  # moved: the role is the new project's
+
+    def _member(self, event: Event) -> None:
+        """A membership change: the user's own in the note's project takes effect now."""
+        fields = event.fields or {}
+        conn = self.conn
+        if conn is None or fields.get("user_id") != str(self.user_id):
+            return
+        if event.id != conn.project_id or conn.note_owner:
+            return
+        role = fields.get("role")
+        if role is None:
+            conn.close(4403, "you were removed from the note's project")
+        else:
+            conn.role = str(role)
+
+    def _recheck(self) -> None:
+        """Read the caller's access again (one read at a time)."""
+        if self.conn is None or (self.rechecking is not None and not self.rechecking.done()):
+            return
+        conn = self.conn
+
+        async def recheck() -> None:
+            try:
+                conn.access(await _load_note(self.svc, self.note_id, self.user_id))
+            except Exception:
+                log.exception("note %s: could not re-read a collab peer's role", self.note_id)
+
+        self.rechecking = asyncio.get_running_loop().create_task(recheck())
 
     def attach(self, room: Room, conn: Connection) -> None:
         self.room, self.conn = room, conn
@@ -164,7 +220,7 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
 async def _load_note(svc: Services, note_id: UUID, user: UUID) -> dict[str, Any] | None:
     async def tx(conn: Any) -> dict[str, Any] | None:
         cur = await conn.execute(
-            """SELECT n.owner_id, n.body_state, m.role FROM notes n
+            """SELECT n.owner_id, n.project_id, n.body_state, m.role FROM notes n
                LEFT JOIN members m ON m.project_id = n.project_id AND m.user_id = %s
                WHERE n.id = %s""", (user, note_id))
         row: dict[str, Any] | None = await cur.fetchone()
@@ -187,21 +243,23 @@ async def collab(ws: WebSocket) -> None:
         await _refuse(ws, 4404, "no such note")
         return
     hub = svc.hub
-    watch = NoteWatch(who, note_id)
+    watch = NoteWatch(who, note_id, svc)
     hub.subscribe(watch)  # before reading the row: nothing committed after it is missed
     try:
         row = await _load_note(svc, note_id, who.user_id)
         if row is None:
             await _refuse(ws, 4404, "no such note")
             return
-        role = "owner" if row["owner_id"] == who.user_id else row["role"]
-        if role is None:
+        rooms = svc.rooms
+        if rooms is None:
+            raise RuntimeError("collab rooms are not started")
+        conn = Connection(ws, who, Outbox(rooms.peer_bytes, rooms.tally))
+        conn.access(row)
+        if conn.role is None:
             await _refuse(ws, 4403, "this note is not shared with you")
             return
-        rooms = rooms_of(ws, svc)
         state = row["body_state"]
         room = rooms.get(note_id, bytes(state) if state else None)
-        conn = Connection(ws, who, role)
         room.join(conn)
         watch.attach(room, conn)
         svc.metrics.open_sockets.inc()
@@ -227,7 +285,8 @@ async def _serve(room: Room, conn: Connection) -> None:
         if reader in done:
             exc = reader.exception()
             if isinstance(exc, _Close):
-                conn.close(exc.code, exc.reason)
+                notice = yproto.encode_permission_denied(exc.reason) if exc.notice else None
+                conn.close(exc.code, exc.reason, notice)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(sender, CLOSE_TIMEOUT + 1)
             elif exc is not None and not isinstance(exc, WebSocketDisconnect):
@@ -276,14 +335,9 @@ def _handle(room: Room, conn: Connection, msg: yproto.Message) -> None:
                 conn.send(yproto.encode_permission_denied("viewers cannot edit this note"))
                 return
             try:
-                check_update(update)
-                check_applies(update)
-            except OpRejected:
-                raise _Close(4409, "not a valid Yjs update") from None
-            try:
                 room.apply_from_peer(conn.who, update, conn)
-            except DocTooLarge as e:
-                raise _Close(1009, str(e)) from None
+            except Refused as e:
+                raise _Close(e.close_code, e.reason, notice=True) from None
         case yproto.Awareness(update):
             try:
                 entries = yproto.decode_awareness(update, max_payload=MAX_FRAME)
