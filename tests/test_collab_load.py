@@ -1,0 +1,147 @@
+"""Collab under load and at shutdown, against real syncd processes.
+
+Fifty pycrdt peers type flat out into one note: peers fall behind, and what waits for
+them is merged rather than closing them; all converge and the stored document equals
+theirs. A SIGTERM inside the write-behind's coalescing window still stores the edit,
+with no peer reconnecting to send it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc, Text
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from syncd import yproto
+from tests.fix_server import ServerProcess
+from tests.helpers import Api, Device
+from tests.test_collab import YPeer, make_note, stored_text, wait_stored
+
+PEERS = 50
+EDITS = 60  # per peer: 50 × 60 updates, each relayed to 49 peers
+PIECE = "typing " * 15  # 105 characters a keystroke burst
+
+
+class AsyncPeer:
+    """A y-websocket peer on asyncio: a pycrdt Doc that applies whatever arrives."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.doc: Doc[Any] = Doc()
+        self.text = self.doc.get("body", type=Text)
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.reading = asyncio.Event()  # cleared: the peer is busy and reads nothing
+        self.reading.set()
+        self.close_code: int | None = None
+
+    async def read(self) -> None:
+        try:
+            async for frame in self.ws:
+                await self.reading.wait()
+                assert isinstance(frame, bytes)
+                for msg in yproto.decode_frame(frame):
+                    match msg:
+                        case yproto.SyncStep1(sv):
+                            await self.ws.send(yproto.encode_sync_step2(self.doc.get_update(sv)))
+                        case yproto.SyncStep2(update):
+                            self.doc.apply_update(update)
+                            self.synced.set()
+                        case yproto.Update(update):
+                            self.doc.apply_update(update)
+                self.changed.set()
+        except ConnectionClosed:
+            pass
+        self.close_code = self.ws.close_code
+        self.changed.set()
+
+    async def type_flat_out(self, edits: int, rng: random.Random) -> None:
+        """Type `edits` keystrokes, then send them back to back, as fast as the socket
+        takes them: a burst that leaves every other peer behind."""
+        frames = []
+        for _ in range(edits):
+            before = self.doc.get_state()
+            self.text.insert(rng.randint(0, len(self.text)), PIECE)
+            frames.append(yproto.encode_update(self.doc.get_update(before)))
+        for frame in frames:
+            await self.ws.send(frame)
+
+    async def wait_length(self, length: int) -> None:
+        while len(self.text) < length and self.close_code is None:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+def test_fifty_peers_flat_out_none_closed_all_converge_and_stored(
+        server: ServerProcess, api: Api) -> None:
+    owner = api.user("owner")
+    nid = make_note(owner, "start")
+    url = f"{server.ws_url}/v1/collab/{nid}?token={owner.token}"
+    final = len("start") + PEERS * EDITS * len(PIECE)
+
+    async def main() -> list[AsyncPeer]:
+        conns = [await connect(url, max_size=None, compression=None) for _ in range(PEERS)]
+        peers = [AsyncPeer(ws) for ws in conns]
+        readers = [asyncio.create_task(p.read()) for p in peers]
+        try:
+            async with asyncio.timeout(240):
+                for p in peers:
+                    await p.ws.send(yproto.encode_sync_step1(p.doc.get_state()))
+                await asyncio.gather(*(p.synced.wait() for p in peers))
+                for p in peers:  # everyone types a burst and reads nothing meanwhile
+                    p.reading.clear()
+                await asyncio.gather(*(p.type_flat_out(EDITS, random.Random(i))
+                                       for i, p in enumerate(peers)))
+                await asyncio.sleep(2)  # the server relays into sockets nobody reads
+                for p in peers:
+                    p.reading.set()
+                await asyncio.gather(*(p.wait_length(final) for p in peers))
+        finally:
+            for ws in conns:
+                await ws.close()
+            await asyncio.gather(*readers, return_exceptions=True)
+        return peers
+
+    peers = asyncio.run(main())
+    # close codes are read after the test's own close: 1000 is ours, anything else the server's
+    assert [p.close_code for p in peers] == [1000] * PEERS
+    texts = {str(p.text) for p in peers}
+    assert len(texts) == 1
+    text = texts.pop()
+    assert len(text) == final
+    wait_stored(owner, nid, text, timeout=30)
+
+
+def test_sigterm_inside_the_coalescing_window_stores_the_edit(
+        pg_url: str, tmp_root: Path) -> None:
+    # A window far longer than the test: the edit is certainly still waiting in it.
+    node = ServerProcess(pg_url, tmp_root / f"term-{uuid.uuid4().hex[:8]}",
+                         env={"SYNCD_COLLAB_COALESCE": "120"})
+    node.start()
+    try:
+        with Api(node.base_url) as api:
+            owner: Device = api.user("owner")
+            nid = make_note(owner, "draft")
+            with YPeer(node, nid, owner.token) as writer, \
+                    YPeer(node, nid, owner.token) as reader:
+                writer.sync(), reader.sync()
+                writer.edit(lambda t: t.insert(len(t), " kept"))
+                # the other peer has it: the room applied it and queued its write
+                assert reader.wait_text(lambda s: s == "draft kept")
+                assert stored_text(owner, nid) == "draft"  # not written yet
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGTERM)
+                assert node.proc.wait(60) == 0, node.log()
+        node.start()  # no peer reconnects: the edit must be in PostgreSQL already
+        with Api(node.base_url) as api:
+            again = api.login(owner.email, "again")
+            assert stored_text(again, nid) == "draft kept"
+    finally:
+        node.stop()
