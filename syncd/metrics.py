@@ -63,6 +63,10 @@ class _Live(Collector):
                                      "The most bytes ever waiting for one collab peer")
             peak.add_metric([], float(rooms.tally.peak))
             yield peak
+            over = CounterMetricFamily("syncd_collab_peers_over_budget",
+                                       "Collab peers closed with 4408: over their byte budget")
+            over.add_metric([], float(rooms.tally.over))
+            yield over
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))

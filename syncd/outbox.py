@@ -10,7 +10,7 @@ The queue is bounded in bytes (`SYNCD_COLLAB_PEER_BYTES`). Past the budget the r
 merged in place first (what ten thousand keystrokes add is far smaller than their
 updates); a peer still over it has stopped reading, and `put` answers False: the caller
 closes it with 4408. Every change of size is added to a `Tally` the node shares, so the
-metrics show what all peers hold and the most one ever held.
+metrics show what all peers hold, the most one ever held, and how many went over.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from syncd.yproto import encode_update
 
 
 class Tally:
-    """Bytes queued for every collab peer of the node, and the most one peer held."""
+    """Bytes queued for every collab peer of the node, the most one peer held, and how
+    many peers went over their budget."""
 
     def __init__(self) -> None:
         self.queued = 0
         self.peak = 0
+        self.over = 0
 
 
 class Outbox:
@@ -91,7 +93,10 @@ class Outbox:
                 merged = merge_all(item)
                 self._grow(len(merged) - sum(map(len, item)))
                 self.items[i] = [merged]
-        return self.size + n <= self.budget
+        if self.size + n <= self.budget:
+            return True
+        self.tally.over += 1
+        return False
 
     def _grow(self, n: int) -> None:
         self.size += n

@@ -3,7 +3,9 @@
 Fifty pycrdt peers type flat out into one note: peers fall behind, and what waits for
 them is merged rather than closing them; all converge and the stored document equals
 theirs. A SIGTERM inside the write-behind's coalescing window still stores the edit,
-with no peer reconnecting to send it again.
+with no peer reconnecting to send it again. A peer that stops reading altogether is
+closed with 4408, and what waited for it never exceeded its byte budget (the server's
+own accounting, read from /metrics).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as connect_sync
 
 from syncd import yproto
 from tests.fix_server import ServerProcess
 from tests.helpers import Api, Device
-from tests.test_collab import YPeer, make_note, stored_text, wait_stored
+from tests.test_collab import YPeer, awareness, make_note, stored_text, wait_stored
 
 PEERS = 50
 EDITS = 60  # per peer: 50 × 60 updates, each relayed to 49 peers
@@ -143,5 +146,49 @@ def test_sigterm_inside_the_coalescing_window_stores_the_edit(
         with Api(node.base_url) as api:
             again = api.login(owner.email, "again")
             assert stored_text(again, nid) == "draft kept"
+    finally:
+        node.stop()
+
+
+def metric(api: Api, name: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_a_peer_that_stops_reading_is_closed_within_its_byte_budget(
+        pg_url: str, tmp_root: Path) -> None:
+    budget = 256 * 1024
+    node = ServerProcess(pg_url, tmp_root / f"slow-{uuid.uuid4().hex[:8]}",
+                         env={"SYNCD_COLLAB_PEER_BYTES": str(budget)})
+    node.start()
+    try:
+        with Api(node.base_url) as api:
+            owner = api.user("owner")
+            nid = make_note(owner, "x")
+            url = f"{node.ws_url}/v1/collab/{nid}?token={owner.token}"
+            with connect_sync(url, max_size=None, max_queue=1) as stopped, \
+                    YPeer(node, nid, owner.token) as talker:
+                talker.sync()
+                # Awareness is relayed, never merged: 50 kB states fill whatever the
+                # kernel buffers for the stopped peer, and then its outbox.
+                state = {"user": "talker", "pad": "x" * 50_000}
+                for clock in range(1, 1000):
+                    talker.send(awareness(7, clock, state))
+                    talker.pump(timeout=0.01)  # the talker reads its echoes
+                    if clock % 10 == 0 and metric(api, "syncd_collab_peers_over_budget_total"):
+                        break
+                assert metric(api, "syncd_collab_peers_over_budget_total") == 1
+                assert 0 < metric(api, "syncd_collab_peer_peak_bytes") <= budget
+                code = None
+                try:
+                    while True:
+                        stopped.recv(timeout=30)
+                except ConnectionClosed as e:
+                    code = e.rcvd.code if e.rcvd else None
+                assert code == 4408
+                talker.pump(timeout=0.2)
+                assert talker.close_code is None
     finally:
         node.stop()

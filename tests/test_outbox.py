@@ -65,7 +65,7 @@ def test_over_the_budget_runs_merge_in_place_before_the_peer_is_refused() -> Non
     raw = sum(map(len, updates))
     box = Outbox(budget=raw * 2 // 3, tally=tally)  # the backlog fits only merged
     assert all(box.put_update(u) for u in updates)
-    assert box.size <= box.budget and tally.peak <= box.budget
+    assert box.size <= box.budget and tally.peak <= box.budget and tally.over == 0
     assert tally.queued == box.size
     assert text_of(drain(box)) == text
     assert tally.queued == 0
@@ -77,7 +77,7 @@ def test_a_peer_that_stopped_reading_is_refused_past_the_budget() -> None:
     frame = b"\x01" + b"a" * 999  # awareness-like frames: nothing to merge
     assert all(box.put(frame) for _ in range(10))
     assert not box.put(frame)
-    assert box.size == 10_000 and tally.peak == 10_000
+    assert box.size == 10_000 and tally.peak == 10_000 and tally.over == 1
     box.close()
     assert tally.queued == 0 and not box.put(b"x")
     assert asyncio.run(box.get()) is None
