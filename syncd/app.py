@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
                     settings.device_check_ttl, closed=hub.close_device)
         hub.device_closed.append(auth.forget_device)
         rooms = Rooms(db, hub, coalesce=settings.collab_coalesce,
-                      peer_bytes=settings.collab_peer_bytes)
+                      peer_bytes=settings.collab_peer_bytes,
+                      warm_bytes=settings.collab_warm_bytes)
         app.state.services = Services(settings, db, auth, hub, metrics, rooms)
         tune_gc()
         try:

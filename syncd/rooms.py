@@ -34,9 +34,13 @@ clients renew every 15 s) to answer query-awareness and greet newcomers. On each
 nodes subscribes last, each learns the other's. The bus drops awareness under pressure.
 
 `Rooms` is the registry and a service the app's lifespan starts and stops: rooms with
-peers are always kept; at most `WARM_ROOMS` idle ones stay warm (LRU) so a reconnect does
-not rebuild the document. Stopping it (SIGTERM, SIGINT: after the sockets closed) writes
-every room's queue at once, without waiting out the coalescing window.
+peers are always kept; idle ones stay warm (LRU) so a reconnect does not rebuild the
+document, at most `warm` of them holding at most `warm_bytes` (`SYNCD_COLLAB_WARM_BYTES`).
+Stopping it (SIGTERM, SIGINT: after the sockets closed) writes every room's queue at
+once, without waiting out the coalescing window.
+
+Awareness is bounded too: a state's bytes, the clients one connection announces, the
+states a room holds (`admit_awareness`), so what greets a newcomer stays small.
 """
 
 from __future__ import annotations
@@ -77,10 +81,14 @@ from syncd.yproto import (
 log = logging.getLogger("syncd.collab")
 
 WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
+WARM_BYTES = 64 * 1024 * 1024  # and their documents' total size
 COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
 PEER_BYTES = 2 * MAX_DOC_BYTES  # what may wait for one peer: a merged backlog fits twice
 EMPTY_UPDATE = b"\x00\x00"
 REMOTE_AWARENESS = 1024  # awareness states from other nodes a room remembers
+AWARENESS_STATES = 512  # states of local peers a room holds (each newcomer gets them all)
+PEER_AWARENESS = 8  # awareness clients one connection may announce (a stock client: one)
+AWARENESS_STATE_BYTES = 8 * 1024  # one state's JSON (a name, a colour, a cursor)
 REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols' timeout)
 
 
@@ -273,8 +281,20 @@ class Room:
                 merged[client_id] = entry
         return list(merged.values())
 
+    def admit_awareness(self, announced: dict[int, int], entries: list[AwarenessEntry]) -> None:
+        """Refuse an awareness update past the bounds: a state over AWARENESS_STATE_BYTES, a
+        peer announcing more than PEER_AWARENESS clients (`announced`: its clients so far),
+        a room holding AWARENESS_STATES. What a newcomer is greeted with stays bounded."""
+        if any(len(e.state.encode()) > AWARENESS_STATE_BYTES for e in entries):
+            raise Refused(1009, f"an awareness state is limited to {AWARENESS_STATE_BYTES} bytes")
+        fresh = {e.client_id for e in entries if not e.removed} - announced.keys()
+        if len(announced) + len(fresh) > PEER_AWARENESS:
+            raise Refused(4409, f"a connection announces at most {PEER_AWARENESS} clients")
+        if len(fresh - self.awareness.keys()) + len(self.awareness) > AWARENESS_STATES:
+            raise Refused(1013, "this note has too many peers; try again later")
+
     def awareness_from_peer(self, update: bytes, entries: list[AwarenessEntry]) -> None:
-        """A local peer's validated awareness update: to every local peer (the sender too)
+        """A local peer's admitted awareness update: to every local peer (the sender too)
         and to the other nodes."""
         self.observe_awareness(entries)
         frame = encode_awareness(update)
@@ -398,10 +418,12 @@ class Rooms:
     room's write-behind. `tally` counts the bytes queued for this node's collab peers."""
 
     def __init__(self, db: Database, hub: Hub, *, warm: int = WARM_ROOMS,
-                 coalesce: float = COALESCE, peer_bytes: int = PEER_BYTES) -> None:
+                 warm_bytes: int = WARM_BYTES, coalesce: float = COALESCE,
+                 peer_bytes: int = PEER_BYTES) -> None:
         self.db = db
         self.hub = hub
         self.warm = warm
+        self.warm_bytes = warm_bytes
         self.coalesce = coalesce
         self.peer_bytes = peer_bytes
         self.tally = Tally()
@@ -434,7 +456,12 @@ class Rooms:
             del self.rooms[room.note_id]
 
     def release(self, room: Room) -> None:
-        """A peer left: evict the least recently used idle rooms past the bound."""
+        """A peer left: evict the least recently used idle rooms past the bounds (how many,
+        and their documents' total size)."""
         idle = [r for r in self.rooms.values() if not r.peers and r.writer is None]
-        for old in idle[: max(0, len(idle) - self.warm)]:
+        held = sum(r.size for r in idle)
+        for count, old in enumerate(idle):
+            if len(idle) - count <= self.warm and held <= self.warm_bytes:
+                break
             del self.rooms[old.note_id]
+            held -= old.size

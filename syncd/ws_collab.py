@@ -16,7 +16,8 @@ then handled in order:
   socket stays open for reading; a refused one gets permission-denied with the reason,
   then the close (4409 bytes pycrdt cannot read, 4422 refused as a push's op would be,
   1009 too large), for that peer alone;
-- awareness → relayed to every peer of the note, the sender included (the stock client
+- awareness → admitted (bounded: a state's bytes, clients per connection, states per
+  room; rooms.py), relayed to every peer of the note, the sender included (the stock client
   counts its own echo as a sign of life and reconnects after 30 s without one), on every
   node (rooms.py publishes it on the bus's per-note channel), and remembered per
   connection so that a disconnect broadcasts its removal everywhere; never stored;
@@ -343,6 +344,10 @@ def _handle(room: Room, conn: Connection, msg: yproto.Message) -> None:
                 entries = yproto.decode_awareness(update, max_payload=MAX_FRAME)
             except yproto.ProtocolError as e:
                 raise _Close(4409, str(e)[:120]) from None
+            try:
+                room.admit_awareness(conn.awareness.clocks, entries)
+            except Refused as e:
+                raise _Close(e.close_code, e.reason, notice=True) from None
             conn.awareness.observe(entries)
             room.awareness_from_peer(update, entries)
         case yproto.QueryAwareness():

@@ -11,6 +11,7 @@ own accounting, read from /metrics).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import uuid
@@ -25,7 +26,7 @@ from websockets.sync.client import connect as connect_sync
 from syncd import yproto
 from tests.fix_server import ServerProcess
 from tests.helpers import Api, Device
-from tests.test_collab import YPeer, awareness, make_note, stored_text, wait_stored
+from tests.test_collab import YPeer, make_note, stored_text, wait_stored
 
 PEERS = 50
 EDITS = 60  # per peer: 50 × 60 updates, each relayed to 49 peers
@@ -171,11 +172,13 @@ def test_a_peer_that_stops_reading_is_closed_within_its_byte_budget(
             with connect_sync(url, max_size=None, max_queue=1) as stopped, \
                     YPeer(node, nid, owner.token) as talker:
                 talker.sync()
-                # Awareness is relayed, never merged: 50 kB states fill whatever the
-                # kernel buffers for the stopped peer, and then its outbox.
-                state = {"user": "talker", "pad": "x" * 50_000}
+                # Awareness is relayed, never merged: eight 7 kB states a frame fill
+                # whatever the kernel buffers for the stopped peer, and then its outbox.
+                pad = "x" * 7000
                 for clock in range(1, 1000):
-                    talker.send(awareness(7, clock, state))
+                    talker.send(yproto.encode_awareness(yproto.encode_awareness_update(
+                        yproto.AwarenessEntry(c, clock, json.dumps({"c": c, "pad": pad}))
+                        for c in range(8))))
                     talker.pump(timeout=0.01)  # the talker reads its echoes
                     if clock % 10 == 0 and metric(api, "syncd_collab_peers_over_budget_total"):
                         break
