@@ -181,7 +181,11 @@ class Room:
         except OpRejected as e:  # what the log would answer a push with: `rejected`
             raise Refused(4422, f"{e.code}: {e.message}") from None
         if self.size + len(new) > MAX_DOC_BYTES:
-            raise Refused(1009, f"the document would exceed {MAX_DOC_BYTES} bytes")
+            # `size` only grows (the updates applied); what the log stores is the state,
+            # smaller after deletions: measure it before refusing.
+            self.size = len(self.doc.get_update())
+            if self.size + len(new) > MAX_DOC_BYTES:
+                raise Refused(1009, f"the document would exceed {MAX_DOC_BYTES} bytes")
         return new
 
     def apply_from_peer(self, who: Principal, update: bytes, origin: Peer) -> bool:
