@@ -181,7 +181,9 @@ class Client:
         self.expect = expect  # final text length once every edit of the note arrived
         self.edits = edits
         self.rng = random.Random(seed)
-        self.doc: Doc[Any] = Doc()
+        # A client id of its own: forked worker processes inherit one random state, and
+        # Yjs takes two clients with the same id for one (their edits collide and vanish).
+        self.doc: Doc[Any] = Doc(client_id=self.rng.getrandbits(32))
         self.text = self.doc.get("body", type=Text)
         self.synced = asyncio.Event()
         self.converged = asyncio.Event()

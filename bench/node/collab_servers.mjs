@@ -8,7 +8,9 @@ const kind = process.argv[2]
 
 if (kind === 'hocuspocus') {
   const { Server } = await import('@hocuspocus/server')
-  const server = new Server({ port: 0, address: '127.0.0.1', quiet: true })
+  // The bench's clients send no keep-alive of their own (its HocuspocusProvider would):
+  // the idle timeout (60 s, closing with 4408) is made longer than any run.
+  const server = new Server({ port: 0, address: '127.0.0.1', quiet: true, timeout: 3600000 })
   await server.listen()
   console.log(server.address.port)
 } else if (kind === 'y-websocket') {
