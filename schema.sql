@@ -198,3 +198,24 @@ CREATE TABLE IF NOT EXISTS words_written (
 CREATE INDEX IF NOT EXISTS words_written_note ON words_written (note_id);  -- account deletion
 -- Stats list a user's milestones; most of a long log is text, so a scan of it was slow.
 CREATE INDEX IF NOT EXISTS events_milestones ON events (user_id, seq) WHERE kind = 'milestone';
+
+-- An app's own values (syncd/fields.py): a note's or project's `meta` map, one LWW
+-- register per key (clocks `meta.<key>`), cleared keys left out; a project's deadline.
+ALTER TABLE notes ADD COLUMN IF NOT EXISTS meta jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS meta jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS deadline date;
+-- `GET /v1/notes?meta_key=k` and `?meta.k=v`: the key's presence (?) and containment (@>).
+CREATE INDEX IF NOT EXISTS notes_meta ON notes USING gin (meta);
+
+-- A user's settings: one row per user, one LWW register per key (clocks `{key: hlc}`),
+-- cleared keys left out of `fields`. Projected from the `settings` events of the user's
+-- log like notes and projects, and rebuilt with them.
+CREATE TABLE IF NOT EXISTS settings (
+    user_id    uuid PRIMARY KEY,
+    fields     jsonb NOT NULL DEFAULT '{}',
+    clocks     jsonb NOT NULL DEFAULT '{}',
+    version    bigint NOT NULL DEFAULT 0,
+    writers    jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);

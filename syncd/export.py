@@ -36,7 +36,7 @@ from syncd.messages import Event, Op
 from syncd.projection import SOURCE_KINDS
 from syncd.types import Principal
 from syncd.unit import Unit, commit
-from syncd.views import entity_view
+from syncd.views import entity_view, settings_view
 
 FORMAT = "syncd-export"
 VERSION = 1
@@ -82,6 +82,9 @@ async def export_stream(db: Database, user_id: UUID,
                       resolved_at, resolution FROM conflicts WHERE user_id = %s
                ORDER BY created_at, id""", (user_id,))
         yield b',"conflicts":' + _enc.encode(await cur.fetchall())
+        cur = await conn.execute(f"SELECT {store.SETTINGS_SELECT} FROM settings WHERE user_id = %s",
+                                 (user_id,))
+        yield b',"settings":' + _enc.encode(settings_view(await cur.fetchone(), user_id))
 
         yield b',"notes":['
         first = True
@@ -144,12 +147,12 @@ class ExportDocument(msgspec.Struct):
 
 def source_ops(doc: ExportDocument) -> list[tuple[Op, str]]:
     """The replayable ops: source events on entities the user owned, in log order."""
-    owned = {e.id for e in doc.projects} | {e.id for e in doc.notes}
+    owned = {e.id for e in doc.projects} | {e.id for e in doc.notes} | {doc.user.id}
     projects = {e.id for e in doc.projects}
     ops = []
     for ev in sorted(doc.events, key=lambda e: e.seq):
         if (ev.kind not in SOURCE_KINDS or ev.id not in owned
-                or ev.entity not in ("note", "project")):
+                or ev.entity not in ("note", "project", "settings")):
             continue
         fields = dict(ev.fields) if ev.fields is not None else None
         if fields and ev.entity == "note" and fields.get("project_id") is not None:

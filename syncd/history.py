@@ -25,7 +25,7 @@ from syncd import edits, queries
 from syncd.db import Conn, Database
 from syncd.errors import NotFound
 from syncd.fanout import Hub
-from syncd.fields import NOTE_COLS, PROJECT_COLS, WRITABLE
+from syncd.fields import META, NOTE_COLS, PROJECT_COLS, WRITABLE, app_values
 from syncd.merge import BODY, Entity, chunks
 from syncd.rebuild import replay
 from syncd.textdiff import changed_span
@@ -83,6 +83,7 @@ def past_view(ent: Entity, seq: int) -> dict[str, Any]:
     out: dict[str, Any] = {"id": ent.id, "seq": seq}
     for col in NOTE_COLS if ent.entity == "note" else PROJECT_COLS:
         out[col] = ent.fields.get(col)
+    out["meta"] = app_values(ent.entity, ent.fields)
     out.update(version=ent.version, clocks=ent.clocks, created_at=ent.created_at,
                updated_at=ent.updated_at)
     if ent.entity == "note":
@@ -204,7 +205,9 @@ async def revert(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, se
 
     def build(current: Entity | None) -> list[Any]:
         assert current is not None
-        fields = {f: then.fields.get(f) for f in WRITABLE[kind]
+        names = [*WRITABLE[kind], *sorted({f for f in [*then.fields, *current.fields]
+                                           if f.startswith(META)})]
+        fields = {f: then.fields.get(f) for f in names
                   if then.fields.get(f) != current.fields.get(f)}
         body = then.body if kind == "note" else None
         return edits.change_ops(kind, id, current, fields, body, deleted=then.deleted)

@@ -21,6 +21,16 @@ MAX_TAG = 64
 MAX_DESCRIPTION = 100_000
 MAX_WORD_GOAL = 100_000_000
 
+# An app's own values: a note's or project's `meta` map and a user's settings. A key is a
+# short string; a value is any JSON, measured as its JSON encoding.
+MAX_KEY = 64
+MAX_JSON_DEPTH = 16
+MAX_META_KEYS = 100
+MAX_META_BYTES = 16 * 1024  # a note's or project's meta map
+MAX_SETTINGS_KEYS = 200
+MAX_SETTING_BYTES = 8 * 1024  # one settings value
+MAX_SETTINGS_BYTES = 64 * 1024  # all of a user's settings
+
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 

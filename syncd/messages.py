@@ -15,7 +15,7 @@ from syncd.errors import BadRequest
 
 T = TypeVar("T")
 
-EntityName = Literal["note", "project"]
+EntityName = Literal["note", "project", "settings"]
 OpName = Literal["set", "text", "delete", "restore"]
 
 

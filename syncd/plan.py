@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from syncd.errors import OpRejected
-from syncd.fields import validate
+from syncd.fields import check_total, validate
 from syncd.merge import (
     Entity,
     apply_fields,
@@ -96,16 +96,22 @@ class Batch:
         return self.members.get(project_id, {}).get(self.author)
 
     def can_see(self, ent: Entity) -> bool:
+        if ent.entity == "settings":  # one per user, theirs alone
+            return ent.owner_id == self.author
         if ent.entity == "project":
             return self.role(ent.id) is not None
         return ent.owner_id == self.author or self.role(ent.project_id) is not None
 
     def can_write(self, ent: Entity) -> bool:
+        if ent.entity == "settings":
+            return ent.owner_id == self.author
         if ent.entity == "project":
             return self.role(ent.id) in WRITE_ROLES
         return ent.owner_id == self.author or self.role(ent.project_id) in WRITE_ROLES
 
     def audience(self, ent: Entity) -> set[UUID]:
+        if ent.entity == "settings":
+            return {ent.owner_id}
         if ent.entity == "project":
             return set(self.members.get(ent.id, {}))
         return {ent.owner_id, *self.members.get(ent.project_id, {})} if ent.project_id else {
@@ -169,6 +175,8 @@ class Batch:
         if op.kind == "set":
             self._set(op, hlc)
             return
+        if op.entity == "settings":
+            raise OpRejected("validation", "settings take set ops only")
         ent = self._existing(op)
         if op.kind == "text":
             if op.entity != "note" or op.field != "body" or op.update is None:
@@ -188,11 +196,14 @@ class Batch:
         ent = self.entities.get(op.id)
         creates = ent is None
         if ent is None:
+            if op.entity == "settings" and op.id != self.author:
+                raise OpRejected("forbidden", "a user's settings have the user's id")
             ent = Entity.new(op.entity, op.id, self.author)
         elif ent.entity != op.entity or not self.can_see(ent):
             raise OpRejected("forbidden", f"no access to {op.entity} {op.id}")
         elif not self.can_write(ent):
             raise OpRejected("forbidden", f"no write access to {op.entity} {op.id}")
+        check_total(op.entity, ent.fields, fields)
         if "project_id" in fields and hlc > ent.clocks.get("project_id", ""):
             self._check_move(ent, fields["project_id"])
         before = None if creates else self.audience(ent)

@@ -26,9 +26,11 @@ from syncd.types import Principal
 from syncd.views import entity_view
 
 NOTE_COLS = ("n.id, n.owner_id, n.project_id, n.title, n.tags, n.pinned, n.favorite, "
-             "n.deleted, n.body, n.word_count, n.clocks, n.version, n.created_at, n.updated_at")
+             "n.deleted, n.body, n.word_count, n.clocks, n.version, n.created_at, n.updated_at, "
+             "n.meta")
 PROJECT_COLS = ("p.id, p.owner_id, p.title, p.description, p.word_goal, p.status, p.deleted, "
-                "p.word_count, p.milestones, p.clocks, p.version, p.created_at, p.updated_at")
+                "p.word_count, p.milestones, p.clocks, p.version, p.created_at, p.updated_at, "
+                "p.deadline, p.meta")
 NOTE_VISIBLE = ("(n.owner_id = %(u)s OR n.project_id IN "
                 "(SELECT project_id FROM members WHERE user_id = %(u)s))")
 PROJECT_VISIBLE = "EXISTS (SELECT 1 FROM members m WHERE m.project_id = p.id AND m.user_id = %(u)s)"

@@ -18,11 +18,11 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from syncd.fields import NOTE_COLS, PROJECT_COLS
+from syncd.fields import NOTE_COLS, PROJECT_COLS, app_values
 from syncd.log import iso
 from syncd.merge import Entity, apply_fields, apply_texts
 from syncd.projection import SOURCE_KINDS, field_changes, record, settle_words
-from syncd.store import UPSERT_WORDS, entity_from_row, words_params
+from syncd.store import SETTINGS_SELECT, UPSERT_WORDS, entity_from_row, words_params
 from syncd.words import Runs, Tally, new_tally, quarter
 
 HELD_TEXT_OPS = 2000  # a note's text ops held before they are applied: bounds the memory
@@ -128,10 +128,14 @@ def rebuild_from_log(conn: psycopg.Connection[Any],
 
 
 def _comparable(ent: Entity) -> dict[str, Any]:
+    if ent.entity == "settings":
+        return {"values": app_values("settings", ent.fields), "clocks": ent.clocks,
+                "version": ent.version, "writers": ent.writers}
     cols = NOTE_COLS if ent.entity == "note" else PROJECT_COLS
     out: dict[str, Any] = {c: ent.fields.get(c) for c in cols}
     out.update(owner_id=ent.owner_id, clocks=ent.clocks, word_count=ent.word_count,
-               version=ent.version, created_at=ent.created_at, writers=ent.writers)
+               version=ent.version, created_at=ent.created_at, writers=ent.writers,
+               meta=app_values(ent.entity, ent.fields))
     if ent.entity == "note":
         out.update(body=ent.body, updated_at=ent.updated_at)
     else:
@@ -146,6 +150,8 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
     for table, kind in (("notes", "note"), ("projects", "project")):
         for row in conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {table}"):
             live[row["id"]] = entity_from_row(kind, row)
+    for row in conn.cursor(row_factory=dict_row).execute(f"SELECT {SETTINGS_SELECT} FROM settings"):
+        live[row["id"]] = entity_from_row("settings", row)
     for eid in sorted(set(live) | set(rebuilt.entities)):
         a, b = live.get(eid), rebuilt.entities.get(eid)
         if a is None or b is None:
@@ -173,31 +179,41 @@ def write_words(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
 
 
 def write_projection(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
-    """Replace notes, projects and words_written with the rebuilt rows (one transaction,
-    the caller's)."""
+    """Replace notes, projects, settings and words_written with the rebuilt rows (one
+    transaction, the caller's)."""
     from psycopg.types.json import Jsonb
 
     conn.execute("DELETE FROM notes")
     conn.execute("DELETE FROM projects")
+    conn.execute("DELETE FROM settings")
     write_words(conn, rebuilt)
     notes = [e for e in rebuilt.entities.values() if e.entity == "note"]
     projects = [e for e in rebuilt.entities.values() if e.entity == "project"]
+    settings = [e for e in rebuilt.entities.values() if e.entity == "settings"]
     with conn.cursor() as cur:
         cur.executemany(
                     """INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
                        deleted, body, body_state, word_count, clocks, version, created_at,
-                       updated_at, writers)
-                       VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                       updated_at, writers, meta)
+                       VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
                     [(e.id, e.owner_id, f["project_id"], f["title"], Jsonb(f["tags"]),
                       f["pinned"], f["favorite"], f["deleted"], e.body, e.body_state,
                       e.word_count, Jsonb(e.clocks), e.version, e.created_at, e.updated_at,
-                      Jsonb(e.writers))
+                      Jsonb(e.writers), Jsonb(app_values("note", f)))
                      for e in notes for f in [e.fields]])
         cur.executemany(
                     """INSERT INTO projects (id, owner_id, title, description, word_goal, status,
                        deleted, word_count, milestones, clocks, version, created_at, updated_at,
-                       writers) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                       writers, deadline, meta)
+                       VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
                     [(e.id, e.owner_id, f["title"], f["description"], f["word_goal"],
                       f["status"], f["deleted"], e.word_count, Jsonb(e.milestones),
-                      Jsonb(e.clocks), e.version, e.created_at, e.updated_at, Jsonb(e.writers))
+                      Jsonb(e.clocks), e.version, e.created_at, e.updated_at, Jsonb(e.writers),
+                      f["deadline"], Jsonb(app_values("project", f)))
                      for e in projects for f in [e.fields]])
+        cur.executemany(
+                    """INSERT INTO settings (user_id, fields, clocks, version, writers,
+                       created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s)""",
+                    [(e.id, Jsonb(app_values("settings", e.fields)), Jsonb(e.clocks),
+                      e.version, Jsonb(e.writers), e.created_at, e.updated_at)
+                     for e in settings])

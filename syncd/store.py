@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from syncd.db import Conn
-from syncd.fields import NOTE_COLS, PROJECT_COLS
+from syncd.fields import META, NOTE_COLS, PROJECT_COLS, app_values, meta_fields
 from syncd.merge import Entity
 from syncd.messages import Op
 from syncd.plan import Members, Writer
@@ -23,7 +23,7 @@ from syncd.words import Tally
 SEARCHED = ("title", "tags", "project_id")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
-NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, body, body_state, writers"
+NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, meta, body, body_state, writers"
 # What a batch needs: no timestamps (a save sets updated_at itself), and the document only
 # for ids in the %(state)s array.
 _NOTE_LOCK_SELECT = NOTE_SELECT.replace(", created_at, updated_at", "").replace(
@@ -31,14 +31,27 @@ _NOTE_LOCK_SELECT = NOTE_SELECT.replace(", created_at, updated_at", "").replace(
     "CASE WHEN id = ANY(%(state)s::uuid[]) THEN body END AS body,"
     " CASE WHEN id = ANY(%(state)s::uuid[]) THEN body_state END AS body_state,"
     " id = ANY(%(state)s::uuid[]) AS state_loaded")
-PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, milestones, writers"
+PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, meta, milestones, writers"
+SETTINGS_SELECT = ("user_id AS id, user_id AS owner_id, 0 AS word_count, clocks, version,"
+                   " created_at, updated_at, fields, writers")
+
+
+def _cleared(clocks: dict[str, str], prefix: str) -> dict[str, None]:
+    """The keys a row's clocks know but its map leaves out: cleared (set to null)."""
+    return {k: None for k in clocks if k.startswith(prefix)}
 
 
 def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
-    cols = NOTE_COLS if kind == "note" else PROJECT_COLS
-    fields = {c: row[c] for c in cols}
-    if kind == "note" and fields["project_id"] is not None:
-        fields["project_id"] = str(fields["project_id"])
+    if kind == "settings":
+        fields = {**_cleared(row["clocks"], ""), **row["fields"]}
+    else:
+        cols = NOTE_COLS if kind == "note" else PROJECT_COLS
+        fields = {**{c: row[c] for c in cols}, **_cleared(row["clocks"], META),
+                  **meta_fields(row.get("meta") or {})}
+        if kind == "note" and fields["project_id"] is not None:
+            fields["project_id"] = str(fields["project_id"])
+        if kind == "project" and fields["deadline"] is not None:
+            fields["deadline"] = fields["deadline"].isoformat()
     ent = Entity(
         kind, row["id"], row["owner_id"], fields, row["clocks"],  # fresh dicts from jsonb
         body_state=row.get("body_state"), body=row.get("body") or "",
@@ -87,6 +100,14 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UU
     return found
 
 
+async def lock_settings(conn: Conn, users: Iterable[UUID]) -> dict[UUID, Entity]:
+    """Lock and load users' settings (after projects, before the log heads: lock order)."""
+    cur = await conn.execute(
+        f"SELECT {SETTINGS_SELECT} FROM settings WHERE user_id = ANY(%s::uuid[])"
+        " ORDER BY user_id FOR UPDATE", (_uuid_array(sorted(set(users))),))
+    return {r["id"]: entity_from_row("settings", r) for r in await cur.fetchall()}
+
+
 def _uuid_array(ids: Iterable[UUID]) -> str:
     """A uuid[] literal: one text parameter, where psycopg would dump a list element-wise."""
     return "{" + ",".join(map(str, ids)) + "}"
@@ -113,6 +134,9 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
         rows = [e for e in dirty if e.entity == "project" and e.is_new == new]
         if rows:
             await _save_projects(conn, rows, new)
+    settings = [e for e in dirty if e.entity == "settings"]
+    if settings:
+        await _save_settings(conn, settings)
     new_notes = [e for e in dirty if e.entity == "note" and e.is_new]
     if new_notes:
         await _save_notes(conn, new_notes, True)
@@ -137,13 +161,16 @@ _json = msgspec.json.Encoder()
 # Rows travel as one JSON document read back with jsonb_to_recordset: psycopg dumping a
 # dozen Python lists as array parameters cost 40% of the server's CPU on large pushes.
 NOTE_ROWS = """(SELECT id, owner_id, project_id, title, tags, pinned, favorite, deleted, body,
-                decode(body_state, 'base64') AS body_state, word_count, clocks, version, writers
+                decode(body_state, 'base64') AS body_state, word_count, clocks, version, writers,
+                meta
         FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid, project_id uuid,
              title text, tags jsonb, pinned bool, favorite bool, deleted bool, body text,
-             body_state text, word_count int, clocks jsonb, version bigint, writers jsonb)) AS v"""
+             body_state text, word_count int, clocks jsonb, version bigint, writers jsonb,
+             meta jsonb)) AS v"""
 _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, owner_id uuid,
              title text, description text, word_goal int, status text, deleted bool,
-             word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb)) AS v"""
+             word_count int, milestones jsonb, clocks jsonb, version bigint, writers jsonb,
+             deadline date, meta jsonb)) AS v"""
 
 
 # What a note update SETs besides its cheap fields, by group, and the row keys that only
@@ -174,7 +201,7 @@ def note_row(e: Entity) -> dict[str, Any]:
         "title": e.fields["title"], "tags": e.fields["tags"], "pinned": e.fields["pinned"],
         "favorite": e.fields["favorite"], "deleted": e.fields["deleted"], "body": e.body,
         "body_state": e.body_state, "word_count": e.word_count, "clocks": e.clocks,
-        "version": e.version, "writers": e.writers}
+        "version": e.version, "writers": e.writers, "meta": app_values("note", e.fields)}
 
 
 async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
@@ -186,14 +213,14 @@ async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
     if new:
         await conn.execute(
             f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
-                deleted, body, body_state, word_count, clocks, version, writers)
+                deleted, body, body_state, word_count, clocks, version, writers, meta)
                 SELECT * FROM {NOTE_ROWS}""", (doc,))
     else:
         sets = "".join(_SETS[g][0] for g in changed)
         await conn.execute(
             f"""UPDATE notes n SET {sets} pinned = v.pinned, favorite = v.favorite,
                 deleted = v.deleted, clocks = v.clocks, version = v.version,
-                writers = v.writers, updated_at = now()
+                writers = v.writers, meta = v.meta, updated_at = now()
                 FROM {NOTE_ROWS} WHERE n.id = v.id""", (doc,))
 
 
@@ -203,19 +230,34 @@ async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:
         "description": e.fields["description"], "word_goal": e.fields["word_goal"],
         "status": e.fields["status"], "deleted": e.fields["deleted"],
         "word_count": e.word_count, "milestones": e.milestones, "clocks": e.clocks,
-        "version": e.version, "writers": e.writers} for e in rows]).decode()
+        "version": e.version, "writers": e.writers, "deadline": e.fields["deadline"],
+        "meta": app_values("project", e.fields)} for e in rows]).decode()
     if new:
         await conn.execute(
             f"""INSERT INTO projects (id, owner_id, title, description, word_goal, status,
-                deleted, word_count, milestones, clocks, version, writers)
+                deleted, word_count, milestones, clocks, version, writers, deadline, meta)
                 SELECT * FROM {_PROJECT_SRC}""", (doc,))
     else:
         await conn.execute(
             f"""UPDATE projects p SET title = v.title, description = v.description,
                 word_goal = v.word_goal, status = v.status, deleted = v.deleted,
                 word_count = v.word_count, milestones = v.milestones, clocks = v.clocks,
-                version = v.version, writers = v.writers, updated_at = now()
+                version = v.version, writers = v.writers, deadline = v.deadline,
+                meta = v.meta, updated_at = now()
                 FROM {_PROJECT_SRC} WHERE p.id = v.id""", (doc,))
+
+
+async def _save_settings(conn: Conn, rows: list[Entity]) -> None:
+    doc = _json.encode([{
+        "user_id": e.id, "fields": app_values("settings", e.fields), "clocks": e.clocks,
+        "version": e.version, "writers": e.writers} for e in rows]).decode()
+    await conn.execute(
+        """INSERT INTO settings (user_id, fields, clocks, version, writers)
+           SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(user_id uuid, fields jsonb,
+                clocks jsonb, version bigint, writers jsonb)
+           ON CONFLICT (user_id) DO UPDATE SET fields = excluded.fields,
+                clocks = excluded.clocks, version = excluded.version,
+                writers = excluded.writers, updated_at = now()""", (doc,))
 
 
 async def add_members(conn: Conn, rows: list[tuple[UUID, UUID, str]]) -> None:

@@ -20,10 +20,10 @@ from syncd.merge import Entity
 from syncd.messages import Event, Op, OpResult, PullResponse, PushResponse
 from syncd.plan import Batch
 from syncd.projection import record
-from syncd.store import NOTE_SELECT, PROJECT_SELECT
+from syncd.store import NOTE_SELECT, PROJECT_SELECT, SETTINGS_SELECT
 from syncd.types import Principal
 from syncd.unit import Unit, commit
-from syncd.views import entity_view
+from syncd.views import entity_view, settings_view
 
 
 def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
@@ -55,17 +55,20 @@ async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
     """
     conn = unit.conn
     ids = {op.id for op, _ in ops}
-    ids |= {UUID(p) for op, _ in ops if op.fields
+    ids |= {UUID(p) for op, _ in ops if op.fields and op.entity == "note"
             for p in [op.fields.get("project_id")] if isinstance(p, str) and _is_uuid(p)}
     # A text op needs the document; so may a project_id write (a move `put`s the note).
-    with_state = {op.id for op, _ in ops
-                  if op.kind == "text" or (op.fields and "project_id" in op.fields)}
+    with_state = {op.id for op, _ in ops if op.kind == "text"
+                  or (op.entity == "note" and op.fields and "project_id" in op.fields)}
     # Only these can change a project: a write to it, and a note's text, deletion,
     # restoration or move (its words count towards the project's).
     project_writes = any(op.entity == "project" or op.kind != "set"
                          or (op.fields and "project_id" in op.fields) for op, _ in ops)
-    entities = await store.lock_entities(conn, ids, with_state, locked,
+    settings = {op.id for op, _ in ops if op.entity == "settings"} - set(locked or ())
+    entities = await store.lock_entities(conn, ids - settings, with_state, locked,
                                          share_projects=not project_writes)
+    if settings:
+        entities.update(await store.lock_settings(conn, settings))
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
@@ -171,10 +174,13 @@ async def snapshot(db: Database, who: Principal) -> dict[str, Any]:
                (SELECT project_id FROM members WHERE user_id = %(u)s) ORDER BY n.id""",
             {"u": who.user_id})
         notes = await cur.fetchall()
+        cur = await conn.execute(f"SELECT {SETTINGS_SELECT} FROM settings WHERE user_id = %s",
+                                 (who.user_id,))
         return {
             "cursor": head,
             "notes": [entity_view("note", n) for n in notes],
             "projects": [entity_view("project", p, members.get(p["id"], {})) for p in projects],
+            "settings": settings_view(await cur.fetchone(), who.user_id),
         }
 
     # REPEATABLE READ: the head and every row are read from one snapshot of the database.

@@ -23,6 +23,7 @@ def entity_view(kind: str, row: dict[str, Any], members: dict[UUID, str] | None 
     out["updated_at"] = row["updated_at"]
     out["clocks"] = row["clocks"]
     out["owner_id"] = row["owner_id"]
+    out["meta"] = row["meta"]
     if kind == "note":
         out["body"] = row["body"]
         if with_state:
@@ -35,3 +36,12 @@ def entity_view(kind: str, row: dict[str, Any], members: dict[UUID, str] | None 
         if members is not None:
             out["members"] = [{"user_id": u, "role": r} for u, r in sorted(members.items())]
     return out
+
+
+def settings_view(row: dict[str, Any] | None, user: UUID) -> dict[str, Any]:
+    """A user's settings: `id` (the user's), `values` by key, `clocks`, `version`. A user
+    who never set one has an empty map at version 0."""
+    if row is None:
+        return {"id": user, "values": {}, "clocks": {}, "version": 0, "updated_at": None}
+    return {"id": row["id"], "values": row["fields"], "clocks": row["clocks"],
+            "version": row["version"], "updated_at": row["updated_at"]}
