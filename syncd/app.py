@@ -27,6 +27,7 @@ from syncd.api import notes as note_routes
 from syncd.api import ops as ops_routes
 from syncd.api import projects as project_routes
 from syncd.api import search as search_routes
+from syncd.api import settings as settings_routes
 from syncd.api import sync as sync_routes
 from syncd.api.common import error_response
 from syncd.auth import Auth
@@ -94,7 +95,8 @@ def routes() -> list[BaseRoute]:
             *member_routes.routes,
             *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
             *note_routes.routes, *project_routes.routes,
-            *history_routes.routes, *search_routes.routes, *conflict_routes.routes]
+            *history_routes.routes, *search_routes.routes, *conflict_routes.routes,
+            *settings_routes.routes]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd.api.common import path_uuid
-from syncd.api.resource import Resource, deleted_filter, query_bool
+from syncd.api.resource import Resource, deleted_filter, meta_filters, query_bool
 from syncd.errors import BadRequest
 from syncd.queries import Page
 
@@ -39,6 +39,7 @@ def note_filters(request: Request, page: Page) -> None:
         value = query_bool(request, flag)
         if value is not None:
             page.filter(f"n.{flag} = %({flag})s", **{flag: value})
+    meta_filters(request, page, "n")
     deleted_filter(request, page, "n")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from syncd.api.resource import Resource, deleted_filter
+from syncd.api.resource import Resource, deleted_filter, meta_filters
 from syncd.errors import BadRequest
 from syncd.fields import STATUSES
 from syncd.queries import Page
@@ -22,6 +22,7 @@ def project_filters(request: Request, page: Page) -> None:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}",
                              {"param": "status"}, code="invalid_request")
         page.filter("p.status = %(status)s", status=status)
+    meta_filters(request, page, "p")
     deleted_filter(request, page, "p")
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
+from psycopg.types.json import Jsonb
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +20,7 @@ from starlette.routing import Route
 from syncd import edits, history, queries
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.errors import BadRequest
+from syncd.fields import meta_fields
 from syncd.limits import MAX_LIST_LIMIT
 from syncd.merge import Entity
 from syncd.messages import Op
@@ -67,6 +70,23 @@ def deleted_filter(request: Request, page: Page, alias: str) -> None:
     page.filter(f"{alias}.deleted = %(deleted)s", deleted=bool(query_bool(request, "deleted")))
 
 
+def meta_filters(request: Request, page: Page, alias: str) -> None:
+    """`meta_key=k`: entities whose meta holds the key k; `meta.k=v`: whose meta key k is v
+    (v read as JSON when it parses: `meta.done=true`, `meta.n=3`, `meta.s="3"`; else as a
+    string: `meta.color=red`). Both are answered from the GIN index on notes.meta."""
+    key = request.query_params.get("meta_key")
+    if key is not None:
+        page.filter(f"{alias}.meta ? %(meta_key)s", meta_key=key)
+    for i, (name, raw) in enumerate(request.query_params.multi_items()):
+        if name.startswith("meta.") and len(name) > len("meta."):
+            try:
+                value = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                value = raw
+            page.filter(f"{alias}.meta @> %(meta{i})s",
+                        **{f"meta{i}": Jsonb({name[len("meta."):]: value})})
+
+
 def entity_response(request: Request, entity: dict[str, Any], status: int = 200) -> Response:
     headers = {"ETag": edits.etag(entity["version"])}
     if status == 201:
@@ -89,6 +109,10 @@ class Resource:
         text = fields.pop(self.text_field, None) if self.text_field else None
         deleted = fields.pop("deleted", None)
         base = fields.pop("base_version", None) if self.text_field else None
+        meta = fields.pop("meta", None)
+        if meta is not None and not isinstance(meta, dict):
+            raise edits.Unprocessable(f"{self.kind}.meta must be an object")
+        fields.update(meta_fields(meta or {}))
         if text is not None and not isinstance(text, str):
             raise edits.Unprocessable(f"{self.kind}.{self.text_field} must be a string")
         if deleted is not None and not isinstance(deleted, bool):
