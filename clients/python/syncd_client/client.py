@@ -29,7 +29,7 @@ from syncd_client.messages import TokenResponse
 from syncd_client.outbox import MAX_BATCH, Outbox
 from syncd_client.projection import Projection
 from syncd_client.store import Rejection, Store
-from syncd_client.types import ChangeCallback, EntityId, EntityName, Json, writable_fields
+from syncd_client.types import META, ChangeCallback, EntityId, EntityName, Json, writable
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class SyncClient:
         self.store.set("last_hlc", self._clock.last)
 
     def _wipe(self) -> None:
-        for entity in ("note", "project"):
+        for entity in ("note", "project", "settings"):
             for row in self.store.rows(entity):
                 self.projection.forget(row.entity, row.id)
         self.store.drop_ops_below(1 << 62)
@@ -203,7 +203,11 @@ class SyncClient:
         return hlc
 
     def _check_fields(self, entity: EntityName, fields: dict[str, Any]) -> None:
-        unknown = set(fields) - writable_fields(entity)
+        """Unknown fields are refused here; a `meta={k: v}` argument becomes the `meta.<k>`
+        fields that write it (v None clears k)."""
+        meta = fields.pop("meta", None) or {}
+        fields.update({META + str(k): v for k, v in meta.items()})
+        unknown = {name for name in fields if not writable(entity, name)}
         if unknown:
             raise ValueError(f"unknown {entity} field(s): {', '.join(sorted(unknown))}")
 
@@ -242,7 +246,8 @@ class SyncClient:
         return row
 
     def create_note(self, **fields: Any) -> EntityId:
-        """Create a note (fields: title, tags, pinned, favorite, project_id, body)."""
+        """Create a note (fields: title, tags, pinned, favorite, project_id, body, and
+        `meta`, a map of the app's own keys to JSON values)."""
         return self._create("note", {"title": "", **fields})
 
     def update_note(self, id: str, **fields: Any) -> None:
@@ -255,7 +260,8 @@ class SyncClient:
         self._flag("note", id, "restore")
 
     def create_project(self, **fields: Any) -> EntityId:
-        """Create a project (fields: title, description, word_goal, status)."""
+        """Create a project (fields: title, description, word_goal, status, deadline
+        (`YYYY-MM-DD` or None), meta)."""
         return self._create("project", {"title": "", **fields})
 
     def update_project(self, id: str, **fields: Any) -> None:
@@ -266,6 +272,25 @@ class SyncClient:
 
     def restore_project(self, id: str) -> None:
         self._flag("project", id, "restore")
+
+    # --- settings -------------------------------------------------------------------------
+
+    def settings(self) -> Json:
+        """The user's settings as this device holds them: key → JSON value."""
+        row = self.projection.row("settings", self.user_id or "")
+        return {k: v for k, v in row.fields.items() if v is not None} if row else {}
+
+    def set_settings(self, values: dict[str, Any]) -> None:
+        """Set some of the user's settings (None clears a key); the others are left as they
+        are. Each key is its own LWW register, so devices editing different keys both keep
+        theirs."""
+        self._require_device()
+        user = self.user_id
+        if not user:
+            raise NotLoggedIn("log in first: settings are the user's")
+        if values:
+            with self.store.transaction():
+                self._queue("settings", user, "set", fields=dict(values))
 
     # --- note bodies ----------------------------------------------------------------------
 
@@ -405,7 +430,9 @@ class SyncClient:
         snap = self.api.snapshot()
         changed: list[EntityId] = []
         with self.store.transaction():
-            for entity, items in (("project", snap.projects), ("note", snap.notes)):
+            settings = [snap.settings] if snap.settings else []
+            for entity, items in (("project", snap.projects), ("note", snap.notes),
+                                  ("settings", settings)):
                 for flat in items:
                     for clock in (flat.get("clocks") or {}).values():
                         self._clock.observe(clock)

@@ -83,6 +83,7 @@ class SnapshotResponse(msgspec.Struct):
     cursor: int
     notes: list[Json] = msgspec.field(default_factory=list)
     projects: list[Json] = msgspec.field(default_factory=list)
+    settings: Json | None = None
 
 
 class ErrorBody(msgspec.Struct):

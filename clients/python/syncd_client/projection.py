@@ -20,12 +20,12 @@ from pycrdt import Doc, Text
 from syncd_client import merge, textdoc
 from syncd_client.messages import Event, to_event
 from syncd_client.store import Row, Store
-from syncd_client.types import EntityName, Json, defaults, writable_fields
+from syncd_client.types import META, EntityName, Json, defaults, writable
 
 log = logging.getLogger(__name__)
 
 NOTIFICATION_KINDS = frozenset({"milestone", "member", "conflict"})
-_NOT_DERIVED = frozenset({"id", "clocks", "body", "body_state", "deleted"})
+_NOT_DERIVED = frozenset({"id", "clocks", "body", "body_state", "deleted", "meta"})
 
 
 def _entity(name: str) -> EntityName:
@@ -33,7 +33,17 @@ def _entity(name: str) -> EntityName:
         return "note"
     if name == "project":
         return "project"
+    if name == "settings":
+        return "settings"
     raise ValueError(f"unknown entity {name!r}")
+
+
+def _unfold(values: Json, clocks: dict[str, str], prefix: str) -> Json:
+    """A map of an entity view (meta, settings values) as the LWW fields that wrote it: a
+    key with a clock but no value was cleared (null)."""
+    out: Json = {k: None for k in clocks if k.startswith(prefix)}
+    out.update({prefix + k: v for k, v in values.items()})
+    return out
 
 
 def _b64(value: Any) -> bytes | None:
@@ -136,12 +146,20 @@ class Projection:
         return [ev.id] if changed else []
 
     def apply_entity(self, entity: EntityName, flat: Json) -> bool:
-        """Merge one snapshot entity (flat: fields, deleted, derived, clocks, body...)."""
+        """Merge one snapshot entity (flat: fields, deleted, derived, clocks, body...; the
+        settings: values and clocks)."""
         row = self.row_or_new(entity, str(flat["id"]))
+        clocks = flat.get("clocks") or {}
+        if entity == "settings":
+            changed = bool(merge.set_clocked(row, _unfold(flat.get("values") or {}, clocks, ""),
+                                             clocks))
+            self.store.save(row)
+            return changed
+        flat = {**flat, **_unfold(flat.get("meta") or {}, clocks, META)}
         changed = self._merge_entity(
             row,
             flat,
-            flat.get("clocks") or {},
+            clocks,
             _b64(flat.get("body_state")),
             body=flat.get("body"),
         )
@@ -193,15 +211,14 @@ class Projection:
         body_state: bytes | None,
         body: Any = None,
     ) -> bool:
-        names = writable_fields(row.entity) | {"deleted"}
-        fields = {k: v for k, v in flat.items() if k in names}
+        fields = {k: v for k, v in flat.items() if k == "deleted" or writable(row.entity, k)}
         changed = bool(merge.set_clocked(row, fields, clocks))
         # A value without a clock (never written by anyone) only fills a gap.
         for name, value in {**defaults(row.entity), **fields}.items():
             if name not in row.fields:
                 row.fields[name] = value
                 changed = True
-        derived = {k: v for k, v in flat.items() if k not in names and k not in _NOT_DERIVED}
+        derived = {k: v for k, v in flat.items() if k not in fields and k not in _NOT_DERIVED}
         if derived and derived != row.derived:
             row.derived = {**row.derived, **derived}
             changed = True

@@ -1,18 +1,21 @@
 """Read-only views of the local projection, the shapes `SyncClient` queries return.
 
 A view is a flat dict like the server's Entity: `id`, the fields (defaults
-filled in), `deleted`, `body` for notes, the derived values the server last
-sent, and `updated` (the greatest field clock, used for ordering).
+filled in), `meta` (the app's own keys), `deleted`, `body` for notes, the
+derived values the server last sent, and `updated` (the greatest field clock,
+used for ordering).
 """
 
 from __future__ import annotations
 
 from syncd_client.store import Row, Store
-from syncd_client.types import Json, defaults
+from syncd_client.types import META, Json, defaults, meta_of
 
 
 def view(row: Row) -> Json:
-    out: Json = {"id": row.id, **defaults(row.entity), **row.derived, **row.fields}
+    fields = {k: v for k, v in row.fields.items() if not k.startswith(META)}
+    out: Json = {"id": row.id, **defaults(row.entity), **row.derived, **fields}
+    out["meta"] = meta_of(row.fields)
     out["deleted"] = row.deleted
     if row.entity == "note":
         out["body"] = row.body

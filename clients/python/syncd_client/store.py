@@ -2,7 +2,8 @@
 
 Tables: `meta` (device, tokens, cursor, acked, clock, server url), `outbox`
 (queued ops by `client_seq`), `sent` (pushed ops whose canonical clock is not
-known yet), `notes` / `projects` (the local projection), `rejections` (ops the
+known yet), `notes` / `projects` / `settings` (the local projection; settings is
+one row, the user's), `rejections` (ops the
 server refused, with the reason) and `notifications` (milestone, member and
 conflict events). The store knows rows, not sync rules: see `projection.py`
 and `outbox.py` for those.
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS projects (
     id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '',
     body_state BLOB, derived TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS settings (
+    id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '',
+    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS rejections (
     client_seq INTEGER PRIMARY KEY, entity TEXT NOT NULL, id TEXT NOT NULL,
     kind TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
@@ -46,7 +51,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     id TEXT NOT NULL, event TEXT NOT NULL);
 """
 
-_TABLE: dict[str, str] = {"note": "notes", "project": "projects"}
+_TABLE: dict[str, str] = {"note": "notes", "project": "projects", "settings": "settings"}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
-EntityName = Literal["note", "project"]
+EntityName = Literal["note", "project", "settings"]
 OpKind = Literal["set", "text", "delete", "restore"]
 
 EntityId: TypeAlias = str
@@ -20,7 +20,10 @@ ChangeCallback: TypeAlias = Callable[[list[EntityId]], None]
 ENTITIES: tuple[EntityName, ...] = ("note", "project")
 
 NOTE_FIELDS = frozenset({"title", "tags", "pinned", "favorite", "project_id"})
-PROJECT_FIELDS = frozenset({"title", "description", "word_goal", "status"})
+PROJECT_FIELDS = frozenset({"title", "description", "word_goal", "status", "deadline"})
+META = "meta."
+"""The prefix of an app's own field on a note or project: `meta.<key>`, each key its own
+LWW register (shown as one `meta` map in views)."""
 
 NOTE_DEFAULTS: Json = {
     "title": "",
@@ -29,14 +32,31 @@ NOTE_DEFAULTS: Json = {
     "favorite": False,
     "project_id": None,
 }
-PROJECT_DEFAULTS: Json = {"title": "", "description": "", "word_goal": 0, "status": "active"}
+PROJECT_DEFAULTS: Json = {
+    "title": "",
+    "description": "",
+    "word_goal": 0,
+    "status": "active",
+    "deadline": None,
+}
 
 
-def writable_fields(entity: EntityName) -> frozenset[str]:
-    """The LWW fields a device may `set` on an entity (PROTOCOL.md, Entities)."""
-    return NOTE_FIELDS if entity == "note" else PROJECT_FIELDS
+def writable(entity: EntityName, name: str) -> bool:
+    """Whether a device may `set` this field (PROTOCOL.md, Entities): a note's or project's
+    own fields and `meta.<key>`; any key of the user's settings."""
+    if entity == "settings":
+        return True
+    fixed = NOTE_FIELDS if entity == "note" else PROJECT_FIELDS
+    return name in fixed or (name.startswith(META) and len(name) > len(META))
 
 
 def defaults(entity: EntityName) -> Json:
     """Field values a freshly created entity starts from."""
+    if entity == "settings":
+        return {}
     return dict(NOTE_DEFAULTS if entity == "note" else PROJECT_DEFAULTS)
+
+
+def meta_of(fields: Json) -> Json:
+    """The meta map of a note's or project's fields (cleared keys left out)."""
+    return {k[len(META):]: v for k, v in fields.items() if k.startswith(META) and v is not None}
