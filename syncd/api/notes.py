@@ -1,9 +1,11 @@
 """/v1/notes: the REST view of notes, and /v1/projects/{id}/notes.
 
 List filters: `project` (an id, or `none`), `tag` (repeatable, all must match), `pinned`,
-`favorite`, `deleted` (`false` by default, `true`, or `all`); `sort` updated | created |
+`favorite`, `meta_key` and `meta.<key>=<value>` (resource.meta_filters), `deleted`
+(`false` by default, `true`, or `all`); `sort` updated | created |
 title, `order` asc | desc, `limit` ≤ 200, `cursor` from the previous page's `next_cursor`.
-A `body` in POST or PATCH is plain text, written as a CRDT diff of the stored document.
+A `body` in POST or PATCH is plain text, written as a CRDT diff of the stored document;
+`meta` is a map of the keys to set (null clears one).
 """
 
 from __future__ import annotations

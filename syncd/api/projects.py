@@ -1,7 +1,8 @@
 """/v1/projects: the REST view of projects (members: api/members.py, notes: api/notes.py).
 
-List filters: `status` (active | completed | archived), `deleted` (`false` by default,
-`true`, or `all`); sort, order, limit and cursor as for notes. Deleting and restoring a
+List filters: `status` (active | paused | completed | archived), `meta_key` and
+`meta.<key>=<value>` (resource.meta_filters), `deleted` (`false` by default, `true`, or
+`all`); sort, order, limit and cursor as for notes. Deleting and restoring a
 project is for its owner; editors may change its fields.
 """
 
