@@ -4,12 +4,17 @@ a project's first-class `status` (paused too) and `deadline`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.helpers import Api, new_id
+from tests.fix_services import drop_database, fresh_database
+from tests.helpers import PASSWORD, Api, new_id
 from tests.test_rebuild import run_cli
 
 
@@ -174,3 +179,38 @@ def test_rebuild_verify_covers_meta_and_deadline(api: Api, pg_url: str,
     assert run_cli(pg_url, "rebuild").returncode == 0
     assert d.get(f"/v1/notes/{nid}").json()["meta"] == {"color": "red"}
     assert d.get(f"/v1/projects/{pid}").json()["deadline"] == "2027-01-01"
+
+
+def test_export_then_import_brings_back_meta_deadline_and_settings(
+        api: Api, pg_url: str, pg_admin_url: str, tmp_path: Path) -> None:
+    d = api.user()
+    nid, pid = new_id(), new_id()
+    d.push([d.set("project", pid, title="p", deadline="2027-05-01", **{"meta.client": "X"}),
+            d.set("note", nid, title="n", project_id=pid, **{"meta.color": "red"}),
+            d.set("settings", d.user_id, theme="dark", font_size=13),
+            d.set("settings", d.user_id, font_size=None)])
+    out = tmp_path / "export.json"
+    env = {**os.environ, "SYNCD_DATA_DIR": str(tmp_path)}
+    r = run_cli(pg_url, "export", "--user", d.email, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    empty = fresh_database(pg_admin_url)
+    try:
+        r = subprocess.run([sys.executable, "-m", "syncd", "import", str(out), "--password",
+                            PASSWORD],
+                           env={**env, "DATABASE_URL": empty}, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        query = ("SELECT (SELECT meta FROM notes WHERE id = %(n)s),"
+                 " (SELECT meta FROM projects WHERE id = %(p)s),"
+                 " (SELECT deadline::text FROM projects WHERE id = %(p)s),"
+                 " (SELECT fields FROM settings WHERE user_id = %(u)s),"
+                 " (SELECT clocks ? 'font_size' FROM settings WHERE user_id = %(u)s)")
+        params = {"n": nid, "p": pid, "u": d.user_id}
+        with psycopg.connect(pg_url) as before, psycopg.connect(empty) as after:
+            was = before.execute(query, params).fetchone()
+            now = after.execute(query, params).fetchone()
+        assert was == ({"color": "red"}, {"client": "X"}, "2027-05-01", {"theme": "dark"}, True)
+        assert now == was
+        assert run_cli(empty, "rebuild", "--verify").returncode == 0
+    finally:
+        drop_database(pg_admin_url, empty)
