@@ -211,11 +211,16 @@ def meta_fields(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_total(entity: str, current: dict[str, Any], clean: dict[str, Any]) -> None:
-    """Refuse a write that could leave an entity's app values past their bounds. Measured
-    as if every value of the op won: the bound holds whatever order ops arrive in."""
-    if not app_values(entity, clean):  # clearing keys only ever shrinks
+    """Refuse a write that could leave an entity's app values past their bounds, whichever
+    of its values win their key's clock: each key is counted with the larger of its value
+    now and the op's, and the op's nulls clear nothing (one that loses would not)."""
+    new = app_values(entity, clean)
+    if not new:  # clearing keys only ever shrinks
         return
-    merged = app_values(entity, {**current, **clean})
+    merged = app_values(entity, current)
+    for key, value in new.items():
+        if key not in merged or json_bytes(value) > json_bytes(merged[key]):
+            merged[key] = value
     keys, size = ((MAX_SETTINGS_KEYS, MAX_SETTINGS_BYTES) if entity == "settings"
                   else (MAX_META_KEYS, MAX_META_BYTES))
     what = "settings" if entity == "settings" else f"{entity}.meta"

@@ -42,7 +42,13 @@ def test_the_total_bound_counts_what_the_entity_would_hold() -> None:
     current = {"meta.a": "x" * 8000, "meta.b": "x" * 8000, "title": "t"}
     with pytest.raises(OpRejected):
         check_total("note", current, {"meta.c": "x" * 500})
-    check_total("note", current, {"meta.a": None, "meta.c": "x" * 500})
+    # A null in the same op may lose to a newer value: it makes no room...
+    with pytest.raises(OpRejected):
+        check_total("note", current, {"meta.a": None, "meta.c": "x" * 500})
+    # ...nor does a smaller value, which may lose too; a clear applied before does.
+    with pytest.raises(OpRejected):
+        check_total("note", current, {"meta.a": "", "meta.c": "x" * 500})
+    check_total("note", {**current, "meta.a": None}, {"meta.c": "x" * 500})
     check_total("note", current, {"meta.a": "y" * 8000})  # replaces in place
     check_total("note", current, {"meta.b": None})  # clearing alone always fits
     with pytest.raises(OpRejected):
