@@ -219,3 +219,35 @@ CREATE TABLE IF NOT EXISTS settings (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Sign-in through an OpenID provider (syncd/signin.py). An identity, once linked, always
+-- signs in to its account.
+CREATE TABLE IF NOT EXISTS oidc_identities (
+    issuer     text NOT NULL,
+    subject    text NOT NULL,
+    user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX IF NOT EXISTS oidc_identities_user ON oidc_identities (user_id);
+
+-- A sign-in under way, from its start to the provider's answer (minutes at most).
+CREATE TABLE IF NOT EXISTS oidc_attempts (
+    state_hash   bytea PRIMARY KEY,              -- sha256 of the state sent to the provider
+    browser_hash bytea NOT NULL,                 -- sha256 of the cookie of the browser that started it
+    nonce        text NOT NULL,
+    verifier     text NOT NULL,                  -- the PKCE code verifier
+    device_name  text NOT NULL,
+    platform     text NOT NULL,
+    expires_at   timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oidc_attempts_expiry ON oidc_attempts (expires_at);
+
+-- A finished sign-in waiting for the app to exchange its one-time code for tokens.
+CREATE TABLE IF NOT EXISTS oidc_handoffs (
+    code_hash   bytea PRIMARY KEY,               -- sha256 of the code; the code itself is never stored
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    device_name text NOT NULL,
+    platform    text NOT NULL,
+    expires_at  timestamptz NOT NULL
+);

@@ -24,6 +24,7 @@ from syncd.api import conflicts as conflict_routes
 from syncd.api import history as history_routes
 from syncd.api import members as member_routes
 from syncd.api import notes as note_routes
+from syncd.api import oidc as oidc_routes
 from syncd.api import ops as ops_routes
 from syncd.api import projects as project_routes
 from syncd.api import search as search_routes
@@ -96,7 +97,7 @@ def routes() -> list[BaseRoute]:
             *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
             *note_routes.routes, *project_routes.routes,
             *history_routes.routes, *search_routes.routes, *conflict_routes.routes,
-            *settings_routes.routes]
+            *settings_routes.routes, *oidc_routes.routes]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:

@@ -184,6 +184,29 @@ class Auth:
         return {"user": {k: user[k] for k in ("id", "email", "name")}, "device_id": device,
                 **tokens}
 
+    async def sign_in(self, user_id: UUID, device_name: str,
+                      platform: str) -> dict[str, Any]:
+        """A new device and its tokens for an account whose owner proved who they are
+        elsewhere (an OpenID provider): login's answer, without a password."""
+        device = uuid.uuid4()
+
+        async def tx(conn: Conn) -> dict[str, Any] | None:
+            cur = await conn.execute("SELECT id, email, name FROM users WHERE id = %s",
+                                     (user_id,))
+            user = await cur.fetchone()
+            if user is None:
+                return None
+            await conn.execute(
+                "INSERT INTO devices (id, user_id, name, platform) VALUES (%s, %s, %s, %s)",
+                (device, user_id, device_name[:200], platform[:100]))
+            return {"user": user, "device_id": device,
+                    **await self._issue(conn, user_id, device)}
+
+        result = await self.db.run(tx)
+        if result is None:
+            raise Unauthorized("the account no longer exists")
+        return result
+
     async def refresh(self, token: str) -> dict[str, Any]:
         reused: list[UUID] = []
 

@@ -78,3 +78,13 @@ class Settings:
     collab_warm_bytes: int = field(
         default_factory=lambda: int(_env("SYNCD_COLLAB_WARM_BYTES", str(64 << 20)) or 0))
 
+    # Sign-in through an OpenID provider (syncd/oidc.py); off unless issuer and client id
+    # are set. The redirect URL is syncd's /v1/auth/oidc/callback as the provider knows it;
+    # the app URL receives `?code=` (a one-time code the app exchanges for tokens).
+    oidc_issuer: str = field(default_factory=lambda: _env("SYNCD_OIDC_ISSUER", "") or "")
+    oidc_client_id: str = field(default_factory=lambda: _env("SYNCD_OIDC_CLIENT_ID", "") or "")
+    oidc_client_secret: str = field(
+        default_factory=lambda: _env("SYNCD_OIDC_CLIENT_SECRET", "") or "")
+    oidc_redirect_url: str = field(
+        default_factory=lambda: _env("SYNCD_OIDC_REDIRECT_URL", "") or "")
+    oidc_app_url: str = field(default_factory=lambda: _env("SYNCD_OIDC_APP_URL", "") or "")

@@ -135,6 +135,8 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
 def _ok(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
     if op.status == 204:
         return {"description": "no content"}
+    if 300 <= op.status < 400:
+        return {"description": "a redirect to the Location header's URL"}
     schema = schema_of[id(op.response)] if op.response is not None else {"type": "object"}
     if op.content_type != "application/json" and op.response is None:
         schema = {"type": "string"}

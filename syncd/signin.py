@@ -1,0 +1,128 @@
+"""Sign-in through an OpenID provider, on syncd's side: the attempts under way (state,
+nonce, PKCE verifier, the browser that started each), the account a verified identity
+maps to, and the one-time code that hands the sign-in to the app.
+
+An identity (issuer, subject) once linked always signs in to its account. A new identity
+links to the account holding its email only when the provider says the email is
+verified; with no such account it gets a new one, with no password (it can set one by the
+password reset). Tokens never travel in a URL: the browser brings the app a short-lived,
+single-use code, and the app exchanges it for a device's tokens in a POST.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Any
+from uuid import UUID
+
+from syncd.auth import normalise_email
+from syncd.db import Conn, Database
+from syncd.errors import BadRequest, Conflict
+from syncd.oidc import Attempt, Identity
+
+ATTEMPT_TTL = 600  # seconds a user has to sign in at the provider
+HANDOFF_TTL = 120  # seconds the app has to redeem its code
+NO_PASSWORD = "!"  # not an argon2 hash: a password login fails like a wrong password
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def remember(db: Database, attempt: Attempt, browser: str, device_name: str,
+                   platform: str) -> None:
+    async def tx(conn: Conn) -> None:
+        # The expired attempts go with each new one, so the table holds ~ATTEMPT_TTL's worth.
+        await conn.execute("DELETE FROM oidc_attempts WHERE expires_at < now()")
+        await conn.execute(
+            """INSERT INTO oidc_attempts (state_hash, browser_hash, nonce, verifier,
+                                          device_name, platform, expires_at)
+               VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s))""",
+            (_hash(attempt.state), _hash(browser), attempt.nonce, attempt.verifier,
+             device_name[:200], platform[:100], ATTEMPT_TTL))
+
+    await db.run(tx)
+
+
+async def recall(db: Database, state: str, browser: str | None) -> dict[str, Any]:
+    """The attempt this state names, used up; refused unless this browser started it (a
+    callback link handed to someone else would sign them in to the sender's account)."""
+    async def tx(conn: Conn) -> dict[str, Any] | None:
+        cur = await conn.execute(
+            """DELETE FROM oidc_attempts WHERE state_hash = %s AND expires_at >= now()
+               RETURNING browser_hash, nonce, verifier, device_name, platform""",
+            (_hash(state),))
+        return await cur.fetchone()
+
+    row = await db.run(tx)
+    if row is None or browser is None or not hmac.compare_digest(
+            bytes(row["browser_hash"]), _hash(browser)):
+        raise BadRequest("the state is not one this browser's sign-in was given",
+                         code="oidc_state")
+    return row
+
+
+async def link(db: Database, who: Identity, device_name: str, platform: str) -> str:
+    """The account of this identity (linked or created), and a one-time code for the app."""
+    code = secrets.token_urlsafe(32)
+
+    async def tx(conn: Conn) -> None:
+        await conn.execute("DELETE FROM oidc_handoffs WHERE expires_at < now()")
+        user = await _account(conn, who)
+        await conn.execute(
+            """INSERT INTO oidc_handoffs (code_hash, user_id, device_name, platform,
+                                          expires_at)
+               VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))""",
+            (_hash(code), user, device_name, platform, HANDOFF_TTL))
+
+    await db.run(tx)
+    return code
+
+
+async def _account(conn: Conn, who: Identity) -> UUID:
+    cur = await conn.execute(
+        "SELECT user_id FROM oidc_identities WHERE issuer = %s AND subject = %s",
+        (who.issuer, who.subject))
+    row = await cur.fetchone()
+    if row is not None:
+        return UUID(str(row["user_id"]))
+    if who.email is None:
+        raise BadRequest("the provider gave no email for this account",
+                         code="oidc_email_missing")
+    email = normalise_email(who.email)
+    user = uuid.uuid4()
+    cur = await conn.execute(
+        """INSERT INTO users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)
+           ON CONFLICT (email) DO NOTHING""", (user, email, who.name, NO_PASSWORD))
+    if cur.rowcount == 0:
+        if not who.email_verified:
+            raise Conflict("an account with this email exists and the provider does not "
+                           "say the email is verified", code="oidc_email_unverified")
+        cur = await conn.execute("SELECT id FROM users WHERE email = %s", (email,))
+        found = await cur.fetchone()
+        assert found is not None  # the conflict was with this row
+        user = UUID(str(found["id"]))
+    # Two sign-ins of one identity at once: the second insert waits on the first's key
+    # and fails its transaction, which the database layer retries into the branch above.
+    await conn.execute(
+        "INSERT INTO oidc_identities (issuer, subject, user_id) VALUES (%s, %s, %s)",
+        (who.issuer, who.subject, user))
+    return user
+
+
+async def redeem(db: Database, code: str) -> dict[str, Any]:
+    """The user and device a handoff code names, used up."""
+    async def tx(conn: Conn) -> dict[str, Any] | None:
+        cur = await conn.execute(
+            """DELETE FROM oidc_handoffs WHERE code_hash = %s RETURNING user_id, device_name,
+                      platform, expires_at >= now() AS live""", (_hash(code),))
+        return await cur.fetchone()
+
+    row = await db.run(tx)
+    if row is None or not row["live"]:
+        raise BadRequest("the sign-in code is unknown, used or expired",
+                         code="oidc_code_invalid")
+    return row

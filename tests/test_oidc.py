@@ -1,0 +1,224 @@
+"""Sign-in with an OpenID provider, end to end: a real provider process on loopback with a
+registered client, driven through its login form; syncd as a real server; the test plays
+the browser and the app. A new account, linking to an existing account (only when the email
+is verified), and a forged state, a wrong nonce and an ID token signed by another key, each
+refused with its code and leaving no account, link or device behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+
+from tests.fix_oidc import Gateway, provider_process
+from tests.fix_server import ServerProcess, free_port
+from tests.helpers import PASSWORD, Api
+
+APP_URL = "https://app.example/signed-in"
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_root: Path) -> Iterator[Gateway]:
+    with provider_process(tmp_root / "oidc") as upstream, Gateway(upstream) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def syncd(pg_url: str, tmp_root: Path, gateway: Gateway) -> Iterator[ServerProcess]:
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/v1/auth/oidc/callback"
+    r = httpx.post(f"{gateway.url}/oauth2/clients", json={"redirect_uris": [callback]})
+    assert r.status_code == 201, r.text
+    client = r.json()
+    proc = ServerProcess(pg_url, tmp_root / "oidc-syncd", port=port, env={
+        "SYNCD_OIDC_ISSUER": gateway.url, "SYNCD_OIDC_CLIENT_ID": client["client_id"],
+        "SYNCD_OIDC_CLIENT_SECRET": client["client_secret"],
+        "SYNCD_OIDC_REDIRECT_URL": callback, "SYNCD_OIDC_APP_URL": APP_URL})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def forging(gateway: Gateway) -> Iterator[None]:
+    gateway.forge = True
+    yield
+    gateway.forge = False
+
+
+def person(gateway: Gateway, email: str, verified: bool = True) -> str:
+    """A user at the provider (its own subject), with an email the provider vouches for."""
+    sub = f"sub-{uuid.uuid4().hex[:12]}"
+    r = httpx.put(f"{gateway.url}/users/{sub}",
+                  json={"email": email, "email_verified": verified, "name": "Grace"})
+    assert r.status_code == 204, r.text
+    return sub
+
+
+def start(browser: httpx.Client, syncd: ServerProcess) -> str:
+    r = browser.get(f"{syncd.base_url}/v1/auth/oidc/start",
+                    params={"device_name": "Phone", "platform": "ios"})
+    assert r.status_code == 302, r.text
+    return r.headers["location"]
+
+
+def login_at_provider(browser: httpx.Client, authorize_url: str, sub: str) -> str:
+    """Fill in the provider's login form; returns where it sends the browser back to."""
+    form = browser.get(authorize_url)
+    assert form.status_code == 200 and 'name="sub"' in form.text
+    r = browser.post(authorize_url, data={"sub": sub})
+    assert r.status_code == 302, r.text
+    return r.headers["location"]
+
+
+def app_code(r: httpx.Response) -> str:
+    assert r.status_code == 303, r.text
+    target = r.headers["location"]
+    assert target.startswith(APP_URL + "?")
+    return parse_qs(urlsplit(target).query)["code"][0]
+
+
+def sign_in(syncd: ServerProcess, sub: str) -> dict[str, Any]:
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd), sub)
+        code = app_code(browser.get(back))
+    r = httpx.post(f"{syncd.base_url}/v1/auth/oidc/token", json={"code": code})
+    assert r.status_code == 200, r.text
+    again = httpx.post(f"{syncd.base_url}/v1/auth/oidc/token", json={"code": code})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "oidc_code_invalid"
+    return dict(r.json())
+
+
+def error_code(r: httpx.Response, status: int) -> str:
+    assert r.status_code == status, r.text
+    return str(r.json()["error"]["code"])
+
+
+def with_param(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def identities(db: psycopg.Connection[Any], email: str) -> int:
+    row = db.execute("""SELECT count(i.*) FROM users u LEFT JOIN oidc_identities i
+                        ON i.user_id = u.id WHERE u.email = %s""", (email,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_start_sends_pkce_state_and_nonce(syncd: ServerProcess) -> None:
+    with httpx.Client() as browser:
+        query = parse_qs(urlsplit(start(browser, syncd)).query)
+        assert query["code_challenge_method"] == ["S256"]
+        assert len(query["code_challenge"][0]) == 43  # base64url of a SHA-256
+        assert query["state"][0] and query["nonce"][0]
+        assert query["scope"] == ["openid email profile"]
+        assert browser.cookies.get("syncd_oidc")
+
+
+def test_new_account(syncd: ServerProcess, gateway: Gateway,
+                     db: psycopg.Connection[Any]) -> None:
+    email = f"new-{uuid.uuid4().hex[:8]}@example.com"
+    sub = person(gateway, email)
+    first = sign_in(syncd, sub)
+    assert first["user"]["email"] == email and first["user"]["name"] == "Grace"
+    me = httpx.get(f"{syncd.base_url}/v1/auth/me",
+                   headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert me.status_code == 200 and me.json()["device_id"] == first["device_id"]
+    devices = httpx.get(f"{syncd.base_url}/v1/devices",
+                        headers={"Authorization": f"Bearer {first['access_token']}"}).json()
+    assert [(d["name"], d["platform"]) for d in devices["devices"]] == [("Phone", "ios")]
+    r = httpx.post(f"{syncd.base_url}/v1/auth/refresh",
+                   json={"refresh_token": first["refresh_token"]})
+    assert r.status_code == 200
+    # The account has no password: a password login fails as a wrong one would.
+    r = httpx.post(f"{syncd.base_url}/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert error_code(r, 401) == "invalid_credentials"
+    # The same identity signs in to the same account, as a second device.
+    second = sign_in(syncd, sub)
+    assert second["user"]["id"] == first["user"]["id"]
+    assert second["device_id"] != first["device_id"]
+    assert identities(db, email) == 1
+
+
+def test_links_to_an_existing_account_by_verified_email(
+        syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
+    with Api(syncd.base_url) as api:
+        email = api.register("Ada")
+        password_user = api.login(email)
+    got = sign_in(syncd, person(gateway, email.upper(), verified=True))
+    assert got["user"]["id"] == password_user.user_id
+    assert identities(db, email) == 1
+
+
+def test_unverified_email_does_not_take_an_existing_account(
+        syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
+    with Api(syncd.base_url) as api:
+        email = api.register("Ada")
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd),
+                                 person(gateway, email, verified=False))
+        assert error_code(browser.get(back), 409) == "oidc_email_unverified"
+    assert identities(db, email) == 0
+
+
+def test_forged_state_is_refused(syncd: ServerProcess, gateway: Gateway) -> None:
+    sub = person(gateway, f"s-{uuid.uuid4().hex[:8]}@example.com")
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd), sub)
+        forged = with_param(back, state="made-up-by-an-attacker")
+        assert error_code(browser.get(forged), 400) == "oidc_state"
+    # A real answer brought by another browser (a link sent to a victim) is refused too,
+    # and the state is used up: the browser that started it cannot use it after that.
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd), sub)
+        with httpx.Client() as victim:
+            assert error_code(victim.get(back), 400) == "oidc_state"
+        assert error_code(browser.get(back), 400) == "oidc_state"
+
+
+def test_wrong_nonce_is_refused(syncd: ServerProcess, gateway: Gateway,
+                                db: psycopg.Connection[Any]) -> None:
+    email = f"n-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client() as browser:
+        authorize = with_param(start(browser, syncd), nonce="not-the-one-syncd-sent")
+        back = login_at_provider(browser, authorize, person(gateway, email))
+        assert error_code(browser.get(back), 401) == "oidc_nonce"
+    assert db.execute("SELECT 1 FROM users WHERE email = %s", (email,)).fetchone() is None
+
+
+@pytest.mark.usefixtures("forging")
+def test_id_token_signed_by_another_key_is_refused(
+        syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
+    email = f"k-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd), person(gateway, email))
+        assert error_code(browser.get(back), 401) == "oidc_id_token"
+    assert db.execute("SELECT 1 FROM users WHERE email = %s", (email,)).fetchone() is None
+
+
+def test_denied_at_the_provider(syncd: ServerProcess) -> None:
+    with httpx.Client() as browser:
+        authorize = start(browser, syncd)
+        browser.get(authorize)
+        r = browser.post(authorize, data={"action": "deny"})
+        assert r.status_code == 302
+        assert error_code(browser.get(r.headers["location"]), 400) == "oidc_denied"
+
+
+def test_bad_codes_for_the_app(syncd: ServerProcess) -> None:
+    url = f"{syncd.base_url}/v1/auth/oidc/token"
+    assert error_code(httpx.post(url, json={"code": "guessed"}), 400) == "oidc_code_invalid"
+    assert error_code(httpx.post(url, json={"code": ""}), 400) == "invalid_request"
+    assert error_code(httpx.post(url, content=b"{"), 400) == "malformed_body"
+
+
+def test_off_unless_configured(api: Api) -> None:
+    r = api.get("/v1/auth/oidc/start")
+    assert error_code(r, 404) == "oidc_disabled"
