@@ -4,7 +4,8 @@ its own process), reached through a gateway the tests control.
 The gateway passes every request through with its Host header, so the provider names the
 gateway's address as its issuer and in every endpoint. It stands where an attacker between
 syncd and the provider would: told to, it re-signs the ID token the provider issues with a
-key of its own, keeping every claim and the key id the provider used.
+key of its own, keeping every claim and the key id the provider used. It also keeps
+the forms syncd posts to the token endpoint, to check the PKCE verifier on the wire.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -60,6 +62,7 @@ class Gateway:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.forge = False  # re-sign ID tokens with the attacker's key
+        self.token_requests: list[dict[str, list[str]]] = []  # the forms syncd posted
         self.attacker_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         gateway = self
 
@@ -80,6 +83,8 @@ class Gateway:
                            if k.lower() not in ("content-length", "connection")}
                 r = httpx.request(self.command, gateway.upstream + self.path, headers=headers,
                                   content=body, timeout=30)
+                if self.path.startswith("/oauth2/token"):
+                    gateway.token_requests.append(parse_qs(body.decode()))
                 content = r.content
                 if gateway.forge and self.path.startswith("/oauth2/token") and r.is_success:
                     content = gateway.resign(content)

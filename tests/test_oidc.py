@@ -6,6 +6,8 @@ refused with its code and leaving no account, link or device behind."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,22 @@ def test_start_sends_pkce_state_and_nonce(syncd: ServerProcess) -> None:
         assert query["state"][0] and query["nonce"][0]
         assert query["scope"] == ["openid email profile"]
         assert browser.cookies.get("syncd_oidc")
+
+
+def test_pkce_verifier_sent_matches_the_challenge(syncd: ServerProcess,
+                                                  gateway: Gateway) -> None:
+    # The provider does not enforce PKCE, so what syncd sends is checked on the wire.
+    with httpx.Client() as browser:
+        authorize = start(browser, syncd)
+        challenge = parse_qs(urlsplit(authorize).query)["code_challenge"][0]
+        back = login_at_provider(browser, authorize,
+                                 person(gateway, f"p-{uuid.uuid4().hex[:8]}@example.com"))
+        app_code(browser.get(back))
+    form = gateway.token_requests[-1]
+    verifier = form["code_verifier"][0]
+    assert 43 <= len(verifier) <= 128 and form["grant_type"] == ["authorization_code"]
+    digest = hashlib.sha256(verifier.encode()).digest()
+    assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
 
 
 def test_new_account(syncd: ServerProcess, gateway: Gateway,
