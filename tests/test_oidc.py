@@ -211,6 +211,25 @@ def test_wrong_nonce_is_refused(syncd: ServerProcess, gateway: Gateway,
     assert db.execute("SELECT 1 FROM users WHERE email = %s", (email,)).fetchone() is None
 
 
+def test_code_of_another_sign_in_is_refused(syncd: ServerProcess, gateway: Gateway,
+                                            db: psycopg.Connection[Any]) -> None:
+    """A code injected into another attempt's answer (code substitution) does not sign in:
+    the provider refuses it for the other PKCE verifier, or, where a provider does not check
+    PKCE (as this one), the nonce in its ID token is not the attempt's."""
+    email = f"c-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client() as browser:
+        stolen = login_at_provider(browser, start(browser, syncd), person(gateway, email))
+        code = parse_qs(urlsplit(stolen).query)["code"][0]
+        own = start(browser, syncd)
+        state = parse_qs(urlsplit(own).query)["state"][0]
+        injected = f"{syncd.base_url}/v1/auth/oidc/callback?" + urlencode(
+            {"code": code, "state": state})
+        r = browser.get(injected)
+        assert (r.status_code, r.json()["error"]["code"]) in {(401, "oidc_nonce"),
+                                                              (400, "oidc_code")}
+    assert db.execute("SELECT 1 FROM users WHERE email = %s", (email,)).fetchone() is None
+
+
 @pytest.mark.usefixtures("forging")
 def test_id_token_signed_by_another_key_is_refused(
         syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
