@@ -4,8 +4,8 @@ maps to, and the one-time code that hands the sign-in to the app.
 
 An identity (issuer, subject) once linked always signs in to its account. A new identity
 links to the account holding its email only when the provider says the email is
-verified; with no such account it gets a new one, with no password (it can set one by the
-password reset). Tokens never travel in a URL: the browser brings the app a short-lived,
+verified; with no such account it gets a new one, with no password (a password login fails
+until one is set). Tokens never travel in a URL: the browser brings the app a short-lived,
 single-use code, and the app exchanges it for a device's tokens in a POST.
 """
 
