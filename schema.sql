@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seen_at timestamptz NOT NULL DEFAULT now(),
     revoked_at   timestamptz
 );
+-- The canonical clock of the device's last consumed op: its next ops are canonicalised
+-- above it, and the server clock starts above the greatest of them.
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS last_hlc text;
 CREATE INDEX IF NOT EXISTS devices_user ON devices (user_id);
 
 CREATE TABLE IF NOT EXISTS refresh_tokens (

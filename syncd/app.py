@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from syncd import sync
 from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
 from syncd.api import conflicts as conflict_routes
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
             migrate_sync(settings.database_url)
         db = Database(settings.database_url, settings.pool_min, settings.pool_max)
         await db.open()
+        await sync.resume_clock(db)
         hub = Hub()
         auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl,
                     settings.device_check_ttl, closed=hub.close_device)

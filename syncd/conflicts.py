@@ -12,7 +12,6 @@ from uuid import UUID
 
 import msgspec
 
-from syncd import hlc as hlcs
 from syncd import sync
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -75,7 +74,7 @@ async def resolve(db: Database, hub: Hub, who: Principal, conflict_id: UUID,
             raise Conflict("this conflict is already resolved", code="already_resolved")
         value = _choice(row, choose)
         op = _op(row, value)
-        [result] = await sync.apply_ops(unit, who, [(op, hlcs.clock.tick(who.device_id))])
+        [result] = await sync.apply_ops(unit, who, [(op, None)])
         if result.status == "rejected":
             if result.code == "forbidden":
                 raise Forbidden(result.message or "no write access")

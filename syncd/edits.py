@@ -18,7 +18,6 @@ from uuid import UUID
 
 from pycrdt import Doc, Text
 
-from syncd import hlc as hlcs
 from syncd import queries, sync
 from syncd.db import Database
 from syncd.errors import (
@@ -158,9 +157,9 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
             current = entity_from_row(kind, row)
         ops = build(current)
         if ops:
-            stamped = [(o, hlcs.clock.tick(who.device_id)) for o in ops]
-            # In this transaction, so the precondition above and these ops commit together.
-            results = await sync.apply_ops(unit, who, stamped,
+            # In this transaction, so the precondition above and these ops commit together;
+            # stamped by apply_ops once the entities are locked (clock None).
+            results = await sync.apply_ops(unit, who, [(o, None) for o in ops],
                                            {id: current} if current else None)
             for o, result in zip(ops, results, strict=True):
                 if result.status == "rejected":

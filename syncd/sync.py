@@ -7,6 +7,7 @@ commit, hand the events to the fan-out hub (unit.py, which every writer commits 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +29,8 @@ from syncd.views import entity_view, settings_view
 
 def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
     """Request-level checks, refused whole with a 4xx before anything is applied.
-    Returns each op's canonical clock."""
+    Returns each op's clock with a wall time too far ahead brought back (hlc.canonical);
+    the push raises them above the device's previous clock under its row lock."""
     if len(ops) > MAX_OPS_PER_PUSH:
         raise PayloadTooLarge(f"at most {MAX_OPS_PER_PUSH} ops per push",
                               {"limit": MAX_OPS_PER_PUSH})
@@ -45,9 +47,10 @@ def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
     return clocks
 
 
-async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
+async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | None]],
                     locked: dict[UUID, Entity] | None = None) -> list[OpResult]:
-    """Plan and write a batch of (op, canonical hlc) in the caller's unit of work.
+    """Plan and write a batch of (op, canonical hlc) in the caller's unit of work; a
+    server-made op passes None and is stamped here, once its entities are locked.
 
     The one path for ops: push, server-made writes, REST edits with preconditions,
     conflict resolution and import all go through it.
@@ -69,12 +72,13 @@ async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
                                          share_projects=not project_writes)
     if settings:
         entities.update(await store.lock_settings(conn, settings))
+    stamped = _stamp(ops, entities, who.device_id)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
     batch = Batch(who.user_id, who.device_id, entities, members,
                   lambda: hlcs.clock.tick(who.device_id), writers)
-    results = batch.apply_all(ops)
+    results = batch.apply_all(stamped)
     batch.finish()
     events = await unit.append(batch.events)
     for ent, event, won in batch.changes:  # in order: the last write of a field is its writer
@@ -87,6 +91,20 @@ async def apply_ops(unit: Unit, who: Principal, ops: list[tuple[Op, str]],
     await store.save_entities(conn, entities.values())
     await store.record_words(conn, batch.words.tally)
     return results
+
+
+def _stamp(ops: Sequence[tuple[Op, str | None]], entities: dict[UUID, Entity],
+           node: UUID) -> list[tuple[Op, str]]:
+    """Give server-made ops (clock None) a server clock above every clock the locked
+    entities hold and every clock of the batch: a field a device set ahead of this node's
+    clock (up to the skew limit), here or on another node before a restart, never beats a
+    later REST, collab or resolving write. The batch's own server events (`put`,
+    `conflict`, `milestone`) tick from the same clock, after this."""
+    seen = max((c for ent in entities.values() for c in ent.clocks.values()), default="")
+    seen = max(seen, max((c for _, c in ops if c), default=""))
+    if seen:
+        hlcs.clock.observe(seen)
+    return [(op, clock or hlcs.clock.tick(node)) for op, clock in ops]
 
 
 def _record_milestone(project: Any, fields: dict[str, Any], events: dict[UUID, list[Event]],
@@ -113,42 +131,55 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
     async def tx(unit: Unit) -> PushResponse:
         conn = unit.conn
         cur = await conn.execute(
-            "SELECT acked FROM devices WHERE id = %s AND user_id = %s AND revoked_at IS NULL"
-            " FOR UPDATE", (who.device_id, who.user_id))
+            "SELECT acked, last_hlc FROM devices WHERE id = %s AND user_id = %s"
+            " AND revoked_at IS NULL FOR UPDATE", (who.device_id, who.user_id))
         row = await cur.fetchone()
         if row is None:
             raise Unauthorized("this device has been revoked")
-        acked = int(row["acked"])
+        acked, last = int(row["acked"]), row["last_hlc"]
         if ops:
             first = ops[0].client_seq
             contiguous = all(op.client_seq == first + i for i, op in enumerate(ops))
             if not contiguous or first < 1 or first > acked + 1:
                 raise ClientSeqGap(acked + 1)
         results = [OpResult(op.client_seq, "duplicate") for op in ops if op.client_seq <= acked]
-        fresh = [(op, clock) for op, clock in zip(ops, clocks, strict=True)
-                 if op.client_seq > acked]
+        fresh: list[tuple[Op, str | None]] = []
+        for op, clock in zip(ops, clocks, strict=True):
+            if op.client_seq > acked:  # each above the device's previous canonical clock
+                last = hlcs.above(clock, last)
+                fresh.append((op, last))
         if fresh:
             results += await apply_ops(unit, who, fresh)
             acked = fresh[-1][0].client_seq
             await conn.execute(
-                "UPDATE devices SET acked = %s, last_seen_at = now() WHERE id = %s",
-                (acked, who.device_id))
+                "UPDATE devices SET acked = %s, last_hlc = %s, last_seen_at = now()"
+                " WHERE id = %s", (acked, last, who.device_id))
         return PushResponse(acked, await log.head(conn, who.user_id), results)
 
-    response = await commit(db, hub, tx)
-    if clocks:  # server-made events must never sort below a clock this server accepted
-        hlcs.clock.observe(max(clocks))
-    return response
+    return await commit(db, hub, tx)
 
 
 async def write(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> list[OpResult]:
     """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log."""
-    stamped = [(op, hlcs.clock.tick(who.device_id)) for op in ops]
+    unstamped: list[tuple[Op, str | None]] = [(op, None) for op in ops]
 
     async def tx(unit: Unit) -> list[OpResult]:
-        return await apply_ops(unit, who, stamped)
+        return await apply_ops(unit, who, unstamped)
 
     return await commit(db, hub, tx)
+
+
+async def resume_clock(db: Database) -> None:
+    """Start the server clock above every device clock the database has accepted (on any
+    node, before any restart), so a server-made op is not stamped below them."""
+    async def tx(conn: Conn) -> str | None:
+        cur = await conn.execute("SELECT max(last_hlc) AS high FROM devices")
+        row = await cur.fetchone()
+        return row["high"] if row else None
+
+    high = await db.run(tx, read_only=True)
+    if high:
+        hlcs.clock.observe(high)
 
 
 async def pull(db: Database, who: Principal, cursor: int, limit: int) -> PullResponse:
