@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from syncd_client.merge import rewrite_clock
+from syncd_client import merge
 from syncd_client.messages import PushResponse
 from syncd_client.projection import Projection
 from syncd_client.store import Store
@@ -56,15 +56,18 @@ class Outbox:
                 done.append(res.client_seq)
                 entity: EntityName = op["entity"]
                 if res.status == "applied":
-                    self.store.take_sent(res.client_seq)
-                    if res.hlc and res.hlc != op["hlc"]:
-                        self._adopt_clock(entity, op["id"], op["hlc"], res.hlc)
+                    # The log holds the op at the canonical clock (the one sent when the
+                    # result names none); the device moves its field and its own clock to it.
+                    canonical = res.hlc or op["hlc"]
+                    self.projection.observe_clock(canonical)
+                    if self.store.take_sent(res.client_seq) is not None:
+                        self._settle(entity, op, canonical)
                 elif res.status == "rejected":
-                    self.store.take_sent(res.client_seq)
+                    if self.store.take_sent(res.client_seq) is not None:
+                        # The server kept nothing of this op: the field goes back to what
+                        # the server holds.
+                        self._settle(entity, op, None)
                     self.store.reject(op, res.code or "rejected", res.message or "")
-                    # The server kept nothing of this op: let any remote write win over
-                    # the local value it left behind.
-                    self._adopt_clock(entity, op["id"], op["hlc"], "")
                     log.warning("op %s rejected: %s %s", res.client_seq, res.code, res.message)
                 # duplicate: already consumed by an earlier push whose response was lost;
                 # keep the `sent` entry so the pulled event can still canonicalise its clock.
@@ -90,7 +93,14 @@ class Outbox:
             if dropped:
                 log.info("dropped %s ops the server had already consumed", dropped)
 
-    def _adopt_clock(self, entity: EntityName, id: str, old: str, new: str) -> None:
-        row = self.projection.row(entity, id)
-        if row is not None and rewrite_clock(row, old, new):
+    def _settle(self, entity: EntityName, op: Json, canonical: str | None) -> None:
+        if op["kind"] == "set":
+            fields = dict(op.get("fields") or {})
+        elif op["kind"] in ("delete", "restore"):
+            fields = {"deleted": op["kind"] == "delete"}
+        else:
+            return
+        row = self.projection.row(entity, op["id"])
+        if row is not None:
+            merge.settle(row, fields, op["hlc"], canonical)
             self.store.save(row)

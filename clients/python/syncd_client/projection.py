@@ -3,9 +3,10 @@
 Every change goes through `merge.py` (LWW per field by HLC) or through the
 note's pycrdt document (text), so applying the same event twice, or an old
 event after a newer local edit, changes nothing. Events of this device carry
-their `client_seq`; when the server canonicalised the clock of such an op the
-fields that still carry the original clock are rewritten to the canonical one,
-so every replica orders later writes the same way.
+their `client_seq` and the clock the server's log holds for the op: the op is
+settled with it (merge.settle), unless its push result did that already, so the
+device's fields and clocks end as the server's projection has them and every
+replica orders later writes the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def _unfold(values: Json, clocks: dict[str, str], prefix: str) -> Json:
     return out
 
 
+def _written(ev: Event) -> Json:
+    """The fields a set, delete or restore event writes."""
+    if ev.kind == "set":
+        return dict(ev.fields or {})
+    return {"deleted": ev.kind == "delete"}
+
+
 def _b64(value: Any) -> bytes | None:
     if isinstance(value, bytes):
         return value
@@ -59,7 +67,7 @@ class Projection:
 
     def __init__(self, store: Store, observe_clock: Callable[[str], None]) -> None:
         self.store = store
-        self._observe_clock = observe_clock
+        self.observe_clock = observe_clock
         self._docs: dict[str, Doc[Text]] = {}
 
     # --- rows and documents ---------------------------------------------------------------
@@ -90,7 +98,7 @@ class Projection:
 
     def local_set(self, entity: EntityName, id: str, fields: Json, hlc: str) -> Row:
         row = self.row_or_new(entity, id)
-        merge.set_fields(row, fields, hlc)
+        merge.set_own(row, fields, hlc)
         self.store.save(row)
         return row
 
@@ -109,7 +117,7 @@ class Projection:
         """Apply one pulled event; return the ids whose local state changed."""
         ev = to_event(raw)
         if ev.hlc:
-            self._observe_clock(ev.hlc)
+            self.observe_clock(ev.hlc)
         if ev.kind in NOTIFICATION_KINDS:
             self.store.notify(raw)
             return [ev.id]
@@ -122,13 +130,12 @@ class Projection:
             return [ev.id] if self.forget(entity, ev.id) else []
 
         row = self.row_or_new(entity, ev.id)
-        clocks_before = dict(row.clocks)
-        changed = self._canonicalise(row, ev, device_id)
+        clocks_before, fields_before = dict(row.clocks), dict(row.fields)
+        self._settle(row, ev, device_id)
+        changed = row.fields != fields_before
         match ev.kind:
-            case "set":
-                changed |= bool(merge.set_fields(row, ev.fields or {}, ev.hlc))
-            case "delete" | "restore":
-                changed |= bool(merge.set_fields(row, {"deleted": ev.kind == "delete"}, ev.hlc))
+            case "set" | "delete" | "restore":
+                changed |= bool(merge.set_fields(row, _written(ev), ev.hlc))
             case "text":
                 changed |= self._merge_text(row, self._update_of(ev))
             case "put":
@@ -166,13 +173,13 @@ class Projection:
         self.store.save(row)
         return changed
 
-    def _canonicalise(self, row: Row, ev: Event, device_id: str | None) -> bool:
+    def _settle(self, row: Row, ev: Event, device_id: str | None) -> None:
+        """This device's own op, back from the log: settle it if its push result did not."""
         if ev.client_seq is None or device_id is None or ev.device_id != device_id:
-            return False
+            return
         sent = self.store.take_sent(ev.client_seq)
-        if sent is None or sent[2] == ev.hlc:
-            return False
-        return merge.rewrite_clock(row, sent[2], ev.hlc)
+        if sent is not None and ev.kind in ("set", "delete", "restore"):
+            merge.settle(row, _written(ev), sent[2], ev.hlc)
 
     @staticmethod
     def _update_of(ev: Event) -> bytes | None:

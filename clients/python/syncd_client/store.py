@@ -33,15 +33,18 @@ CREATE TABLE IF NOT EXISTS sent (
 CREATE TABLE IF NOT EXISTS notes (
     id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '',
-    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}');
+    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}',
+    confirmed TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS projects (
     id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '',
-    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}');
+    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}',
+    confirmed TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS settings (
     id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '',
-    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}');
+    body_state BLOB, derived TEXT NOT NULL DEFAULT '{}',
+    confirmed TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS rejections (
     client_seq INTEGER PRIMARY KEY, entity TEXT NOT NULL, id TEXT NOT NULL,
     kind TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
@@ -56,7 +59,9 @@ _TABLE: dict[str, str] = {"note": "notes", "project": "projects", "settings": "s
 
 @dataclass
 class Row:
-    """One entity of the local projection. `fields` includes `deleted`; `clocks` is per field."""
+    """One entity of the local projection. `fields` includes `deleted`; `clocks` is per field;
+    `confirmed` is, per field holding a write of this device whose canonical clock is not
+    known yet, the greatest [clock, value] the server is known to hold (merge.py)."""
 
     entity: EntityName
     id: str
@@ -65,6 +70,7 @@ class Row:
     body: str = ""
     body_state: bytes | None = None
     derived: Json = field(default_factory=dict)
+    confirmed: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def deleted(self) -> bool:
@@ -98,6 +104,12 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for table in _TABLE.values():  # a store made before `confirmed` existed
+            columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if "confirmed" not in columns:
+                self._db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN confirmed TEXT NOT NULL DEFAULT '{{}}'"
+                )
         self.lock = threading.RLock()
         self._depth = 0
 
@@ -232,7 +244,8 @@ class Store:
     def save(self, row: Row) -> None:
         self._exec(
             f"INSERT OR REPLACE INTO {_TABLE[row.entity]} "
-            "(id, fields, clocks, deleted, body, body_state, derived) VALUES (?,?,?,?,?,?,?)",
+            "(id, fields, clocks, deleted, body, body_state, derived, confirmed)"
+            " VALUES (?,?,?,?,?,?,?,?)",
             (
                 row.id,
                 _dumps(row.fields),
@@ -241,6 +254,7 @@ class Store:
                 row.body,
                 row.body_state,
                 _dumps(row.derived),
+                _dumps(row.confirmed),
             ),
         )
 
@@ -262,6 +276,7 @@ class Store:
             body=r["body"],
             body_state=bytes(r["body_state"]) if r["body_state"] is not None else None,
             derived=json.loads(r["derived"]),
+            confirmed=json.loads(r["confirmed"]),
         )
 
     # --- rejections and notifications ----------------------------------------------------
