@@ -14,6 +14,7 @@ import logging
 import platform as _platform
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,7 @@ from syncd_client import queries, textdoc
 from syncd_client.api import Api
 from syncd_client.auth import store_tokens
 from syncd_client.errors import ApiError, NotFound, NotLoggedIn
-from syncd_client.hlc import Clock
+from syncd_client.hlc import Clock, wall_ms
 from syncd_client.live import LiveSync
 from syncd_client.messages import TokenResponse
 from syncd_client.outbox import MAX_BATCH, Outbox
@@ -47,12 +48,13 @@ class SyncResult:
 class SyncClient:
     """One device's view of one user's data, backed by a SQLite file."""
 
-    def __init__(self, store: Store, server_url: str) -> None:
+    def __init__(self, store: Store, server_url: str, now: Callable[[], int] = wall_ms) -> None:
+        """`now`: the device's wall clock in ms (its HLC's physical part)."""
         self.store = store
         self.server_url = server_url.rstrip("/")
         self.api = Api(self.server_url, store)
         node = store.get("device_id") or "local"
-        self._clock = Clock(node, store.get("last_hlc"))
+        self._clock = Clock(node, store.get("last_hlc"), now)
         self.projection = Projection(store, self._clock.observe)
         self.outbox = Outbox(store, self.projection)
         self._callbacks: list[ChangeCallback] = []
@@ -60,12 +62,13 @@ class SyncClient:
         self.outbox_changed = threading.Event()
 
     @classmethod
-    def open(cls, path: str | Path, server_url: str | None = None) -> SyncClient:
+    def open(cls, path: str | Path, server_url: str | None = None,
+             now: Callable[[], int] = wall_ms) -> SyncClient:
         """Open (or create) the store at `path`; `server_url` defaults to the stored one."""
         store = Store(path)
         url = server_url or store.get("server_url") or DEFAULT_SERVER
         store.set("server_url", url)
-        return cls(store, url)
+        return cls(store, url, now)
 
     def close(self) -> None:
         self.stop()
