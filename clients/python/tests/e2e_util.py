@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from syncd_client import SyncClient
+from syncd_client.hlc import wall_ms
 
 PASSWORD = "correct horse battery staple"
 
@@ -18,9 +20,10 @@ def new_email() -> str:
 
 
 def device(path: Path, base_url: str, email: str, name: str = "dev",
-           register: bool = False) -> SyncClient:
-    """A store at `path` logged in as a new device of `email` (registered first if asked)."""
-    c = SyncClient.open(path, base_url)
+           register: bool = False, now: Callable[[], int] = wall_ms) -> SyncClient:
+    """A store at `path` logged in as a new device of `email` (registered first if asked);
+    `now` is its wall clock."""
+    c = SyncClient.open(path, base_url, now=now)
     if register:
         c.register(email, PASSWORD, name)
     c.login(email, PASSWORD, name, "test")

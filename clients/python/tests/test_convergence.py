@@ -1,5 +1,7 @@
-"""Property-based convergence: random offline edits, sync schedules and faults on several
-devices against the real server and real SQLite stores, then every replica must agree.
+"""Property-based convergence: random offline edits, sync schedules, faults and skewed
+device clocks on several devices against the real server and real SQLite stores, then
+every replica must agree, and each field holds the write with the greatest clock the log
+gave it (its canonical clock: the server may bring a device's clock back).
 
 Profiles (see clients/python/README.md): `ci` by default, `thorough` with
 `SYNCD_HYPOTHESIS_PROFILE=thorough`.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +20,17 @@ import psycopg
 from e2e_util import device, local_notes, new_email, snapshot_notes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from tests.helpers import assert_acked_once
 
 from syncd_client import SyncClient
+from syncd_client.hlc import wall_ms
 
 if TYPE_CHECKING:
     from tests.fix_server import ServerProcess
@@ -41,6 +51,11 @@ TAGS = ((), ("home",), ("work", "home"))
 DEVICE = st.integers(0, MAX_DEVICES - 1)
 NOTE = st.integers(0, NOTES - 1)
 FIELD_WRITES = ("title", "pinned", "tags")
+MINUTE, HOUR = 60_000, 3_600_000
+# How far a device's clock is off: minutes to hours, ahead or behind, either side of the
+# server's 5-minute window.
+SKEWS = (0, 4 * MINUTE, 10 * MINUTE, 2 * HOUR, -2 * HOUR)
+SKEW = st.sampled_from(SKEWS) | st.integers(-5 * HOUR, 5 * HOUR)
 
 
 def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBasedStateMachine]:
@@ -53,8 +68,9 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             self.dir = Path(tempfile.mkdtemp(prefix="syncd-conv-"))
             self.clients: list[SyncClient] = []
             self.emails = (new_email(), new_email())
-            # (note, field) → (hlc, value) of the write with the greatest clock.
-            self.model: dict[tuple[str, str], tuple[str, Any]] = {}
+            # (note, field) → every write of it: (device id, client_seq, value).
+            self.writes: dict[tuple[str, str], list[tuple[str, int, Any]]] = {}
+            self.offsets: dict[int, int] = {}  # device index → how far its clock is off
             self.inserted: set[str] = set()
             self.deleted: set[str] = set()
             self.owner: dict[str, int] = {}  # marker → device index that inserted it
@@ -79,16 +95,20 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
 
         # --- plumbing -------------------------------------------------------------------
 
+        def _now(self, i: int) -> Callable[[], int]:
+            return lambda: wall_ms() + self.offsets.get(i, 0)
+
         def _device(self, user: int) -> SyncClient:
             i = len(self.clients)
-            c = SyncClient.open(self.dir / f"d{i}.db", server.base_url)
+            c = SyncClient.open(self.dir / f"d{i}.db", server.base_url, now=self._now(i))
             c.store.set("user_index", user)
             self.clients.append(c)
             return c
 
         def _bootstrap(self, user: int) -> None:
             i = len(self.clients)
-            c = device(self.dir / f"d{i}.db", server.base_url, self.emails[user], f"d{i}")
+            c = device(self.dir / f"d{i}.db", server.base_url, self.emails[user], f"d{i}",
+                       now=self._now(i))
             c.store.set("user_index", user)
             self.clients.append(c)
             c.bootstrap()
@@ -98,11 +118,10 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             return i, self.clients[i]
 
         def _record(self, c: SyncClient, note: str, field: str, value: Any) -> None:
-            row = c.projection.row("note", note)
-            assert row is not None
-            hlc = row.clocks[field]
-            if (note, field) not in self.model or hlc > self.model[note, field][0]:
-                self.model[note, field] = (hlc, value)
+            """The op just queued (the last client_seq given) wrote `value` to `field`."""
+            assert c.device_id is not None
+            seq = c.store.get_int("next_seq") - 1
+            self.writes.setdefault((note, field), []).append((c.device_id, seq, value))
 
         def _marker(self, i: int) -> str:
             self.markers += 1
@@ -172,6 +191,12 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
         def sync(self, dev: int) -> None:
             self._dev(dev)[1].sync()
 
+        @rule()
+        def sync_everyone(self) -> None:
+            """Every device syncs until quiet: all must then equal the projection (a later
+            write could otherwise hide a divergence before the end)."""
+            self._converged()
+
         @rule(dev=DEVICE)
         def push_response_lost(self, dev: int) -> None:
             """The server commits a batch; its response never reaches the device."""
@@ -198,7 +223,19 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             i, c = self._dev(dev)
             path = c.store.path
             c.close()
-            self.clients[i] = SyncClient.open(path)
+            self.clients[i] = SyncClient.open(path, now=self._now(i))
+
+        @initialize(offsets=st.permutations(SKEWS))
+        def skew_clocks(self, offsets: list[int]) -> None:
+            """Each device's wall clock starts off by its own amount (one is right, one just
+            inside the server's 5-minute window, others well outside it, ahead or behind)."""
+            self.offsets.update(enumerate(offsets))
+
+        @rule(dev=DEVICE, offset=SKEW)
+        def skew_clock(self, dev: int, offset: int) -> None:
+            """The device's wall clock is set wrong (or right again) from now on."""
+            i, _ = self._dev(dev)
+            self.offsets[i] = offset
 
         @precondition(lambda self: len(self.clients) < MAX_DEVICES)
         @rule(user=st.integers(0, 1))
@@ -207,7 +244,7 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
 
         # --- quiescence -----------------------------------------------------------------
 
-        def _check(self) -> None:
+        def _converged(self) -> dict[str, dict[str, Any]]:
             for _ in range(2):
                 for c in self.clients:
                     c.sync()
@@ -215,7 +252,19 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             snap = snapshot_notes(self.clients[0])
             for i, v in enumerate(views):
                 assert v == snap, f"device {i} differs from the snapshot"
-            for (note, field), (hlc, value) in self.model.items():
+            # The fields' clocks too: a device whose clock for a field differs from the
+            # log's orders the next write of that field differently.
+            clocks = {n["id"]: n["clocks"] for n in self.clients[0].api.snapshot().notes}
+            for i, c in enumerate(self.clients):
+                mine = {r.id: r.clocks for r in c.store.rows("note")}
+                assert mine == clocks, f"device {i}'s clocks differ from the snapshot's"
+            return snap
+
+        def _check(self) -> None:
+            snap = self._converged()
+            for (note, field), writes in self.writes.items():
+                hlc, value = max((clock, value) for device_id, seq, value in writes
+                                 for clock in self._canonical(device_id, seq))
                 assert snap[note][field] == value, (note, field, hlc, value, snap[note][field])
             bodies = "".join(snap[n]["body"] for n in self.notes)
             for m in self.inserted - self.deleted:
@@ -223,8 +272,19 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
             for m in self.deleted:
                 assert m not in bodies, f"deleted marker {m!r} came back"
             for c in self.clients:
-                assert c.pending() == 0
+                assert c.pending() == 0 and c.device_id is not None
                 assert_acked_once(db, c.device_id, c.acked)
+                # A device's canonical clocks keep the order of its ops.
+                clocks = [r[0] for r in db.execute(
+                    "SELECT DISTINCT ON (client_seq) hlc FROM events WHERE device_id = %s"
+                    " AND client_seq IS NOT NULL ORDER BY client_seq", (c.device_id,))]
+                assert clocks == sorted(set(clocks)), (c.device_id, clocks)
+
+        def _canonical(self, device_id: str, seq: int) -> list[str]:
+            """The clock the log holds for a device's op (none if it was refused)."""
+            return [r[0] for r in db.execute(
+                "SELECT hlc FROM events WHERE device_id = %s AND client_seq = %s LIMIT 1",
+                (device_id, seq))]
 
     return Convergence
 

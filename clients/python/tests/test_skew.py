@@ -115,3 +115,19 @@ def test_a_write_far_ahead_is_kept_where_nothing_above_its_canonical_clock(mk: M
     behind.sync()
     snap = assert_equal_to_server(ahead, behind)
     assert (snap[nid]["title"], snap[nid]["tags"]) == ("new", ["x"])
+
+
+def test_a_write_far_ahead_over_a_pulled_value_above_its_canonical_clock(mk: Make) -> None:
+    """A pulls B's title (3 minutes ahead), then writes over it with a clock 2 hours ahead:
+    the server brings A's clock back below B's and keeps B's title; so does A."""
+    email = new_email()
+    b = mk("b", email, 3 * MINUTE, register=True)
+    nid = b.create_note(title="from b")
+    b.sync()
+    a = mk("a", email, 2 * 60 * MINUTE)
+    a.bootstrap()
+    a.update_note(nid, title="from a")
+    a.sync()
+    b.sync()
+    snap = assert_equal_to_server(a, b)
+    assert snap[nid]["title"] == "from b"
