@@ -131,6 +131,7 @@ class Projection:
 
         row = self.row_or_new(entity, ev.id)
         clocks_before, fields_before = dict(row.clocks), dict(row.fields)
+        confirmed_before = dict(row.confirmed)
         self._settle(row, ev, device_id)
         changed = row.fields != fields_before
         match ev.kind:
@@ -146,9 +147,11 @@ class Projection:
             case _:
                 self.store.notify(raw)
                 return []
-        # A write that keeps the value still moves the field's clock: persist it, or an
-        # older write arriving later would win here and nowhere else.
-        if changed or row.clocks != clocks_before or self.store.row(entity, ev.id) is None:
+        # A write that keeps the value still moves the field's clock, and one that loses to
+        # a write of this device not yet settled may still win when it is (merge.settle):
+        # persist both, or they would count here and nowhere else.
+        if (changed or row.clocks != clocks_before or row.confirmed != confirmed_before
+                or self.store.row(entity, ev.id) is None):
             self.store.save(row)
         return [ev.id] if changed else []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from syncd_client.store import Row, Store
@@ -99,4 +100,25 @@ def test_failed_transaction_rolls_back(store_path: Path) -> None:
     except RuntimeError:
         pass
     assert store.pending() == [] and store.enqueue(op(1)) == 1
+    store.close()
+
+
+def test_a_store_made_before_confirmed_existed_opens_and_keeps_its_rows(store_path: Path) -> None:
+    old = sqlite3.connect(store_path)
+    for table in ("notes", "projects"):
+        old.execute(
+            f"CREATE TABLE {table} (id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT"
+            " NULL, deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL DEFAULT '', body_state"
+            " BLOB, derived TEXT NOT NULL DEFAULT '{}')"
+        )
+    old.execute("""INSERT INTO notes (id, fields, clocks) VALUES ('n', '{"title":"t"}', '{}')""")
+    old.commit()
+    old.close()
+    store = Store(store_path)
+    row = store.row("note", "n")
+    assert row is not None and row.fields == {"title": "t"} and row.confirmed == {}
+    row.confirmed["title"] = ["", None]
+    store.save(row)
+    again = store.row("note", "n")
+    assert again is not None and again.confirmed == {"title": ["", None]}
     store.close()
