@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd import hlc as hlcs
 from syncd import store, sync
 from syncd.db import Conn, Database
 from syncd.edits import etag, etag_matches, op, rejection
@@ -47,8 +46,8 @@ async def patch(db: Database, hub: Hub, who: Principal, values: dict[str, Any],
             raise PreconditionFailed("the settings have changed", {"etag": etag(version)})
         if values:
             change = op("settings", who.user_id, "set", fields=values)
-            [result] = await sync.apply_ops(unit, who, [(change, hlcs.clock.tick(who.device_id))],
-                                            locked)
+            # Stamped by apply_ops once the row is locked, above the clocks it holds.
+            [result] = await sync.apply_ops(unit, who, [(change, None)], locked)
             if result.status == "rejected":
                 raise rejection(result, change)
         return await _view(unit.conn, who)
