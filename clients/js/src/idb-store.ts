@@ -1,0 +1,272 @@
+/**
+ * The `Store` for browsers: one IndexedDB database per account, with object stores
+ * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`,
+ * `documents` (each note's Yjs state, apart so that listing notes never reads them),
+ * `rejections` and `notifications`.
+ *
+ * Every method is one transaction whose requests are all issued from callbacks, with
+ * no await inside it (IndexedDB commits a transaction as soon as it has nothing left
+ * to do). `exclusive` holds a Web Lock named after the database, so writers in
+ * several tabs of one app take turns.
+ */
+import { Mutex } from './mutex.js'
+import type { Changes, EntityName, Event, NoteFilter, Op, Rejection, Row, Sent, Store } from './types.js'
+
+const VERSION = 1
+const TABLE: Record<EntityName, 'notes' | 'projects'> = { note: 'notes', project: 'projects' }
+const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'documents', 'rejections', 'notifications']
+
+/** A row as kept: the indexed columns beside the row's parts, the state apart. */
+interface Record_ {
+  id: string
+  fields: Row['fields']
+  clocks: Row['clocks']
+  body: string
+  derived: Row['derived']
+  project: string
+  pinned: 0 | 1
+  deleted: 0 | 1
+  tags: string[]
+}
+
+function toRecord (row: Row): Record_ {
+  const tags = Array.isArray(row.fields.tags) ? row.fields.tags.filter((t): t is string => typeof t === 'string') : []
+  return {
+    id: row.id,
+    fields: row.fields,
+    clocks: row.clocks,
+    body: row.body,
+    derived: row.derived,
+    // IndexedDB keys cannot be null or boolean: '' is "no project", 0/1 the flags
+    project: typeof row.fields.project_id === 'string' ? row.fields.project_id : '',
+    pinned: row.fields.pinned === true ? 1 : 0,
+    deleted: row.fields.deleted === true ? 1 : 0,
+    tags
+  }
+}
+
+function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
+  return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived }
+}
+
+function upgrade (db: IDBDatabase): void {
+  db.createObjectStore('meta')
+  db.createObjectStore('outbox', { keyPath: 'client_seq' })
+  db.createObjectStore('sent', { keyPath: 'client_seq' })
+  const notes = db.createObjectStore('notes', { keyPath: 'id' })
+  notes.createIndex('project', 'project')
+  notes.createIndex('pinned', 'pinned')
+  notes.createIndex('deleted', 'deleted')
+  notes.createIndex('tags', 'tags', { multiEntry: true })
+  db.createObjectStore('projects', { keyPath: 'id' })
+  db.createObjectStore('documents')
+  db.createObjectStore('rejections', { keyPath: 'client_seq' })
+  db.createObjectStore('notifications', { keyPath: 'seq' }).createIndex('kind', 'kind')
+}
+
+export class IndexedDbStore implements Store {
+  private readonly mutex = new Mutex()
+
+  constructor (private readonly db: IDBDatabase, readonly name: string) {}
+
+  /** Run `fn` in one transaction; resolve with what it leaves in `out` once committed. */
+  private async run<T> (stores: string[], mode: IDBTransactionMode,
+    fn: (t: IDBTransaction, out: { value: T }) => void, initial: T): Promise<T> {
+    return await new Promise<T>((resolve, reject) => {
+      const t = this.db.transaction(stores, mode, { durability: 'strict' })
+      const out = { value: initial }
+      t.oncomplete = () => resolve(out.value)
+      t.onerror = () => reject(t.error)
+      t.onabort = () => reject(t.error ?? new Error('transaction aborted'))
+      try {
+        fn(t, out)
+      } catch (e) {
+        t.abort()
+        reject(e)
+      }
+    })
+  }
+
+  async exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const locks = (globalThis.navigator as Navigator | undefined)?.locks
+    if (locks === undefined) return await this.mutex.run(fn)
+    return await locks.request(`syncd-store:${this.name}`, fn) as T
+  }
+
+  async getMeta (key: string): Promise<string | undefined> {
+    return await this.run<string | undefined>(['meta'], 'readonly', (t, out) => {
+      const r = t.objectStore('meta').get(key)
+      r.onsuccess = () => { out.value = r.result as string | undefined }
+    }, undefined)
+  }
+
+  async row (entity: EntityName, id: string): Promise<Row | undefined> {
+    const [row] = await this.rows(entity, [id])
+    return row
+  }
+
+  async rows (entity: EntityName, ids?: string[]): Promise<Row[]> {
+    const stores = entity === 'note' ? [TABLE[entity], 'documents'] : [TABLE[entity]]
+    return await this.run<Row[]>(stores, 'readonly', (t, out) => {
+      const table = t.objectStore(TABLE[entity])
+      const add = (r: Record_): void => {
+        if (entity !== 'note') {
+          out.value.push(toRow(entity, r, null))
+          return
+        }
+        const row = toRow(entity, r, null)
+        out.value.push(row)
+        const d = t.objectStore('documents').get(r.id)
+        d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
+      }
+      if (ids === undefined) {
+        const all = table.getAll()
+        all.onsuccess = () => { for (const r of all.result as Record_[]) add(r) }
+        return
+      }
+      for (const id of ids) {
+        const g = table.get(id)
+        g.onsuccess = () => { if (g.result !== undefined) add(g.result as Record_) }
+      }
+    }, [])
+  }
+
+  /** Rows without their document state (`bodyState` null): a list never needs it. */
+  async queryNotes (filter: NoteFilter): Promise<Row[]> {
+    const deleted = filter.deleted === undefined ? false : filter.deleted
+    return await this.run<Row[]>(['notes'], 'readonly', (t, out) => {
+      const notes = t.objectStore('notes')
+      // the most selective index given, then the other filters on what it returned
+      const request = filter.projectId !== undefined
+        ? notes.index('project').getAll(filter.projectId ?? '')
+        : filter.tag !== undefined
+          ? notes.index('tags').getAll(filter.tag)
+          : filter.pinned !== undefined
+            ? notes.index('pinned').getAll(filter.pinned ? 1 : 0)
+            : deleted !== null ? notes.index('deleted').getAll(deleted ? 1 : 0) : notes.getAll()
+      request.onsuccess = () => {
+        for (const r of request.result as Record_[]) {
+          if (deleted !== null && r.deleted !== (deleted ? 1 : 0)) continue
+          if (filter.pinned !== undefined && r.pinned !== (filter.pinned ? 1 : 0)) continue
+          if (filter.tag !== undefined && !r.tags.includes(filter.tag)) continue
+          out.value.push(toRow('note', r, null))
+        }
+      }
+    }, [])
+  }
+
+  async pending (limit: number): Promise<Op[]> {
+    return await this.run<Op[]>(['outbox'], 'readonly', (t, out) => {
+      const r = t.objectStore('outbox').getAll(null, limit)
+      r.onsuccess = () => { out.value = r.result as Op[] }
+    }, [])
+  }
+
+  async outboxSize (): Promise<number> {
+    return await this.run<number>(['outbox'], 'readonly', (t, out) => {
+      const r = t.objectStore('outbox').count()
+      r.onsuccess = () => { out.value = r.result }
+    }, 0)
+  }
+
+  async sent (seqs: number[]): Promise<Sent[]> {
+    return await this.run<Sent[]>(['sent'], 'readonly', (t, out) => {
+      for (const s of seqs) {
+        const r = t.objectStore('sent').get(s)
+        r.onsuccess = () => { if (r.result !== undefined) out.value.push(r.result as Sent) }
+      }
+    }, [])
+  }
+
+  async rejections (): Promise<Rejection[]> {
+    return await this.run<Rejection[]>(['rejections'], 'readonly', (t, out) => {
+      const r = t.objectStore('rejections').getAll()
+      r.onsuccess = () => { out.value = r.result as Rejection[] }
+    }, [])
+  }
+
+  async notifications (kind?: string): Promise<Event[]> {
+    return await this.run<Event[]>(['notifications'], 'readonly', (t, out) => {
+      const s = t.objectStore('notifications')
+      const r = kind === undefined ? s.getAll() : s.index('kind').getAll(kind)
+      r.onsuccess = () => { out.value = (r.result as Event[]).sort((a, b) => a.seq - b.seq) }
+    }, [])
+  }
+
+  async commit (c: Changes): Promise<number[]> {
+    return await this.run<number[]>(ALL, 'readwrite', (t, out) => {
+      const meta = t.objectStore('meta')
+      for (const [key, value] of Object.entries(c.meta ?? {})) {
+        if (value === null) meta.delete(key)
+        else meta.put(String(value), key)
+      }
+      for (const row of c.rows ?? []) {
+        t.objectStore(TABLE[row.entity]).put(toRecord(row))
+        // a row read without its state (a query) leaves the stored state as it is
+        if (row.entity === 'note' && row.bodyState !== null) t.objectStore('documents').put(row.bodyState, row.id)
+      }
+      for (const d of c.drop ?? []) {
+        t.objectStore(TABLE[d.entity]).delete(d.id)
+        if (d.entity === 'note') t.objectStore('documents').delete(d.id)
+      }
+      const outbox = t.objectStore('outbox')
+      // consumed ops leave before new ones are numbered (a new device numbers from 1 again)
+      for (const s of c.dropOps ?? []) outbox.delete(s)
+      if (c.dropOpsBelow !== undefined && c.dropOpsBelow > 0) outbox.delete(IDBKeyRange.upperBound(c.dropOpsBelow, true))
+      const ops = c.enqueue ?? []
+      if (ops.length > 0) {
+        // requests run in order, so this read sees the meta writes above
+        const r = meta.get('next_seq')
+        r.onsuccess = () => {
+          let next = Number(r.result ?? 1)
+          for (const op of ops) {
+            outbox.put({ ...op, client_seq: next })
+            out.value.push(next++)
+          }
+          meta.put(String(next), 'next_seq')
+        }
+      }
+      const sent = t.objectStore('sent')
+      for (const s of c.sent ?? []) sent.put(s)
+      for (const s of c.unsent ?? []) sent.delete(s)
+      if (c.unsentFrom !== undefined) sent.delete(IDBKeyRange.lowerBound(c.unsentFrom))
+      for (const r of c.rejections ?? []) t.objectStore('rejections').put(r)
+      for (const n of c.notifications ?? []) t.objectStore('notifications').put(n)
+    }, [])
+  }
+
+  async renumber (first: number): Promise<void> {
+    await this.run<undefined>(['outbox', 'meta'], 'readwrite', (t) => {
+      const outbox = t.objectStore('outbox')
+      const r = outbox.getAll()
+      r.onsuccess = () => {
+        const ops = r.result as Op[]
+        outbox.clear()
+        ops.forEach((op, i) => outbox.put({ ...op, client_seq: first + i }))
+        t.objectStore('meta').put(String(first + ops.length), 'next_seq')
+      }
+    }, undefined)
+  }
+
+  async wipe (): Promise<void> {
+    await this.run<undefined>(ALL, 'readwrite', (t) => {
+      for (const s of ALL) if (s !== 'meta') t.objectStore(s).clear()
+    }, undefined)
+  }
+
+  async close (): Promise<void> {
+    this.db.close()
+  }
+}
+
+/** Open (or create) the account's database `name`. */
+export async function openIndexedDbStore (name: string, factory: IDBFactory = indexedDB): Promise<IndexedDbStore> {
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    const r = factory.open(name, VERSION)
+    r.onupgradeneeded = () => upgrade(r.result)
+    r.onsuccess = () => resolve(r.result)
+    r.onerror = () => reject(r.error)
+    r.onblocked = () => reject(new Error(`database ${name} is blocked by an older version`))
+  })
+  return new IndexedDbStore(db, name)
+}

@@ -1,0 +1,105 @@
+/**
+ * The queue of ops this device made that the server has not consumed yet.
+ *
+ * Ops are numbered 1, 2, 3... by the store in the transaction that queues them, and
+ * keep their number when a push is retried, so a push whose response was lost comes
+ * back as `duplicate` and is dropped (its effect is already local). The only
+ * renumbering is on `client_seq_gap` when the server expects a number *below* the head
+ * of the queue (it never saw those numbers: a store restored from an old copy).
+ * Transport-free: HTTP push and the sync socket both use it. Callers hold the store's
+ * exclusive lock.
+ */
+import { rewriteClock } from './merge.js'
+import type { Changes, EntityName, Op, PushResponse, Rejection, Row, Store } from './types.js'
+
+export const MAX_BATCH = 1000
+/** The server takes at most 8 MiB of request body; stay well under it. */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+export class Outbox {
+  constructor (private readonly store: Store) {}
+
+  /** The next ops to push, remembered as sent so their canonical clock can be adopted. */
+  async nextBatch (limit = MAX_BATCH): Promise<Op[]> {
+    const ops = await this.store.pending(Math.min(limit, MAX_BATCH))
+    let bytes = 0
+    let count = 0
+    for (const op of ops) {
+      bytes += (op.update?.length ?? 0) + JSON.stringify(op.fields ?? {}).length + 200
+      if (count > 0 && bytes > MAX_BATCH_BYTES) break
+      count++
+    }
+    const batch = ops.slice(0, count)
+    if (batch.length > 0) {
+      await this.store.commit({
+        sent: batch.map((op) => ({ client_seq: op.client_seq, entity: op.entity, id: op.id, hlc: op.hlc }))
+      })
+    }
+    return batch
+  }
+
+  /** Consume the results of a push of `ops` (HTTP response or socket `ack`). */
+  async onResponse (ops: Op[], resp: PushResponse): Promise<Rejection[]> {
+    const bySeq = new Map(ops.map((op) => [op.client_seq, op]))
+    const done: number[] = []
+    const unsent: number[] = []
+    const rejections: Rejection[] = []
+    const adopt: Array<{ entity: EntityName, id: string, old: string, replacement: string }> = []
+    for (const res of resp.results) {
+      const op = bySeq.get(res.client_seq)
+      if (op === undefined) continue
+      done.push(res.client_seq)
+      if (res.status === 'applied') {
+        unsent.push(res.client_seq)
+        if (res.hlc && res.hlc !== op.hlc) adopt.push({ entity: op.entity, id: op.id, old: op.hlc, replacement: res.hlc })
+      } else if (res.status === 'rejected') {
+        unsent.push(res.client_seq)
+        const { client_seq: _seq, ...body } = op
+        rejections.push({
+          client_seq: op.client_seq, entity: op.entity, id: op.id, kind: op.kind,
+          code: res.code ?? 'rejected', message: res.message ?? '', op: body
+        })
+        // the server kept nothing of this op: any remote write must win over the
+        // local value it left behind
+        adopt.push({ entity: op.entity, id: op.id, old: op.hlc, replacement: '' })
+      }
+      // duplicate: consumed by an earlier push whose response was lost; the `sent`
+      // entry stays so that the pulled event can still canonicalise its clock
+    }
+    const rows = await this.adoptClocks(adopt)
+    const acked = Math.max(resp.acked, Number(await this.store.getMeta('acked') ?? 0))
+    const nextSeq = Number(await this.store.getMeta('next_seq') ?? 1)
+    const changes: Changes = {
+      rows,
+      dropOps: done,
+      // everything up to `acked` is consumed, whether or not a result named it
+      dropOpsBelow: resp.acked + 1,
+      unsent,
+      rejections,
+      meta: { acked, ...(nextSeq <= resp.acked ? { next_seq: resp.acked + 1 } : {}) }
+    }
+    await this.store.commit(changes)
+    return rejections
+  }
+
+  /** Recover from `client_seq_gap {expected}` before pushing again. */
+  async onGap (expected: number): Promise<void> {
+    await this.store.commit({ dropOpsBelow: expected, unsentFrom: expected, meta: { acked: expected - 1 } })
+    const [head] = await this.store.pending(1)
+    if (head === undefined) {
+      await this.store.commit({ meta: { next_seq: expected } })
+    } else if (head.client_seq !== expected) {
+      await this.store.renumber(expected)
+    }
+  }
+
+  private async adoptClocks (adopt: Array<{ entity: EntityName, id: string, old: string, replacement: string }>): Promise<Row[]> {
+    const rows = new Map<string, Row>()
+    for (const a of adopt) {
+      const key = `${a.entity}:${a.id}`
+      const row = rows.get(key) ?? await this.store.row(a.entity, a.id)
+      if (row !== undefined && rewriteClock(row, a.old, a.replacement)) rows.set(key, row)
+    }
+    return [...rows.values()]
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The local projection's rules: remote events, snapshot entities and our own events
+ * merged into rows. Pure apart from the open note documents it is handed, so applying
+ * the same event twice, or an old event after a newer local edit, changes nothing.
+ *
+ * Events of this device carry their `client_seq`; when the server canonicalised such
+ * an op's clock, the fields still carrying the original clock take the canonical one,
+ * so every replica orders later writes the same way.
+ */
+import * as Y from 'yjs'
+import { fromBase64 } from './base64.js'
+import { rewriteClock, sameValue, setClocked, setFields } from './merge.js'
+import { REMOTE, mergeInto, textOf } from './textdoc.js'
+import { defaults, type EntityName, type Event, type Json, type Row, writableFields } from './types.js'
+
+export const NOTIFICATION_KINDS: ReadonlySet<string> = new Set(['milestone', 'member', 'conflict'])
+const NOT_DERIVED = new Set(['id', 'clocks', 'body', 'body_state', 'deleted'])
+
+export function entityName (name: string): EntityName | null {
+  return name === 'note' || name === 'project' ? name : null
+}
+
+/** The open documents, by note id: text merges go through them so editors see them. */
+export type DocLookup = (id: string) => Y.Doc | undefined
+
+/** Merge a Yjs update into the row (and its open document); true if the text state changed. */
+export function mergeText (row: Row, update: Uint8Array | null, docs: DocLookup): boolean {
+  if (update === null || update.length === 0) return false
+  const doc = docs(row.id)
+  try {
+    if (doc !== undefined) {
+      let changed = false
+      const seen = (): void => { changed = true }
+      doc.on('update', seen)
+      try {
+        Y.applyUpdate(doc, update, REMOTE)
+      } finally {
+        doc.off('update', seen)
+      }
+      if (!changed && doc.store.pendingStructs === null) return false
+      row.body = textOf(doc)
+      row.bodyState = Y.encodeStateAsUpdate(doc)
+      return true
+    }
+    const merged = mergeInto(row.bodyState, update)
+    if (merged === null) return false
+    row.body = merged.text
+    row.bodyState = merged.state
+    return true
+  } catch {
+    // an update that does not parse is skipped here, as the server refuses it there
+    return false
+  }
+}
+
+function b64 (value: unknown): Uint8Array | null {
+  return typeof value === 'string' && value.length > 0 ? fromBase64(value) : null
+}
+
+/**
+ * Merge a whole entity (a snapshot entity, or a `put` event's fields) field by field.
+ * `flat` holds fields, `deleted` and derived values; `clocks` the field clocks.
+ */
+export function mergeEntity (row: Row, flat: Json, clocks: Record<string, string>,
+  bodyState: Uint8Array | null, body: unknown, docs: DocLookup): boolean {
+  const names = new Set([...writableFields(row.entity), 'deleted'])
+  const fields: Json = {}
+  for (const [k, v] of Object.entries(flat)) if (names.has(k)) fields[k] = v
+  let changed = setClocked(row, fields, clocks).length > 0
+  // a value without a clock (never written by anyone) only fills a gap
+  for (const [name, value] of Object.entries({ ...defaults(row.entity), deleted: false, ...fields })) {
+    if (!(name in row.fields)) {
+      row.fields[name] = value
+      changed = true
+    }
+  }
+  const derived: Json = {}
+  let derivedChanged = false
+  for (const [k, v] of Object.entries(flat)) {
+    if (names.has(k) || NOT_DERIVED.has(k)) continue
+    derived[k] = v
+    if (!sameValue(row.derived[k], v)) derivedChanged = true
+  }
+  if (derivedChanged) {
+    row.derived = { ...row.derived, ...derived }
+    changed = true
+  }
+  if (bodyState !== null) {
+    if (row.bodyState === null && docs(row.id) === undefined && typeof body === 'string') {
+      // a fresh row takes the server's state as it is: no document needs to be built
+      row.bodyState = bodyState
+      row.body = body
+      changed = true
+    } else {
+      changed = mergeText(row, bodyState, docs) || changed
+    }
+  }
+  return changed
+}
+
+/** Merge one snapshot entity into `row`. */
+export function applyEntity (row: Row, flat: Json, docs: DocLookup): boolean {
+  return mergeEntity(row, flat, (flat.clocks ?? {}) as Record<string, string>,
+    b64(flat.body_state), flat.body, docs)
+}
+
+/**
+ * Apply one data event (`set`, `text`, `delete`, `restore`, `put`) to `row`.
+ * `sentHlc` is the clock this device first gave the op, when the event is its own.
+ * Returns whether the row's visible state changed.
+ */
+export function applyEvent (row: Row, ev: Event, sentHlc: string | undefined, docs: DocLookup): boolean {
+  const hlc = ev.hlc ?? ''
+  let changed = false
+  if (sentHlc !== undefined && sentHlc !== hlc && hlc !== '') {
+    changed = rewriteClock(row, sentHlc, hlc)
+  }
+  switch (ev.kind) {
+    case 'set':
+      return setFields(row, ev.fields ?? {}, hlc).length > 0 || changed
+    case 'delete':
+    case 'restore':
+      return setFields(row, { deleted: ev.kind === 'delete' }, hlc).length > 0 || changed
+    case 'text': {
+      // "fields are as the op sent them": a text op carries `update` at the top level
+      const update = b64(ev.update) ?? b64(ev.fields?.update)
+      return mergeText(row, update, docs) || changed
+    }
+    case 'put': {
+      const flat: Json = { ...(ev.fields ?? {}) }
+      if (typeof ev.deleted === 'boolean' && !('deleted' in flat)) flat.deleted = ev.deleted
+      return mergeEntity(row, flat, ev.clocks ?? {}, b64(ev.body_state), undefined, docs) || changed
+    }
+    default:
+      return changed
+  }
+}
+
+/** A flat read-only view of a row, shaped like the server's Entity. */
+export function view (row: Row): Json {
+  const out: Json = { id: row.id, ...defaults(row.entity), ...row.derived, ...row.fields }
+  out.deleted = row.fields.deleted === true
+  if (row.entity === 'note') {
+    out.body = row.body
+    out.word_count = row.body.split(/\s+/).filter((w) => w.length > 0).length
+  }
+  let updated = ''
+  for (const c of Object.values(row.clocks)) if (c > updated) updated = c
+  out.updated = updated
+  return out
+}

@@ -1,0 +1,164 @@
+/**
+ * Vocabulary shared by the SDK's modules: entities, rows of the local projection,
+ * ops and events as they travel (PROTOCOL.md), and the `Store` interface that the
+ * IndexedDB and SQLite adapters implement.
+ */
+
+export type EntityName = 'note' | 'project'
+export type OpKind = 'set' | 'text' | 'delete' | 'restore'
+export type Json = Record<string, unknown>
+
+export const ENTITIES: readonly EntityName[] = ['note', 'project']
+export const NOTE_FIELDS: ReadonlySet<string> = new Set(['title', 'tags', 'pinned', 'favorite', 'project_id'])
+export const PROJECT_FIELDS: ReadonlySet<string> = new Set(['title', 'description', 'word_goal', 'status'])
+
+/** The LWW fields a device may `set` on an entity. */
+export function writableFields (entity: EntityName): ReadonlySet<string> {
+  return entity === 'note' ? NOTE_FIELDS : PROJECT_FIELDS
+}
+
+/** Field values a freshly created entity starts from. */
+export function defaults (entity: EntityName): Json {
+  return entity === 'note'
+    ? { title: '', tags: [], pinned: false, favorite: false, project_id: null }
+    : { title: '', description: '', word_goal: 0, status: 'active' }
+}
+
+/** One entity of the local projection. `fields` includes `deleted`; `clocks` is per field. */
+export interface Row {
+  entity: EntityName
+  id: string
+  fields: Json
+  clocks: Record<string, string>
+  body: string
+  /** The note's Yjs document state (v1 update), or null for none yet. */
+  bodyState: Uint8Array | null
+  /** Values the server derives (word_count, members, progress...), as last sent. */
+  derived: Json
+}
+
+export function newRow (entity: EntityName, id: string): Row {
+  return { entity, id, fields: {}, clocks: {}, body: '', bodyState: null, derived: {} }
+}
+
+/** An op as queued and pushed; `client_seq` is given by the store when it is queued. */
+export interface Op {
+  client_seq: number
+  hlc: string
+  entity: EntityName
+  id: string
+  kind: OpKind
+  fields?: Json
+  field?: 'body'
+  /** base64 Yjs v1 update of a `text` op */
+  update?: string
+  base?: number
+}
+
+export type NewOp = Omit<Op, 'client_seq'>
+
+/** An event of the user's log as the server sends it. */
+export interface Event {
+  seq: number
+  entity: string
+  id: string
+  kind: string
+  hlc?: string
+  device_id?: string | null
+  user_id?: string | null
+  at?: string
+  client_seq?: number | null
+  fields?: Json | null
+  field?: string | null
+  update?: string | null
+  clocks?: Record<string, string> | null
+  body_state?: string | null
+  deleted?: boolean | null
+}
+
+export interface OpResult {
+  client_seq: number
+  status: 'applied' | 'duplicate' | 'rejected'
+  code?: string | null
+  message?: string | null
+  hlc?: string | null
+}
+
+export interface PushResponse {
+  acked: number
+  cursor: number
+  results: OpResult[]
+}
+
+/** A pushed op whose canonical clock is not known yet. */
+export interface Sent {
+  client_seq: number
+  entity: EntityName
+  id: string
+  hlc: string
+}
+
+/** An op the server refused, kept with its reason (it is not retried). */
+export interface Rejection {
+  client_seq: number
+  entity: string
+  id: string
+  kind: string
+  code: string
+  message: string
+  op: Json
+}
+
+/** Filters of a local note query; each one given narrows the result. */
+export interface NoteFilter {
+  projectId?: string | null
+  tag?: string
+  pinned?: boolean
+  /** true: only deleted notes; false (the default): only live ones; null: both */
+  deleted?: boolean | null
+}
+
+/** What one atomic write of the store does; every part is optional. */
+export interface Changes {
+  rows?: Row[]
+  drop?: Array<{ entity: EntityName, id: string }>
+  /** ops to queue, numbered from `meta.next_seq` inside the same transaction */
+  enqueue?: NewOp[]
+  meta?: Record<string, string | number | null>
+  /** outbox entries consumed (by number), and all those below a number */
+  dropOps?: number[]
+  dropOpsBelow?: number
+  sent?: Sent[]
+  /** forget sent entries by number, or all from a number on */
+  unsent?: number[]
+  unsentFrom?: number
+  rejections?: Rejection[]
+  notifications?: Event[]
+}
+
+/**
+ * The one interface the sync engine is written against. Each method is one short
+ * transaction of its own; `commit` applies a whole `Changes` atomically.
+ * `exclusive` runs `fn` while holding the account's write lock (across tabs in a
+ * browser), so a read-modify-write never interleaves with another writer.
+ */
+export interface Store {
+  readonly name: string
+  exclusive: <T>(fn: () => Promise<T>) => Promise<T>
+  getMeta: (key: string) => Promise<string | undefined>
+  row: (entity: EntityName, id: string) => Promise<Row | undefined>
+  rows: (entity: EntityName, ids?: string[]) => Promise<Row[]>
+  queryNotes: (filter: NoteFilter) => Promise<Row[]>
+  pending: (limit: number) => Promise<Op[]>
+  outboxSize: () => Promise<number>
+  sent: (seqs: number[]) => Promise<Sent[]>
+  rejections: () => Promise<Rejection[]>
+  notifications: (kind?: string) => Promise<Event[]>
+  /** Apply `changes` in one transaction; return the numbers given to `changes.enqueue`. */
+  commit: (changes: Changes) => Promise<number[]>
+  /** Renumber the queued ops contiguously from `first`, keeping their order. */
+  renumber: (first: number) => Promise<void>
+  /** Drop every entity, op, sent entry, rejection and notification (meta stays). */
+  wipe: () => Promise<void>
+  close: () => Promise<void>
+}

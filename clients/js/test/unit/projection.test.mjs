@@ -1,0 +1,161 @@
+// Remote events applied to the local projection, given as the objects the server sends
+// (the same cases as the Python SDK's tests/test_projection.py).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import { formatHlc, newDoc, replaceText } from '../../dist/index.js'
+import { toBase64 } from '../../dist/base64.js'
+import { DEVICE, NOTE, ev, h, offlineClient } from './helpers.mjs'
+
+function updates (...texts) {
+  const doc = newDoc()
+  return texts.map((t) => {
+    const before = Y.encodeStateVector(doc)
+    replaceText(doc, t)
+    return toBase64(Y.encodeStateAsUpdate(doc, before))
+  })
+}
+
+test('set is LWW per field in any order', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(2, 'set', h(2000), { fields: { title: 'new', pinned: true } })])
+  await c.store.commit({ meta: { cursor: 0 } }) // deliver the older one afterwards
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 'old', tags: ['a'] } })])
+  const note = await c.note(NOTE)
+  assert.deepEqual([note.title, note.pinned, note.tags], ['new', true, ['a']])
+  assert.equal(await c.cursor(), 1)
+})
+
+test('at equal wall and counter the greater device wins', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([
+    ev(1, 'set', h(1000, 'b'), { fields: { title: 'from b' } }),
+    ev(2, 'set', h(1000, 'a'), { fields: { title: 'from a' } })
+  ])
+  assert.equal((await c.note(NOTE)).title, 'from b')
+})
+
+test('an older remote event does not overwrite a local edit', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 'remote' } })])
+  await c.updateNote(NOTE, { title: 'mine' }) // the local clock has observed h(1000)
+  await c.applyEvents([ev(2, 'set', h(1500), { fields: { title: 'stale', favorite: true } })])
+  const note = await c.note(NOTE)
+  assert.equal(note.title, 'mine')
+  assert.equal(note.favorite, true)
+})
+
+test('events at or below the cursor are skipped', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 'a' } })])
+  assert.deepEqual(await c.applyEvents([ev(1, 'set', h(9000), { fields: { title: 'replayed' } })]), [])
+  assert.equal((await c.note(NOTE)).title, 'a')
+})
+
+test('delete and restore are LWW', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 'x' } }), ev(2, 'restore', h(3000)), ev(3, 'delete', h(2000))])
+  assert.equal((await c.note(NOTE)).deleted, false)
+  assert.equal((await c.notes()).length, 1)
+  await c.applyEvents([ev(4, 'delete', h(4000))])
+  assert.deepEqual(await c.notes(), [])
+  assert.equal((await c.notes({ deleted: true })).length, 1)
+  assert.equal((await c.notes({ deleted: null })).length, 1)
+})
+
+test('text events merge and are idempotent', async () => {
+  const c = await offlineClient()
+  const [u1, u2] = updates('hello world', 'hello brave world')
+  await c.applyEvents([
+    ev(1, 'set', h(1000), { fields: { title: 't' } }),
+    ev(2, 'text', h(1001), { field: 'body', update: u2 }),
+    ev(3, 'text', h(1002), { field: 'body', update: u1 }),
+    ev(4, 'text', h(1003), { field: 'body', update: u2 })
+  ])
+  assert.equal((await c.note(NOTE)).body, 'hello brave world')
+  await c.setBody(NOTE, 'hello brave new world')
+  assert.equal((await c.note(NOTE)).body, 'hello brave new world')
+  const [op] = (await c.store.pending(10)).filter((o) => o.kind === 'text')
+  assert.equal(op.field, 'body')
+})
+
+test('a bad text update is skipped', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 't' } }), ev(2, 'text', h(1001), { field: 'body', update: 'AAECAwQ=' })])
+  assert.equal((await c.note(NOTE)).body, '')
+  assert.equal(await c.cursor(), 2)
+})
+
+test('a put merges by field clocks and body state', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(5000), { fields: { title: 'newer title' } })])
+  const doc = newDoc()
+  replaceText(doc, 'shared body')
+  await c.applyEvents([ev(2, 'put', h(6000), {
+    fields: { title: 'older title', tags: ['x'], deleted: false },
+    clocks: { title: h(4000), tags: h(4000), deleted: h(4000) },
+    body_state: toBase64(Y.encodeStateAsUpdate(doc))
+  })])
+  const note = await c.note(NOTE)
+  assert.deepEqual([note.title, note.tags, note.body], ['newer title', ['x'], 'shared body'])
+})
+
+test('a revoke drops the entity and tells subscribers', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { title: 'shared' } })])
+  const seen = []
+  c.subscribe((change) => seen.push(change.ids))
+  await c.applyEvents([ev(2, 'revoke', h(2000))])
+  assert.equal(await c.note(NOTE), undefined)
+  assert.deepEqual(await c.notes({ deleted: null }), [])
+  assert.deepEqual(seen, [[NOTE]])
+})
+
+test('notification events are kept', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([
+    ev(1, 'milestone', h(1000), { entity: 'project', fields: { percent: 50 } }),
+    ev(2, 'conflict', h(1001), { fields: { field: 'title' } })
+  ])
+  assert.deepEqual((await c.notifications()).map((n) => n.kind), ['milestone', 'conflict'])
+  assert.deepEqual((await c.notifications('milestone'))[0].fields, { percent: 50 })
+})
+
+test('a remote clock is observed', async () => {
+  const c = await offlineClient()
+  const future = h(9_000_000_000_000)
+  await c.applyEvents([ev(1, 'set', future, { fields: { title: 'far' } })])
+  await c.updateNote(NOTE, { title: 'after' })
+  assert.equal((await c.note(NOTE)).title, 'after')
+  const ops = await c.store.pending(10)
+  assert.ok(ops.at(-1).hlc > future)
+})
+
+test('our own event with a canonical clock rewrites the local clock', async () => {
+  const c = await offlineClient()
+  const id = await c.createNote({ title: 'skewed' })
+  const [op] = await c.outbox.nextBatch()
+  const canonical = formatHlc(1000, 0, DEVICE)
+  // the push response was lost: the event of our own op arrives with the canonical hlc
+  await c.applyEvents([{ ...ev(1, 'set', canonical, { id, fields: { title: 'skewed' } }), device_id: DEVICE, client_seq: op.client_seq }])
+  const row = await c.store.row('note', id)
+  assert.equal(row.clocks.title, canonical)
+  // ...so a later write by another device now wins, as it does on every replica
+  await c.applyEvents([ev(2, 'set', h(2000), { id, fields: { title: 'other' } })])
+  assert.equal((await c.note(id)).title, 'other')
+})
+
+test('local queries by project, pinned, tag and text', async () => {
+  const c = await offlineClient()
+  const p = await c.createProject({ title: 'book' })
+  const a = await c.createNote({ title: 'Chapter one', project_id: p, tags: ['draft'], pinned: true })
+  const b = await c.createNote({ title: 'Groceries', tags: ['home', 'draft'], body: 'milk and bread' })
+  const ids = (list) => list.map((n) => n.id).sort()
+  assert.deepEqual(ids(await c.notes({ projectId: p })), [a])
+  assert.deepEqual(ids(await c.notes({ projectId: null })), [b])
+  assert.deepEqual(ids(await c.notes({ pinned: true })), [a])
+  assert.deepEqual(ids(await c.notes({ tag: 'draft' })), [a, b].sort())
+  assert.deepEqual(ids(await c.notes({ text: 'BREAD' })), [b])
+  assert.equal((await c.notes())[0].id, a) // pinned first
+  assert.deepEqual((await c.projects()).map((x) => x.title), ['book'])
+})
