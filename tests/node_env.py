@@ -129,3 +129,42 @@ def ensure_node_modules(cache_dir: Path = DEFAULT_CACHE, sources: Path = NODE_SO
 def collab_peer_command(node_dir: Path, *args: str) -> list[str]:
     """The command line for collab_peer.mjs; run it with `cwd=node_dir`."""
     return [node_binary(), str(node_dir / "collab_peer.mjs"), *args]
+
+
+JS_CLIENT = REPO / "clients" / "js"
+CHROMIUM_HELP = (
+    "the browser tests need Chromium: install Debian's package (apt-get install chromium) "
+    "or point CHROMIUM at a Chromium binary"
+)
+
+
+def ensure_js_client() -> Path:
+    """Install clients/js's locked packages (once per lock file) and build it; return its dir.
+
+    Unlike tests/node this runs install scripts: better-sqlite3 compiles its native module.
+    """
+    manifests = [JS_CLIENT / "package.json", JS_CLIENT / "package-lock.json"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "npm_config_update_notifier": "false"}
+    with _file_lock(DEFAULT_CACHE / ".lock-js"):
+        stamp = JS_CLIENT / "node_modules" / STAMP
+        if not (stamp.exists() and stamp.read_text().strip() == digest):
+            subprocess.run([*npm_command(), "ci", "--no-audit", "--no-fund"],
+                           cwd=JS_CLIENT, env=env, check=True, timeout=900)
+            stamp.write_text(digest + "\n")
+        subprocess.run([*npm_command(), "run", "--silent", "build"],
+                       cwd=JS_CLIENT, env=env, check=True, timeout=300)
+    return JS_CLIENT
+
+
+def chromium_binary() -> str | None:
+    """Chromium from CHROMIUM or PATH (Debian's `chromium` package), or None."""
+    named = os.environ.get("CHROMIUM")
+    if named:
+        return shutil.which(named) or (named if Path(named).is_file() else None)
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    return None

@@ -142,7 +142,11 @@ export class SqliteStore implements Store {
       else setMeta.run(key, String(value))
     }
     for (const row of c.rows ?? []) {
-      db.prepare(`INSERT OR REPLACE INTO ${TABLE[row.entity]} (id, fields, clocks, deleted, project_id, pinned, body, body_state, derived) VALUES (?,?,?,?,?,?,?,?,?)`).run(
+      // a row read without its document (a query) leaves the stored one as it is
+      db.prepare(`INSERT INTO ${TABLE[row.entity]} (id, fields, clocks, deleted, project_id, pinned, body, body_state, derived) VALUES (?,?,?,?,?,?,?,?,?)
+        ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, clocks = excluded.clocks, deleted = excluded.deleted,
+        project_id = excluded.project_id, pinned = excluded.pinned, body = excluded.body,
+        body_state = coalesce(excluded.body_state, body_state), derived = excluded.derived`).run(
         row.id, JSON.stringify(row.fields), JSON.stringify(row.clocks), row.fields.deleted === true ? 1 : 0,
         typeof row.fields.project_id === 'string' ? row.fields.project_id : null,
         row.fields.pinned === true ? 1 : 0, row.body,

@@ -1,0 +1,140 @@
+// The one test suite every Store passes: SQLite under Node's test runner
+// (node/store.test.mjs) and IndexedDB in Chromium (browser/store.html through
+// test_js_client.py). Runner-agnostic: each case gets a fresh store and throws on failure.
+
+function eq (actual, expected, what = '') {
+  const a = JSON.stringify(actual)
+  const e = JSON.stringify(expected)
+  if (a !== e) throw new Error(`${what} expected ${e}, got ${a}`)
+}
+
+function row (id, fields = {}, extra = {}) {
+  return { entity: 'note', id, fields, clocks: {}, body: '', bodyState: null, derived: {}, ...extra }
+}
+
+function op (id, title) {
+  return { hlc: `1763700000000.000000.dev`, entity: 'note', id, kind: 'set', fields: { title } }
+}
+
+export const cases = {
+  async 'meta is set, read and removed' (store) {
+    eq(await store.getMeta('cursor'), undefined)
+    await store.commit({ meta: { cursor: 42, access_token: 'a.b.c' } })
+    eq(await store.getMeta('cursor'), '42')
+    eq(await store.getMeta('access_token'), 'a.b.c')
+    await store.commit({ meta: { access_token: null } })
+    eq(await store.getMeta('access_token'), undefined)
+  },
+
+  async 'rows keep fields, clocks, body and document bytes' (store) {
+    const state = new Uint8Array([1, 0, 255, 7, 128])
+    await store.commit({ rows: [
+      row('n1', { title: 'one', tags: ['a'], pinned: true, deleted: false }, { clocks: { title: 'h1' }, body: 'héllo', bodyState: state, derived: { word_count: 1 } }),
+      { ...row('p1', { title: 'proj' }), entity: 'project' }
+    ] })
+    const got = await store.row('note', 'n1')
+    eq([got.fields, got.clocks, got.body, got.derived], [{ title: 'one', tags: ['a'], pinned: true, deleted: false }, { title: 'h1' }, 'héllo', { word_count: 1 }])
+    eq(Array.from(got.bodyState), [1, 0, 255, 7, 128], 'state')
+    eq((await store.row('project', 'p1')).fields.title, 'proj')
+    eq(await store.row('project', 'n1'), undefined, 'entities are apart')
+    eq((await store.rows('note', ['n1', 'missing'])).map((r) => r.id), ['n1'])
+    eq((await store.rows('note')).length, 1)
+    await store.commit({ drop: [{ entity: 'note', id: 'n1' }] })
+    eq(await store.row('note', 'n1'), undefined)
+  },
+
+  async 'a row saved without its document keeps the stored one' (store) {
+    await store.commit({ rows: [row('n1', { title: 'a' }, { bodyState: new Uint8Array([9, 9]) })] })
+    const [listed] = await store.queryNotes({})
+    await store.commit({ rows: [{ ...listed, bodyState: null, fields: { title: 'b' } }] })
+    const got = await store.row('note', 'n1')
+    eq([got.fields.title, Array.from(got.bodyState)], ['b', [9, 9]])
+  },
+
+  async 'queued ops are numbered contiguously across commits' (store) {
+    eq(await store.commit({ enqueue: [op('a', '1'), op('a', '2')] }), [1, 2])
+    eq(await store.commit({ enqueue: [op('b', '3')] }), [3])
+    eq(await store.outboxSize(), 3)
+    eq((await store.pending(2)).map((o) => [o.client_seq, o.fields.title]), [[1, '1'], [2, '2']])
+    await store.commit({ dropOps: [2], dropOpsBelow: 2 })
+    eq((await store.pending(10)).map((o) => o.client_seq), [3])
+    eq(await store.commit({ enqueue: [op('c', '4')] }), [4], 'never reused')
+  },
+
+  async 'consumed ops leave before new ones are numbered in the same commit' (store) {
+    await store.commit({ enqueue: [op('a', '1'), op('a', '2')] })
+    eq(await store.commit({ dropOpsBelow: Number.MAX_SAFE_INTEGER, meta: { next_seq: 1 }, enqueue: [op('a', 'x'), op('a', 'y')] }), [1, 2])
+    eq((await store.pending(10)).map((o) => o.fields.title), ['x', 'y'])
+  },
+
+  async 'renumber keeps the order' (store) {
+    await store.commit({ meta: { next_seq: 10 }, enqueue: [op('a', 'a'), op('a', 'b')] })
+    await store.renumber(4)
+    eq((await store.pending(10)).map((o) => [o.client_seq, o.fields.title]), [[4, 'a'], [5, 'b']])
+    eq(await store.commit({ enqueue: [op('a', 'c')] }), [6])
+  },
+
+  async 'sent entries are kept and forgotten' (store) {
+    const s = (n) => ({ client_seq: n, entity: 'note', id: 'x', hlc: `h${n}` })
+    await store.commit({ sent: [s(1), s(2), s(3), s(4)] })
+    eq((await store.sent([2, 9])).map((x) => x.hlc), ['h2'])
+    await store.commit({ unsent: [1], unsentFrom: 3 })
+    eq((await store.sent([1, 2, 3, 4])).map((x) => x.client_seq), [2])
+  },
+
+  async 'notes are queried by project, pinned, tag and deleted' (store) {
+    await store.commit({ rows: [
+      row('a', { project_id: 'p', pinned: true, tags: ['x', 'y'], deleted: false }),
+      row('b', { project_id: null, pinned: false, tags: ['y'], deleted: false }),
+      row('c', { project_id: 'p', pinned: false, tags: [], deleted: true })
+    ] })
+    const ids = async (f) => (await store.queryNotes(f)).map((r) => r.id).sort()
+    eq(await ids({}), ['a', 'b'])
+    eq(await ids({ deleted: true }), ['c'])
+    eq(await ids({ deleted: null }), ['a', 'b', 'c'])
+    eq(await ids({ projectId: 'p' }), ['a'])
+    eq(await ids({ projectId: 'p', deleted: null }), ['a', 'c'])
+    eq(await ids({ projectId: null }), ['b'])
+    eq(await ids({ pinned: true }), ['a'])
+    eq(await ids({ pinned: false }), ['b'])
+    eq(await ids({ tag: 'y' }), ['a', 'b'])
+    eq(await ids({ tag: 'y', pinned: false }), ['b'])
+  },
+
+  async 'rejections and notifications are kept in order' (store) {
+    await store.commit({
+      rejections: [{ client_seq: 5, entity: 'note', id: 'x', kind: 'set', code: 'validation', message: 'too long', op: { title: 't' } }],
+      notifications: [{ seq: 9, kind: 'conflict', entity: 'note', id: 'x' }, { seq: 3, kind: 'milestone', entity: 'project', id: 'p' }]
+    })
+    eq((await store.rejections()).map((r) => [r.client_seq, r.code, r.op.title]), [[5, 'validation', 't']])
+    eq((await store.notifications()).map((n) => n.seq), [3, 9])
+    eq((await store.notifications('conflict')).map((n) => n.seq), [9])
+  },
+
+  async 'a commit is all or nothing' (store) {
+    let failed = false
+    try {
+      await store.commit({ meta: { cursor: 5 }, enqueue: [op('a', 'x')], rows: [{ ...row('z'), entity: 'bogus' }] })
+    } catch {
+      failed = true
+    }
+    eq(failed, true, 'the bad commit throws')
+    eq([await store.getMeta('cursor'), await store.outboxSize()], [undefined, 0])
+  },
+
+  async 'wipe drops data and keeps meta' (store) {
+    await store.commit({ meta: { device_id: 'd' }, rows: [row('a')], enqueue: [op('a', 'x')] })
+    await store.wipe()
+    eq([await store.getMeta('device_id'), (await store.rows('note')).length, await store.outboxSize()], ['d', 0, 0])
+  },
+
+  async 'exclusive sections do not interleave' (store) {
+    const bump = () => store.exclusive(async () => {
+      const n = Number(await store.getMeta('n') ?? 0)
+      await new Promise((resolve) => setTimeout(resolve, 1))
+      await store.commit({ meta: { n: n + 1 } })
+    })
+    await Promise.all(Array.from({ length: 10 }, bump))
+    eq(await store.getMeta('n'), '10')
+  }
+}
