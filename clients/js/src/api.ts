@@ -25,12 +25,16 @@ export class Api {
     const headers: Record<string, string> = {}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     if (token !== undefined) headers.Authorization = `Bearer ${token}`
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) }
     try {
-      return await fetch(this.baseUrl + path, {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body)
-      })
-    } catch (e) {
-      throw new NetworkError(`${method} ${path}: ${String(e)}`)
+      return await fetch(this.baseUrl + path, init)
+    } catch {
+      // once more: a kept-alive connection the server closed while idle fails at first use
+      try {
+        return await fetch(this.baseUrl + path, init)
+      } catch (e) {
+        throw new NetworkError(`${method} ${path}: ${String(e)}`)
+      }
     }
   }
 

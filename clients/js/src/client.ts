@@ -12,12 +12,12 @@
 import * as Y from 'yjs'
 import { Api, type LoginResponse, type User } from './api.js'
 import { toBase64 } from './base64.js'
-import { ApiError, NotFound, NotSignedIn } from './errors.js'
+import { ApiError, NotFound, NotSignedIn, ReadOnly } from './errors.js'
 import { Clock } from './hlc.js'
 import { Live, type LiveOptions, type Status } from './live.js'
 import { setFields } from './merge.js'
 import { MAX_BATCH, Outbox } from './outbox.js'
-import { NOTIFICATION_KINDS, applyEntity, applyEvent, entityName, view } from './projection.js'
+import { NOTIFICATION_KINDS, applyEntity, applyEvent, applyMember, entityName, view } from './projection.js'
 import { TabChannel } from './tabs.js'
 import { REMOTE, newDoc, replaceText, textOf } from './textdoc.js'
 import {
@@ -210,6 +210,7 @@ export class SyncClient {
     await this.store.exclusive(async () => {
       const found = await this.store.row(entity, id)
       if (found === undefined && mustExist) throw new NotFound(`no ${entity} ${id}`)
+      if (found !== undefined && await this.roleOf(found) === 'viewer') throw new ReadOnly(`${entity} ${id} is read-only here`)
       const row = found ?? newRow(entity, id)
       const hlc = await this.stamp()
       const op: NewOp = { hlc, entity, id, kind, base: Number(await this.store.getMeta('cursor') ?? 0) }
@@ -321,6 +322,11 @@ export class SyncClient {
     await this.store.exclusive(async () => {
       const row = await this.store.row('note', noteId)
       if (row === undefined) return // revoked meanwhile
+      if (local && await this.roleOf(row) === 'viewer') {
+        // the server would refuse it: an editor bound to a viewer's document is read-only
+        console.warn(`syncd: note ${noteId} is read-only here; the edit is not kept`)
+        return
+      }
       // what another tab stored since this document was loaded
       if (row.bodyState !== null) Y.applyUpdate(doc, row.bodyState, REMOTE)
       row.body = textOf(doc)
@@ -384,6 +390,25 @@ export class SyncClient {
   async project (id: string): Promise<Json | undefined> {
     const row = await this.store.row('project', id)
     return row === undefined ? undefined : view(row)
+  }
+
+  /**
+   * This user's role on an entity, from local data: `owner` of what they created, else
+   * their role in the note's project as the server last described its members.
+   */
+  async role (entity: EntityName, id: string): Promise<'owner' | 'editor' | 'viewer' | undefined> {
+    const row = await this.store.row(entity, id)
+    return row === undefined ? undefined : await this.roleOf(row)
+  }
+
+  private async roleOf (row: Row): Promise<'owner' | 'editor' | 'viewer'> {
+    const owner = row.derived.owner_id
+    if (owner === undefined || owner === this.device.userId) return 'owner'
+    const projectId = row.entity === 'project' ? row.id : row.fields.project_id
+    const project = typeof projectId === 'string' ? await this.store.row('project', projectId) : undefined
+    const members = (project?.derived.members ?? []) as Array<{ user_id: string, role: string }>
+    const mine = members.find((m) => m.user_id === this.device.userId)?.role
+    return mine === 'owner' || mine === 'editor' ? mine : 'viewer'
   }
 
   /** Ops the server refused, with its `code` and `message` (they are not retried). */
@@ -518,14 +543,16 @@ export class SyncClient {
       for (const e of fresh) {
         cursor = e.seq
         if (e.hlc) this.clock.observe(e.hlc)
+        const entity = entityName(e.entity)
+        const key = `${entity}:${e.id}`
         if (NOTIFICATION_KINDS.has(e.kind)) {
           notifications.push(e)
           out.push(e.id)
+          const project = rows.get(key)
+          if (e.kind === 'member' && project !== undefined && applyMember(project, e)) touched.set(key, project)
           continue
         }
-        const entity = entityName(e.entity)
         if (entity === null) continue
-        const key = `${entity}:${e.id}`
         if (e.kind === 'revoke') {
           if (rows.delete(key) || touched.delete(key)) out.push(e.id)
           drop.push({ entity, id: e.id })

@@ -18,6 +18,12 @@ export class NotFound extends SyncdError {
   override name = 'NotFound'
 }
 
+/** This user may only read the entity (a viewer of its project): refused locally. */
+export class ReadOnly extends SyncdError {
+  override name = 'ReadOnly'
+  readonly code = 'forbidden'
+}
+
 /** The server refused a request. */
 export class ApiError extends SyncdError {
   override name = 'ApiError'

@@ -127,6 +127,8 @@ export function applyEvent (row: Row, ev: Event, sentHlc: string | undefined, do
       return mergeText(row, update, docs) || changed
     }
     case 'put': {
+      // the entity is someone else's, shared with us by its project's owner
+      if (row.derived.owner_id === undefined && typeof ev.user_id === 'string') row.derived.owner_id = ev.user_id
       const flat: Json = { ...(ev.fields ?? {}) }
       if (typeof ev.deleted === 'boolean' && !('deleted' in flat)) flat.deleted = ev.deleted
       return mergeEntity(row, flat, ev.clocks ?? {}, b64(ev.body_state), undefined, docs) || changed
@@ -134,6 +136,21 @@ export function applyEvent (row: Row, ev: Event, sentHlc: string | undefined, do
     default:
       return changed
   }
+}
+
+/** A `member` event: a user's role in the project changed (`role` null: removed). */
+export function applyMember (project: Row, ev: Event): boolean {
+  const userId = ev.fields?.user_id
+  const role = ev.fields?.role
+  if (typeof userId !== 'string') return false
+  const members = ((project.derived.members ?? []) as Array<{ user_id: string, role: string }>)
+    .filter((m) => m.user_id !== userId)
+  if (typeof role === 'string') members.push({ user_id: userId, role })
+  project.derived = { ...project.derived, members }
+  if (project.derived.owner_id === undefined && typeof ev.user_id === 'string' && ev.user_id !== userId) {
+    project.derived.owner_id = ev.user_id // only the owner manages members
+  }
+  return true
 }
 
 /** A flat read-only view of a row, shaped like the server's Entity. */

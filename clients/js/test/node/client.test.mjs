@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
-import { ApiError, AuthError } from '../../dist/index.js'
+import { ApiError, AuthError, ReadOnly, formatHlc } from '../../dist/index.js'
 import { URL_, PASSWORD, eventually, newDevice, newEmail, newUser, openDevice, serverNotes } from './util.mjs'
 
 test('register and login as a device; a wrong password is a typed 401', async () => {
@@ -126,7 +126,10 @@ test('a viewer: its edits are rejected with a code and it sees the owner\'s', as
   assert.equal((await owner.members(p)).length, 2)
   await viewer.sync()
   assert.equal((await viewer.note(id)).title, 'by owner')
-  await viewer.updateNote(id, { title: 'by viewer' })
+  assert.equal(await viewer.role('note', id), 'viewer')
+  await assert.rejects(viewer.updateNote(id, { title: 'by viewer' }), (e) => e instanceof ReadOnly && e.code === 'forbidden')
+  // a device that queues the edit anyway is refused by the server, op by op
+  await viewer.store.commit({ enqueue: [{ hlc: formatHlc(Date.now(), 0, viewer.deviceId), entity: 'note', id, kind: 'set', fields: { title: 'by viewer' } }] })
   await viewer.sync()
   const [rej] = await viewer.rejections()
   assert.equal(rej.code, 'forbidden')
