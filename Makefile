@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean chromium
 
 install: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 run: $(STAMP)
 	$(BIN)/syncd serve
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The JavaScript client's browser tests drive Debian's Chromium (CHROMIUM or PATH).
+chromium:
+	@command -v "$${CHROMIUM:-chromium}" >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "make test needs Chromium for the browser tests: apt-get install chromium" \
+	       "(or set CHROMIUM=/path/to/chromium)" >&2; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncd tests bench clients/python

@@ -26,7 +26,8 @@ def run_node(js_dir: Path, args: list[str], env: dict[str, str] | None = None,
              timeout: int = 600) -> None:
     proc = subprocess.run([node_binary(), *args], cwd=js_dir, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    output = f"{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{output}"
 
 
 def test_unit(js_dir: Path) -> None:
@@ -40,3 +41,11 @@ def test_store_suite_sqlite(js_dir: Path) -> None:
 def test_node_client_against_server(js_dir: Path, server: ServerProcess) -> None:
     run_node(js_dir, ["--test", "--test-concurrency=1", "test/node/client.test.mjs"],
              env={"SYNCD_URL": server.base_url})
+
+
+def test_browser(js_dir: Path, server: ServerProcess) -> None:
+    chromium = chromium_binary()
+    if chromium is None:
+        pytest.fail(CHROMIUM_HELP)
+    run_node(js_dir, ["--test", "--test-concurrency=1", "test/browser/"],
+             env={"SYNCD_URL": server.base_url, "CHROMIUM": chromium}, timeout=900)

@@ -157,7 +157,8 @@ export class IndexedDbStore implements Store {
 
   async pending (limit: number): Promise<Op[]> {
     return await this.run<Op[]>(['outbox'], 'readonly', (t, out) => {
-      const r = t.objectStore('outbox').getAll(null, limit)
+      // getAll's count is an unsigned long: a larger limit means all
+      const r = t.objectStore('outbox').getAll(null, limit >= 2 ** 32 ? undefined : limit)
       r.onsuccess = () => { out.value = r.result as Op[] }
     }, [])
   }
