@@ -208,7 +208,8 @@ export class SyncClient {
     mustExist: boolean): Promise<void> {
     this.requireDevice()
     await this.store.exclusive(async () => {
-      const found = await this.store.row(entity, id)
+      // a field write leaves the note's document as stored: read the row without it
+      const [found] = await this.store.rows(entity, [id], false)
       if (found === undefined && mustExist) throw new NotFound(`no ${entity} ${id}`)
       if (found !== undefined && await this.roleOf(found) === 'viewer') throw new ReadOnly(`${entity} ${id} is read-only here`)
       const row = found ?? newRow(entity, id)
@@ -524,15 +525,22 @@ export class SyncClient {
       if (fresh.length === 0) return []
       const deviceId = this.device.deviceId
       const ids: Record<EntityName, Set<string>> = { note: new Set(), project: new Set() }
+      const texts = new Set<string>() // notes whose document the events touch
       const own: number[] = []
       for (const e of fresh) {
         const entity = entityName(e.entity)
         if (entity !== null) ids[entity].add(e.id)
+        if (entity === 'note' && (e.kind === 'text' || e.kind === 'put')) texts.add(e.id)
         if (e.client_seq != null && e.device_id === deviceId) own.push(e.client_seq)
       }
       const rows = new Map<string, Row>()
-      for (const entity of ['note', 'project'] as const) {
-        for (const r of await this.store.rows(entity, [...ids[entity]])) rows.set(`${entity}:${r.id}`, r)
+      // documents are read only for the notes whose text changes (a row saved without
+      // its document leaves the stored one as it is)
+      const fieldsOnly = [...ids.note].filter((id) => !texts.has(id))
+      for (const [entity, list, withState] of [['note', [...texts], true], ['note', fieldsOnly, false],
+        ['project', [...ids.project], false]] as const) {
+        if (list.length === 0) continue
+        for (const r of await this.store.rows(entity, list, withState)) rows.set(`${entity}:${r.id}`, r)
       }
       const sent = new Map<number, Sent>((await this.store.sent(own)).map((s) => [s.client_seq, s]))
       const touched = new Map<string, Row>()
@@ -565,12 +573,17 @@ export class SyncClient {
         if (applyEvent(row, e, mine?.hlc, docs)) out.push(e.id)
         touched.set(key, row)
       }
+      // our own events say the server consumed those ops (a lost push response): they
+      // and every op below them leave the outbox, so they are not pushed again
+      const ownMax = Math.max(0, ...fresh.filter((e) => e.client_seq != null && e.device_id === deviceId).map((e) => e.client_seq as number))
+      const acked = Math.max(ownMax, Number(await this.store.getMeta('acked') ?? 0))
       await this.store.commit({
         rows: [...touched.values()],
         drop: drop.filter((d) => !touched.has(`${d.entity}:${d.id}`)),
         notifications,
         unsent: [...sent.keys()],
-        meta: { cursor, last_hlc: this.clock.last }
+        ...(ownMax > 0 ? { dropOpsBelow: ownMax + 1 } : {}),
+        meta: { cursor, last_hlc: this.clock.last, acked }
       })
       return [...new Set(out)]
     })

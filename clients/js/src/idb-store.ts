@@ -13,6 +13,8 @@ import { Mutex } from './mutex.js'
 import type { Changes, EntityName, Event, NoteFilter, Op, Rejection, Row, Sent, Store } from './types.js'
 
 const VERSION = 1
+/** Past this many ids, `rows` reads the whole table once instead of one get per id. */
+const BULK = 200
 const TABLE: Record<EntityName, 'notes' | 'projects'> = { note: 'notes', project: 'projects' }
 const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'documents', 'rejections', 'notifications']
 
@@ -105,12 +107,13 @@ export class IndexedDbStore implements Store {
     return row
   }
 
-  async rows (entity: EntityName, ids?: string[]): Promise<Row[]> {
-    const stores = entity === 'note' ? [TABLE[entity], 'documents'] : [TABLE[entity]]
+  async rows (entity: EntityName, ids?: readonly string[], withState = true): Promise<Row[]> {
+    const state = withState && entity === 'note'
+    const stores = state ? [TABLE[entity], 'documents'] : [TABLE[entity]]
     return await this.run<Row[]>(stores, 'readonly', (t, out) => {
       const table = t.objectStore(TABLE[entity])
       const add = (r: Record_): void => {
-        if (entity !== 'note') {
+        if (!state) {
           out.value.push(toRow(entity, r, null))
           return
         }
@@ -119,9 +122,11 @@ export class IndexedDbStore implements Store {
         const d = t.objectStore('documents').get(r.id)
         d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
       }
-      if (ids === undefined) {
+      if (ids === undefined || ids.length > BULK) {
+        // one getAll is far cheaper than thousands of gets
+        const wanted = ids === undefined ? null : new Set(ids)
         const all = table.getAll()
-        all.onsuccess = () => { for (const r of all.result as Record_[]) add(r) }
+        all.onsuccess = () => { for (const r of all.result as Record_[]) if (wanted === null || wanted.has(r.id)) add(r) }
         return
       }
       for (const id of ids) {
@@ -171,10 +176,20 @@ export class IndexedDbStore implements Store {
   }
 
   async sent (seqs: number[]): Promise<Sent[]> {
-    return await this.run<Sent[]>(['sent'], 'readonly', (t, out) => {
+    return await this.run<Sent[]>(['sent', 'outbox'], 'readonly', (t, out) => {
       for (const s of seqs) {
         const r = t.objectStore('sent').get(s)
-        r.onsuccess = () => { if (r.result !== undefined) out.value.push(r.result as Sent) }
+        r.onsuccess = () => {
+          if (r.result !== undefined) {
+            out.value.push(r.result as Sent)
+            return
+          }
+          const q = t.objectStore('outbox').get(s)
+          q.onsuccess = () => {
+            const op = q.result as Op | undefined
+            if (op !== undefined) out.value.push({ client_seq: s, entity: op.entity, id: op.id, hlc: op.hlc })
+          }
+        }
       }
     }, [])
   }

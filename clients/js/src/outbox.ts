@@ -10,7 +10,7 @@
  * exclusive lock.
  */
 import { rewriteClock } from './merge.js'
-import type { Changes, EntityName, Op, PushResponse, Rejection, Row, Store } from './types.js'
+import type { Changes, EntityName, Op, PushResponse, Rejection, Row, Sent, Store } from './types.js'
 
 export const MAX_BATCH = 1000
 /** The server takes at most 8 MiB of request body; stay well under it. */
@@ -19,7 +19,10 @@ export const MAX_BATCH_BYTES = 4 * 1024 * 1024
 export class Outbox {
   constructor (private readonly store: Store) {}
 
-  /** The next ops to push, remembered as sent so their canonical clock can be adopted. */
+  /**
+   * The next ops to push. They stay queued until a response consumes them; if it is lost,
+   * their own events (or a retry's `duplicate`) tell what became of them.
+   */
   async nextBatch (limit = MAX_BATCH): Promise<Op[]> {
     const ops = await this.store.pending(Math.min(limit, MAX_BATCH))
     let bytes = 0
@@ -29,20 +32,14 @@ export class Outbox {
       if (count > 0 && bytes > MAX_BATCH_BYTES) break
       count++
     }
-    const batch = ops.slice(0, count)
-    if (batch.length > 0) {
-      await this.store.commit({
-        sent: batch.map((op) => ({ client_seq: op.client_seq, entity: op.entity, id: op.id, hlc: op.hlc }))
-      })
-    }
-    return batch
+    return ops.slice(0, count)
   }
 
   /** Consume the results of a push of `ops` (HTTP response or socket `ack`). */
   async onResponse (ops: Op[], resp: PushResponse): Promise<Rejection[]> {
     const bySeq = new Map(ops.map((op) => [op.client_seq, op]))
     const done: number[] = []
-    const unsent: number[] = []
+    const sent: Sent[] = []
     const rejections: Rejection[] = []
     const adopt: Array<{ entity: EntityName, id: string, old: string, replacement: string }> = []
     for (const res of resp.results) {
@@ -50,10 +47,8 @@ export class Outbox {
       if (op === undefined) continue
       done.push(res.client_seq)
       if (res.status === 'applied') {
-        unsent.push(res.client_seq)
         if (res.hlc && res.hlc !== op.hlc) adopt.push({ entity: op.entity, id: op.id, old: op.hlc, replacement: res.hlc })
       } else if (res.status === 'rejected') {
-        unsent.push(res.client_seq)
         const { client_seq: _seq, ...body } = op
         rejections.push({
           client_seq: op.client_seq, entity: op.entity, id: op.id, kind: op.kind,
@@ -62,19 +57,22 @@ export class Outbox {
         // the server kept nothing of this op: any remote write must win over the
         // local value it left behind
         adopt.push({ entity: op.entity, id: op.id, old: op.hlc, replacement: '' })
+      } else {
+        // duplicate: consumed by an earlier push whose response was lost; remember its
+        // first clock so that its pulled event can still canonicalise it
+        sent.push({ client_seq: op.client_seq, entity: op.entity, id: op.id, hlc: op.hlc })
       }
-      // duplicate: consumed by an earlier push whose response was lost; the `sent`
-      // entry stays so that the pulled event can still canonicalise its clock
     }
     const rows = await this.adoptClocks(adopt)
     const acked = Math.max(resp.acked, Number(await this.store.getMeta('acked') ?? 0))
     const nextSeq = Number(await this.store.getMeta('next_seq') ?? 1)
     const changes: Changes = {
       rows,
-      dropOps: done,
+      // those at or below `acked` go by one range delete below
+      dropOps: done.filter((seq) => seq > resp.acked),
       // everything up to `acked` is consumed, whether or not a result named it
       dropOpsBelow: resp.acked + 1,
-      unsent,
+      sent,
       rejections,
       meta: { acked, ...(nextSeq <= resp.acked ? { next_seq: resp.acked + 1 } : {}) }
     }

@@ -72,14 +72,15 @@ export class SqliteStore implements Store {
     return r === undefined ? undefined : toRow(entity, r)
   }
 
-  async rows (entity: EntityName, ids?: string[]): Promise<Row[]> {
+  async rows (entity: EntityName, ids?: readonly string[], withState = true): Promise<Row[]> {
+    const columns = withState ? '*' : 'id, fields, clocks, body, NULL AS body_state, derived'
     if (ids === undefined) {
-      return (this.db.prepare(`SELECT * FROM ${TABLE[entity]}`).all() as RowRecord[]).map((r) => toRow(entity, r))
+      return (this.db.prepare(`SELECT ${columns} FROM ${TABLE[entity]}`).all() as RowRecord[]).map((r) => toRow(entity, r))
     }
     const out: Row[] = []
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500)
-      const sql = `SELECT * FROM ${TABLE[entity]} WHERE id IN (${chunk.map(() => '?').join(',')})`
+      const sql = `SELECT ${columns} FROM ${TABLE[entity]} WHERE id IN (${chunk.map(() => '?').join(',')})`
       for (const r of this.db.prepare(sql).all(...chunk) as RowRecord[]) out.push(toRow(entity, r))
     }
     return out
@@ -113,8 +114,19 @@ export class SqliteStore implements Store {
   }
 
   async sent (seqs: number[]): Promise<Sent[]> {
-    const stmt = this.db.prepare('SELECT * FROM sent WHERE client_seq = ?')
-    return seqs.map((s) => stmt.get(s) as Sent | undefined).filter((s): s is Sent => s !== undefined)
+    const sent = this.db.prepare('SELECT * FROM sent WHERE client_seq = ?')
+    const queued = this.db.prepare('SELECT client_seq, op FROM outbox WHERE client_seq = ?')
+    const out: Sent[] = []
+    for (const seq of seqs) {
+      const s = sent.get(seq) as Sent | undefined
+      const q = s === undefined ? queued.get(seq) as { client_seq: number, op: string } | undefined : undefined
+      if (s !== undefined) out.push(s)
+      else if (q !== undefined) {
+        const op = JSON.parse(q.op) as Op
+        out.push({ client_seq: seq, entity: op.entity, id: op.id, hlc: op.hlc })
+      }
+    }
+    return out
   }
 
   async rejections (): Promise<Rejection[]> {

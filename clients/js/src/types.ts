@@ -147,10 +147,16 @@ export interface Store {
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>
   getMeta: (key: string) => Promise<string | undefined>
   row: (entity: EntityName, id: string) => Promise<Row | undefined>
-  rows: (entity: EntityName, ids?: string[]) => Promise<Row[]>
+  /** Rows by id (all if `ids` is omitted); `withState: false` leaves `bodyState` null. */
+  rows: (entity: EntityName, ids?: readonly string[], withState?: boolean) => Promise<Row[]>
   queryNotes: (filter: NoteFilter) => Promise<Row[]>
   pending: (limit: number) => Promise<Op[]>
   outboxSize: () => Promise<number>
+  /**
+   * The first clocks of this device's ops, by number: from `sent` (consumed ops whose
+   * canonical clock is not known yet), else from the outbox (an op whose push response
+   * was lost is still queued).
+   */
   sent: (seqs: number[]) => Promise<Sent[]>
   rejections: () => Promise<Rejection[]>
   notifications: (kind?: string) => Promise<Event[]>

@@ -107,3 +107,15 @@ test('push batches are at most 1000 ops', async () => {
   for (let i = 0; i < 1200; i++) await c.updateNote(id, { title: String(i) })
   assert.equal((await c.outbox.nextBatch()).length, 1000)
 })
+
+test('our own pulled events consume the ops whose push response was lost', async () => {
+  const c = await offlineClient()
+  const a = await c.createNote({ title: 'a' })
+  const b = await c.createNote({ title: 'b' })
+  await c.createNote({ title: 'c' })
+  const sent = await c.outbox.nextBatch() // pushed, and the response lost
+  const own = (seq, id, title) => ({ seq, entity: 'note', id, kind: 'set', hlc: sent[seq - 1].hlc, device_id: DEVICE, client_seq: seq, fields: { title } })
+  await c.applyEvents([own(1, a, 'a'), own(2, b, 'b')])
+  assert.deepEqual((await c.store.pending(10)).map((o) => o.client_seq), [3])
+  assert.equal(await c.acked(), 2)
+})
