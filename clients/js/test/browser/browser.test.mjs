@@ -42,7 +42,10 @@ after(async () => {
 async function http (method, path, body, token) {
   const headers = { 'Content-Type': 'application/json' }
   if (token) headers.Authorization = `Bearer ${token}`
-  const r = await fetch(SERVER + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) }
+  // once more on a kept-alive connection the server closed while idle (pushes are
+  // idempotent by client_seq)
+  const r = await fetch(SERVER + path, init).catch(async () => await fetch(SERVER + path, init))
   const data = await r.json().catch(() => null)
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(data)}`)
   return data

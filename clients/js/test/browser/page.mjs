@@ -51,3 +51,11 @@ window.runStoreSuite = async () => {
   }
   return results
 }
+
+/** Push the next batch and drop the answer on the floor: a response lost in transit. */
+window.lostPush = async () => {
+  const c = window.client
+  const ops = await c.store.exclusive(() => c.outbox.nextBatch())
+  if (ops.length > 0) await c.api.push(ops)
+  return ops.length
+}
