@@ -17,12 +17,13 @@ import { Clock } from './hlc.js'
 import { Live, type LiveOptions, type Status } from './live.js'
 import { setFields } from './merge.js'
 import { MAX_BATCH, Outbox } from './outbox.js'
-import { NOTIFICATION_KINDS, applyEntity, applyEvent, applyMember, entityName, view } from './projection.js'
+import { view } from './projection.js'
+import { type ApplyContext, applyBatch, loadSnapshot } from './sync.js'
 import { TabChannel } from './tabs.js'
 import { REMOTE, newDoc, replaceText, textOf } from './textdoc.js'
 import {
   type Changes, type EntityName, type Event, type Json, type NewOp, type NoteFilter, type OpKind,
-  type Rejection, type Row, type Sent, type Store, defaults, newRow, writableFields
+  type Rejection, type Row, type Store, defaults, newRow, writableFields
 } from './types.js'
 
 export interface ClientOptions extends LiveOptions {
@@ -519,77 +520,20 @@ export class SyncClient {
 
   /** Apply events in log order, skipping those at or below the cursor; return changed ids. */
   async applyEvents (events: Event[]): Promise<string[]> {
-    const changed = await this.store.exclusive(async () => {
-      let cursor = Number(await this.store.getMeta('cursor') ?? 0)
-      const fresh = events.filter((e) => e.seq > cursor)
-      if (fresh.length === 0) return []
-      const deviceId = this.device.deviceId
-      const ids: Record<EntityName, Set<string>> = { note: new Set(), project: new Set() }
-      const texts = new Set<string>() // notes whose document the events touch
-      const own: number[] = []
-      for (const e of fresh) {
-        const entity = entityName(e.entity)
-        if (entity !== null) ids[entity].add(e.id)
-        if (entity === 'note' && (e.kind === 'text' || e.kind === 'put')) texts.add(e.id)
-        if (e.client_seq != null && e.device_id === deviceId) own.push(e.client_seq)
-      }
-      const rows = new Map<string, Row>()
-      // documents are read only for the notes whose text changes (a row saved without
-      // its document leaves the stored one as it is)
-      const fieldsOnly = [...ids.note].filter((id) => !texts.has(id))
-      for (const [entity, list, withState] of [['note', [...texts], true], ['note', fieldsOnly, false],
-        ['project', [...ids.project], false]] as const) {
-        if (list.length === 0) continue
-        for (const r of await this.store.rows(entity, list, withState)) rows.set(`${entity}:${r.id}`, r)
-      }
-      const sent = new Map<number, Sent>((await this.store.sent(own)).map((s) => [s.client_seq, s]))
-      const touched = new Map<string, Row>()
-      const drop: Array<{ entity: EntityName, id: string }> = []
-      const notifications: Event[] = []
-      const out: string[] = []
-      const docs = (id: string): Y.Doc | undefined => this.docs.get(id)
-      for (const e of fresh) {
-        cursor = e.seq
-        if (e.hlc) this.clock.observe(e.hlc)
-        const entity = entityName(e.entity)
-        const key = `${entity}:${e.id}`
-        if (NOTIFICATION_KINDS.has(e.kind)) {
-          notifications.push(e)
-          out.push(e.id)
-          const project = rows.get(key)
-          if (e.kind === 'member' && project !== undefined && applyMember(project, e)) touched.set(key, project)
-          continue
-        }
-        if (entity === null) continue
-        if (e.kind === 'revoke') {
-          if (rows.delete(key) || touched.delete(key)) out.push(e.id)
-          drop.push({ entity, id: e.id })
-          this.closeDoc(e.id)
-          continue
-        }
-        const row = rows.get(key) ?? newRow(entity, e.id)
-        rows.set(key, row)
-        const mine = e.client_seq != null && e.device_id === deviceId ? sent.get(e.client_seq) : undefined
-        if (applyEvent(row, e, mine?.hlc, docs)) out.push(e.id)
-        touched.set(key, row)
-      }
-      // our own events say the server consumed those ops (a lost push response): they
-      // and every op below them leave the outbox, so they are not pushed again
-      const ownMax = Math.max(0, ...fresh.filter((e) => e.client_seq != null && e.device_id === deviceId).map((e) => e.client_seq as number))
-      const acked = Math.max(ownMax, Number(await this.store.getMeta('acked') ?? 0))
-      await this.store.commit({
-        rows: [...touched.values()],
-        drop: drop.filter((d) => !touched.has(`${d.entity}:${d.id}`)),
-        notifications,
-        unsent: [...sent.keys()],
-        ...(ownMax > 0 ? { dropOpsBelow: ownMax + 1 } : {}),
-        meta: { cursor, last_hlc: this.clock.last, acked }
-      })
-      return [...new Set(out)]
-    })
+    const changed = await this.store.exclusive(async () => await applyBatch(this.context(), events))
     this.emit({ ids: changed, source: 'remote' })
     this.tabs.post({ type: 'changed', ids: changed })
     return changed
+  }
+
+  private context (): ApplyContext {
+    return {
+      store: this.store,
+      clock: this.clock,
+      deviceId: this.device.deviceId,
+      docs: (id) => this.docs.get(id),
+      closeDoc: (id) => this.closeDoc(id)
+    }
   }
 
   /** Pull every event after the cursor; return how many were applied. */
@@ -621,23 +565,7 @@ export class SyncClient {
   async bootstrap (): Promise<SyncResult> {
     this.requireDevice()
     const snap = await this.api.snapshot()
-    const changed = await this.store.exclusive(async () => {
-      const out: string[] = []
-      const rows: Row[] = []
-      for (const [entity, items] of [['project', snap.projects], ['note', snap.notes]] as const) {
-        const existing = new Map((await this.store.rows(entity, items.map((f) => String(f.id)))).map((r) => [r.id, r]))
-        for (const flat of items) {
-          for (const c of Object.values((flat.clocks ?? {}) as Record<string, string>)) this.clock.observe(c)
-          const id = String(flat.id)
-          const row = existing.get(id) ?? newRow(entity, id)
-          if (applyEntity(row, flat, (i) => this.docs.get(i))) out.push(id)
-          rows.push(row)
-        }
-      }
-      const cursor = Number(await this.store.getMeta('cursor') ?? 0)
-      await this.store.commit({ rows, meta: { cursor: Math.max(cursor, snap.cursor), last_hlc: this.clock.last } })
-      return out
-    })
+    const changed = await this.store.exclusive(async () => await loadSnapshot(this.context(), snap))
     this.emit({ ids: changed, source: 'remote' })
     this.tabs.post({ type: 'changed', ids: changed })
     return await this.sync()
