@@ -197,11 +197,12 @@ export class SyncClient {
     if (this.device.deviceId === undefined) throw new NotSignedIn('sign in first: ops are stamped with the device id')
   }
 
-  private async stamp (): Promise<string> {
+  /** A new clock and the cursor, for an op made now (the caller holds the lock). */
+  private async stamp (): Promise<{ hlc: string, base: number }> {
+    const meta = await this.store.getMetas(['last_hlc', 'cursor'])
     // another tab may have stamped ops since: never issue a clock it issued
-    const last = await this.store.getMeta('last_hlc')
-    if (last !== undefined) this.clock.observe(last)
-    return this.clock.tick()
+    if (meta.last_hlc !== undefined) this.clock.observe(meta.last_hlc)
+    return { hlc: this.clock.tick(), base: Number(meta.cursor ?? 0) }
   }
 
   /** Stamp, apply locally and queue one op (and more ops on the same row). */
@@ -214,8 +215,8 @@ export class SyncClient {
       if (found === undefined && mustExist) throw new NotFound(`no ${entity} ${id}`)
       if (found !== undefined && await this.roleOf(found) === 'viewer') throw new ReadOnly(`${entity} ${id} is read-only here`)
       const row = found ?? newRow(entity, id)
-      const hlc = await this.stamp()
-      const op: NewOp = { hlc, entity, id, kind, base: Number(await this.store.getMeta('cursor') ?? 0) }
+      const { hlc, base } = await this.stamp()
+      const op: NewOp = { hlc, entity, id, kind, base }
       if (kind === 'set') {
         op.fields = fields
         setFields(row, fields ?? {}, hlc)
@@ -335,8 +336,7 @@ export class SyncClient {
       row.bodyState = Y.encodeStateAsUpdate(doc)
       const changes: Changes = { rows: [row] }
       if (local) {
-        const hlc = await this.stamp()
-        const base = Number(await this.store.getMeta('cursor') ?? 0)
+        const { hlc, base } = await this.stamp()
         changes.enqueue = [{ hlc, entity: 'note', id: noteId, kind: 'text', field: 'body', update: toBase64(update), base }]
         changes.meta = { last_hlc: hlc }
       }

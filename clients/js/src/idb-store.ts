@@ -102,6 +102,15 @@ export class IndexedDbStore implements Store {
     }, undefined)
   }
 
+  async getMetas (keys: string[]): Promise<Record<string, string | undefined>> {
+    return await this.run<Record<string, string | undefined>>(['meta'], 'readonly', (t, out) => {
+      for (const key of keys) {
+        const r = t.objectStore('meta').get(key)
+        r.onsuccess = () => { out.value[key] = r.result as string | undefined }
+      }
+    }, {})
+  }
+
   async row (entity: EntityName, id: string): Promise<Row | undefined> {
     const [row] = await this.rows(entity, [id])
     return row

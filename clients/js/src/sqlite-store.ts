@@ -67,6 +67,11 @@ export class SqliteStore implements Store {
     return r?.value
   }
 
+  async getMetas (keys: string[]): Promise<Record<string, string | undefined>> {
+    const get = this.db.prepare('SELECT value FROM meta WHERE key = ?')
+    return Object.fromEntries(keys.map((k) => [k, (get.get(k) as { value: string } | undefined)?.value]))
+  }
+
   async row (entity: EntityName, id: string): Promise<Row | undefined> {
     const r = this.db.prepare(`SELECT * FROM ${TABLE[entity]} WHERE id = ?`).get(id) as RowRecord | undefined
     return r === undefined ? undefined : toRow(entity, r)

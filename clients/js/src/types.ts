@@ -146,6 +146,8 @@ export interface Store {
   readonly name: string
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>
   getMeta: (key: string) => Promise<string | undefined>
+  /** Several meta values in one read. */
+  getMetas: (keys: string[]) => Promise<Record<string, string | undefined>>
   row: (entity: EntityName, id: string) => Promise<Row | undefined>
   /** Rows by id (all if `ids` is omitted); `withState: false` leaves `bodyState` null. */
   rows: (entity: EntityName, ids?: readonly string[], withState?: boolean) => Promise<Row[]>

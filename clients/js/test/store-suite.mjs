@@ -22,6 +22,7 @@ export const cases = {
     await store.commit({ meta: { cursor: 42, access_token: 'a.b.c' } })
     eq(await store.getMeta('cursor'), '42')
     eq(await store.getMeta('access_token'), 'a.b.c')
+    eq(await store.getMetas(['cursor', 'missing', 'access_token']), { cursor: '42', missing: undefined, access_token: 'a.b.c' })
     await store.commit({ meta: { access_token: null } })
     eq(await store.getMeta('access_token'), undefined)
   },
