@@ -159,3 +159,13 @@ test('local queries by project, pinned, tag and text', async () => {
   assert.equal((await c.notes())[0].id, a) // pinned first
   assert.deepEqual((await c.projects()).map((x) => x.title), ['book'])
 })
+
+test('a batch larger than one write chunk is applied whole, the cursor last', async () => {
+  const c = await offlineClient()
+  const events = Array.from({ length: 2500 }, (_, i) => ev(i + 1, 'set', h(1000 + i), {
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, fields: { title: `n${i}` }
+  }))
+  await c.applyEvents(events)
+  assert.equal((await c.notes()).length, 2500)
+  assert.equal(await c.cursor(), 2500)
+})
