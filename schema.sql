@@ -254,3 +254,41 @@ CREATE TABLE IF NOT EXISTS oidc_handoffs (
     platform    text NOT NULL,
     expires_at  timestamptz NOT NULL
 );
+
+-- Accounts people can keep (syncd/accounts.py). An address is verified when its owner
+-- follows a mailed link; accounts from before this column are unverified until they do.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS email_verified_at timestamptz;
+-- Where a device was last seen from (its login or latest token refresh).
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS last_ip text;
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS user_agent text;
+
+-- Single-use tokens sent by mail: a password reset, or the verification of an address
+-- (`email`: the address it proves, the account's new one for a change). Only their hash
+-- is kept; a token is spent by setting used_at.
+CREATE TABLE IF NOT EXISTS account_tokens (
+    token_hash bytea PRIMARY KEY,
+    user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose    text NOT NULL CHECK (purpose IN ('reset', 'verify')),
+    email      text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    used_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS account_tokens_user ON account_tokens (user_id);
+
+-- Mail to send (syncd/mail.py), written in the transaction that makes its reason (a token)
+-- and sent by a worker on any node, which claims a row with FOR UPDATE SKIP LOCKED, sends
+-- it and sets sent_at in the same transaction.
+CREATE TABLE IF NOT EXISTS outbox (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id    uuid REFERENCES users (id) ON DELETE CASCADE,
+    recipient  text NOT NULL,
+    subject    text NOT NULL,
+    body       text NOT NULL,
+    attempts   integer NOT NULL DEFAULT 0,
+    next_at    timestamptz NOT NULL DEFAULT now(),
+    sent_at    timestamptz,
+    failed_at  timestamptz,                    -- given up after the last attempt
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE sent_at IS NULL AND failed_at IS NULL;

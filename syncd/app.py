@@ -19,9 +19,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from syncd import sync
+from syncd.accounts import Accounts
 from syncd.api import account as account_routes
 from syncd.api import auth as auth_routes
 from syncd.api import conflicts as conflict_routes
+from syncd.api import credentials as credential_routes
 from syncd.api import history as history_routes
 from syncd.api import members as member_routes
 from syncd.api import notes as note_routes
@@ -40,6 +42,7 @@ from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
 from syncd.fairness import Fairness, Gate
 from syncd.fanout import Hub
+from syncd.mail import Outbox, running
 from syncd.messages import encode
 from syncd.metrics import Metrics
 from syncd.middleware import RequestContext
@@ -93,7 +96,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [*auth_routes.routes, *account_routes.routes, *sync_routes.routes,
+    return [*auth_routes.routes, *account_routes.routes, *credential_routes.routes,
+            *sync_routes.routes,
             *member_routes.routes,
             *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
             *note_routes.routes, *project_routes.routes,
@@ -118,16 +122,19 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         await sync.resume_clock(db)
         hub = Hub()
         auth = Auth(db, load_secret(settings), settings.access_ttl, settings.refresh_ttl,
-                    settings.device_check_ttl, closed=hub.close_device)
+                    settings.device_check_ttl, closed=hub.close_device,
+                    unverified_days=settings.unverified_days)
         hub.device_closed.append(auth.forget_device)
         rooms = Rooms(db, hub, coalesce=settings.collab_coalesce,
                       peer_bytes=settings.collab_peer_bytes,
                       warm_bytes=settings.collab_warm_bytes)
-        app.state.services = Services(settings, db, auth, hub, metrics, rooms)
+        outbox = Outbox(db, settings)
+        app.state.services = Services(settings, db, auth, hub, metrics, rooms,
+                                      Accounts(db, settings, outbox))
         tune_gc()
         try:
             # Rooms stop first: their write-behind drains while the pool and bus are up.
-            async with connect_bus(settings.redis_url, hub), rooms:
+            async with connect_bus(settings.redis_url, hub), running(outbox), rooms:
                 yield
         finally:
             await limiter.close()

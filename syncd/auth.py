@@ -15,7 +15,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from syncd.db import Conn, Database
-from syncd.errors import BadRequest, Conflict, Unauthorized
+from syncd.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from syncd.limits import MAX_PASSWORD, MIN_PASSWORD
 from syncd.types import Principal
 
@@ -44,6 +44,14 @@ def normalise_email(email: str) -> str:
     return email
 
 
+async def hash_password(password: str) -> str:
+    """The argon2 hash of a new password (its length checked), computed off the loop."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise BadRequest(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+                         {"field": "password"}, code="validation")
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
 def _token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -51,7 +59,8 @@ def _token_hash(token: str) -> bytes:
 class Auth:
     def __init__(self, db: Database, secret: str, access_ttl: int, refresh_ttl: int,
                  device_check_ttl: float = 0.0,
-                 closed: Callable[[UUID, str], None] | None = None) -> None:
+                 closed: Callable[[UUID, str], None] | None = None,
+                 unverified_days: float | None = None) -> None:
         self.db = db
         self.secret = secret
         self.access_ttl = access_ttl
@@ -63,6 +72,8 @@ class Auth:
         # Tells every node a device has ended (the hub: its sockets close, and each node's
         # Auth forgets it). Revocations by the API are announced by their handlers.
         self.closed = closed
+        # How long an unverified account may log in (None: no limit; SYNCD_UNVERIFIED_DAYS).
+        self.unverified_days = unverified_days
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -134,7 +145,11 @@ class Auth:
 
     # --- accounts -------------------------------------------------------------------------
 
-    async def register(self, email: str, password: str, name: str) -> dict[str, Any]:
+    async def register(self, email: str, password: str, name: str,
+                       then: Callable[[Conn, UUID, str], Awaitable[None]] | None = None,
+                       ) -> dict[str, Any]:
+        """Create the account; `then(conn, user_id, email)` runs in its transaction (the
+        verification mail)."""
         email = normalise_email(email)
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise BadRequest(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
@@ -149,6 +164,8 @@ class Auth:
             cur = await conn.execute(
                 """INSERT INTO users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (email) DO NOTHING""", (user_id, email, name, hashed))
+            if cur.rowcount == 1 and then is not None:
+                await then(conn, user_id, email)
             return cur.rowcount == 1
 
         if not await self.db.run(tx):
@@ -158,10 +175,15 @@ class Auth:
     async def login(self, email: str, password: str, device_name: str,
                     platform: str) -> dict[str, Any]:
         email = normalise_email(email)
+        days = self.unverified_days
+        grace = 86400 * (days if days is not None else 1e5)  # seconds unverified
 
         async def find(conn: Conn) -> dict[str, Any] | None:
             cur = await conn.execute(
-                "SELECT id, email, name, password_hash FROM users WHERE email = %s", (email,))
+                """SELECT id, email, name, password_hash, email_verified_at IS NOT NULL
+                            OR created_at > now() - make_interval(secs => %s) AS may_login
+                   FROM users WHERE email = %s""",
+                (grace, email))
             return await cur.fetchone()
 
         user = await self.db.run(find, read_only=True)
@@ -172,6 +194,9 @@ class Auth:
             user = None
         if user is None:
             raise Unauthorized("wrong email or password", code="invalid_credentials")
+        if not user["may_login"]:
+            raise Forbidden("verify your email address first (follow the link mailed to it)",
+                            code="email_unverified")
         device = uuid.uuid4()
 
         async def tx(conn: Conn) -> dict[str, Any]:
@@ -241,7 +266,9 @@ class Auth:
     async def me(self, who: Principal) -> dict[str, Any]:
         async def tx(conn: Conn) -> dict[str, Any] | None:
             cur = await conn.execute(
-                "SELECT id, email, name, timezone, created_at FROM users WHERE id = %s",
+                """SELECT id, email, name, timezone, created_at,
+                          email_verified_at IS NOT NULL AS email_verified
+                   FROM users WHERE id = %s""",
                 (who.user_id,))
             return await cur.fetchone()
 
@@ -253,7 +280,8 @@ class Auth:
     async def devices(self, who: Principal) -> list[dict[str, Any]]:
         async def tx(conn: Conn) -> list[dict[str, Any]]:
             cur = await conn.execute(
-                """SELECT id, name, platform, acked, created_at, last_seen_at, revoked_at
+                """SELECT id, name, platform, acked, created_at, last_seen_at, last_ip,
+                          user_agent, revoked_at
                    FROM devices WHERE user_id = %s ORDER BY created_at""", (who.user_id,))
             return [{**d, "current": d["id"] == who.device_id} for d in await cur.fetchall()]
 

@@ -1,4 +1,5 @@
-"""The `syncd` command: serve, migrate, rebuild/verify the projection, export/import a user."""
+"""The `syncd` command: serve, migrate, rebuild/verify the projection, export/import a user,
+and the operator's `syncd user` commands."""
 
 from __future__ import annotations
 
@@ -124,6 +125,14 @@ def import_(args: argparse.Namespace) -> int:
     return import_from_file(url, args.file, args.password)
 
 
+def user(args: argparse.Namespace) -> int:
+    from syncd.operators import run
+
+    settings = _settings(args)
+    url, _handle = _database_url(settings)
+    return run(args, settings, url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="syncd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == "import":
             p.add_argument("file", help="an export document (- for stdin)")
             p.add_argument("--password", help="the imported account's password (default: "
-                           "none, it cannot log in until one is set)")
+                           "none, it cannot log in until one is set with `syncd user "
+                           "set-password` or a reset by mail)")
+    from syncd.operators import add_parser
+
+    add_parser(sub)
+    sub.choices["user"].set_defaults(fn=user)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

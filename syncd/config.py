@@ -77,6 +77,29 @@ class Settings:
     # Idle collab documents kept in memory (a reconnect finds them warm), in bytes.
     collab_warm_bytes: int = field(
         default_factory=lambda: int(_env("SYNCD_COLLAB_WARM_BYTES", str(64 << 20)) or 0))
+    # Mails asked for without an account (password reset) per client IP and per email.
+    rate_mail: int = field(default_factory=lambda: int(_env("SYNCD_RATE_MAIL", "5") or 0))
+    # Mail (syncd/mail.py): SMTP_URL unset prints each mail to the server's output.
+    smtp_url: str | None = field(default_factory=lambda: _env("SMTP_URL"))
+    mail_from: str = field(
+        default_factory=lambda: _env("SYNCD_MAIL_FROM", "syncd <syncd@localhost>") or "")
+    # First retry delay of a mail that failed to send (doubling, at most an hour), and
+    # how many attempts before it is given up.
+    mail_retry: float = field(
+        default_factory=lambda: float(_env("SYNCD_MAIL_RETRY", "30") or 30))
+    mail_attempts: int = field(
+        default_factory=lambda: int(_env("SYNCD_MAIL_ATTEMPTS", "12") or 12))
+    # Links in mails: the app's pages when SYNCD_APP_URL is set (`/reset-password?token=`,
+    # `/verify-email?token=`), else this server's own routes at SYNCD_PUBLIC_URL.
+    public_url: str | None = field(default_factory=lambda: _env("SYNCD_PUBLIC_URL"))
+    app_url: str | None = field(default_factory=lambda: _env("SYNCD_APP_URL"))
+    reset_ttl: int = field(default_factory=lambda: int(_env("SYNCD_RESET_TTL", "3600") or 0))
+    verify_ttl: int = field(
+        default_factory=lambda: int(_env("SYNCD_VERIFY_TTL", str(3 * 86400)) or 0))
+    # Days an account may log in before its email is verified; unset: no limit, 0: not at
+    # all (an unverified login is refused with 403 email_unverified).
+    unverified_days: float | None = field(default_factory=lambda: _float_or_none(
+        _env("SYNCD_UNVERIFIED_DAYS")))
 
     # Sign-in through an OpenID provider (syncd/oidc.py); off unless issuer and client id
     # are set. The redirect URL is syncd's /v1/auth/oidc/callback as the provider knows it;
@@ -88,3 +111,11 @@ class Settings:
     oidc_redirect_url: str = field(
         default_factory=lambda: _env("SYNCD_OIDC_REDIRECT_URL", "") or "")
     oidc_app_url: str = field(default_factory=lambda: _env("SYNCD_OIDC_APP_URL", "") or "")
+
+    def base_url(self) -> str:
+        """Where people reach this server (links in mails)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _float_or_none(value: str | None) -> float | None:
+    return float(value) if value else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from syncd.auth import Auth
 from syncd.config import Settings
@@ -10,6 +11,9 @@ from syncd.db import Database
 from syncd.fanout import Hub
 from syncd.metrics import Metrics
 from syncd.rooms import Rooms
+
+if TYPE_CHECKING:
+    from syncd.accounts import Accounts
 
 
 @dataclass
@@ -20,3 +24,4 @@ class Services:
     hub: Hub
     metrics: Metrics = field(default_factory=Metrics)  # metrics.open_sockets for the sockets
     rooms: Rooms | None = None  # collab rooms: a service the app's lifespan starts and stops
+    accounts: Accounts | None = None  # password resets, verification, and their mail

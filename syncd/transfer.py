@@ -77,6 +77,9 @@ async def _import(url: str, raw: bytes, hashed: str) -> int:
                 return 1
         print(f"syncd: imported user {result['user_id']}: {result['ops']} ops "
               f"({result['applied']} applied, {result['rejected']} rejected)", file=sys.stderr)
+        if hashed == UNUSABLE_PASSWORD:
+            print("syncd: it has no password yet: `syncd user set-password <email>` sets one, "
+                  "or its owner resets it by mail", file=sys.stderr)
         return 0 if result["rejected"] == 0 else 1
     finally:
         await db.close()

@@ -75,6 +75,7 @@ class User(msgspec.Struct):
     name: str
     timezone: str
     created_at: datetime
+    email_verified: bool = False
 
 
 class Me(msgspec.Struct):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from syncd.accounts import seen
 from syncd.api.common import path_uuid, principal, read_body, respond, services
 from syncd.errors import NotFound
 from syncd.messages import LoginRequest, RefreshRequest, RegisterRequest
@@ -22,8 +25,18 @@ async def _limit(request: Request, email: str) -> None:
 async def register(request: Request) -> Response:
     body = await read_body(request, RegisterRequest, limit=64 * 1024)
     await _limit(request, body.email)
-    user = await services(request).auth.register(body.email, body.password, body.name)
+    svc = services(request)
+    mails = svc.accounts
+    user = await svc.auth.register(body.email, body.password, body.name,
+                                   then=mails.verification_mail if mails else None)
+    if mails is not None:
+        mails.outbox.wake()
     return respond(request, {"user": user}, 201)
+
+
+async def _seen(request: Request, device: UUID) -> None:
+    await seen(services(request).db, device, request.client.host if request.client else None,
+               request.headers.get("user-agent"))
 
 
 async def login(request: Request) -> Response:
@@ -31,12 +44,16 @@ async def login(request: Request) -> Response:
     await _limit(request, body.email)
     result = await services(request).auth.login(body.email, body.password, body.device.name,
                                                 body.device.platform)
+    await _seen(request, result["device_id"])
     return respond(request, result)
 
 
 async def refresh(request: Request) -> Response:
     body = await read_body(request, RefreshRequest, limit=64 * 1024)
-    return respond(request, await services(request).auth.refresh(body.refresh_token))
+    auth = services(request).auth
+    result = await auth.refresh(body.refresh_token)
+    await _seen(request, auth.decode(result["access_token"]).device_id)
+    return respond(request, result)
 
 
 async def logout(request: Request) -> Response:
