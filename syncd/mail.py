@@ -8,7 +8,8 @@ leaves the row unsent and locked by nobody, and the next worker (after a restart
 another node) sends it. Only a crash in the instant between the SMTP server's acceptance
 and the commit can send a mail twice; both copies then carry the row's Message-ID.
 A failed send is retried after `mail_retry` seconds, doubling up to an hour, at most
-`mail_attempts` times; a permanent refusal (5xx) is given up at once.
+`mail_attempts` times; a permanent refusal of the mail (its recipient, or its content
+with a 5xx) is given up at once.
 
 `SMTP_URL`: `smtp://host:25` (plain, a local relay), `smtp+starttls://user:pass@host:587`
 (STARTTLS, required), `smtps://user:pass@host:465` (TLS from the start); user and password
@@ -87,9 +88,11 @@ def print_mail(message: EmailMessage) -> None:
 
 
 def _permanent(error: Exception) -> bool:
-    if isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
+    """A refusal of this mail itself. A refused login, certificate or sender is the
+    server's configuration: retried, so that mail waits for the fix instead of being lost."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
         return True
-    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code >= 500
+    return isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
 
 
 class Outbox:

@@ -3,12 +3,15 @@ syncd server process that mails through it."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import gc
 import re
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from tests.fix_server import ServerProcess, free_port
+from tests.fix_services import drop_database, fresh_database
 
 TOKEN = re.compile(r'token(?:=|": ")([A-Za-z0-9_-]{20,})')
 
@@ -29,8 +33,17 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
+        # While `hold` is set, a mail's DATA is held unanswered (a send in flight) until
+        # `release`, then refused.
+        self.hold = threading.Event()
+        self.release = threading.Event()
+        self.held = 0
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.hold.is_set():
+            self.held += 1
+            await asyncio.to_thread(self.release.wait)
+            return "451 held by the test, not delivered"
         assert isinstance(envelope.content, bytes)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
@@ -61,17 +74,21 @@ def token_of(message: EmailMessage) -> str:
 
 class SmtpServer:
     def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None,
-                 logins: dict[str, str] | None = None) -> None:
+                 logins: dict[str, str] | None = None, implicit_tls: bool = False) -> None:
         self.port = port or free_port()
         self.inbox = Inbox()
         self.logins = logins
         kwargs: dict[str, Any] = {}
-        if tls is not None:
+        if tls is not None and implicit_tls:
+            kwargs["ssl_context"] = tls
+        elif tls is not None:
             kwargs["tls_context"] = tls
             kwargs["require_starttls"] = True
         if logins is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True
+            # aiosmtpd sees STARTTLS only as TLS: over implicit TLS it would hide AUTH.
+            kwargs["auth_require_tls"] = not implicit_tls
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port,
                                      **kwargs)
 
@@ -85,7 +102,13 @@ class SmtpServer:
         self.controller.start()
 
     def stop(self) -> None:
+        self.inbox.release.set()
         self.controller.stop()
+        # aiosmtpd leaves the sockets of handshakes that failed (the clients that did not
+        # trust its certificate) to the collector: gather them now, not in a later test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -97,23 +120,26 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 MailServer = Callable[..., ServerProcess]
+# Quick retries, no mail rate limit, links to a public address.
+MAIL_ENV = {"SYNCD_MAIL_RETRY": "0.2", "SYNCD_RATE_MAIL": "0",
+            "SYNCD_PUBLIC_URL": "https://sync.example"}
 
 
-@pytest.fixture(scope="module")
-def mail_server_factory(pg_url: str, tmp_path_factory: pytest.TempPathFactory,
-                        ) -> Iterator[MailServer]:
-    """Start syncd processes that mail through a given SMTP URL; all stopped at the end."""
-    started: list[ServerProcess] = []
+@pytest.fixture
+def mail_server_factory(pg_admin_url: str, tmp_path: Path) -> Iterator[MailServer]:
+    """Start syncd processes mailing through a given SMTP URL, each on a database of its own
+    (a server sends any mail of its database's outbox); stopped and dropped at the end."""
+    started: list[tuple[ServerProcess, str]] = []
 
     def start(smtp_url: str, **env: str) -> ServerProcess:
-        root: Path = tmp_path_factory.mktemp("mailserver")
-        proc = ServerProcess(pg_url, root, env={
-            "SMTP_URL": smtp_url, "SYNCD_MAIL_RETRY": "0.2", "SYNCD_RATE_MAIL": "0",
-            "SYNCD_PUBLIC_URL": "https://sync.example", **env})
+        url = fresh_database(pg_admin_url)
+        proc = ServerProcess(url, tmp_path / f"server{len(started)}",
+                             env={**MAIL_ENV, "SMTP_URL": smtp_url, **env})
+        started.append((proc, url))
         proc.start()
-        started.append(proc)
         return proc
 
     yield start
-    for proc in started:
+    for proc, url in started:
         proc.stop()
+        drop_database(pg_admin_url, url)

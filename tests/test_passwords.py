@@ -15,15 +15,20 @@ import psycopg
 import pytest
 
 from tests.fix_server import ServerProcess
-from tests.fix_smtp import MailServer, SmtpServer, token_of
+from tests.fix_smtp import MAIL_ENV, MailServer, SmtpServer, token_of
 from tests.helpers import PASSWORD, Api, Device
 
 NEW_PASSWORD = "a new and longer passphrase"
 
 
 @pytest.fixture(scope="module")
-def mailed(smtp: SmtpServer, mail_server_factory: MailServer) -> ServerProcess:
-    return mail_server_factory(f"smtp://127.0.0.1:{smtp.port}")
+def mailed(smtp: SmtpServer, pg_url: str, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[ServerProcess]:
+    proc = ServerProcess(pg_url, tmp_path_factory.mktemp("mailed"),
+                         env={**MAIL_ENV, "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"})
+    proc.start()
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture
@@ -207,11 +212,11 @@ def test_devices_show_last_ip_and_user_agent(client: Api) -> None:
 
 
 def test_unverified_accounts_and_the_mail_rate_limit(smtp: SmtpServer,
-                                                     mail_server_factory: MailServer,
-                                                     db: psycopg.Connection[Any]) -> None:
+                                                     mail_server_factory: MailServer) -> None:
     strict = mail_server_factory(f"smtp://127.0.0.1:{smtp.port}", SYNCD_UNVERIFIED_DAYS="0",
                                  SYNCD_RATE_MAIL="2")
-    with Api(strict.base_url) as api:
+    with Api(strict.base_url) as api, psycopg.connect(strict.database_url,
+                                                      autocommit=True) as db:
         email = api.register()
         r = login(api, email, PASSWORD)
         assert r.status_code == 403 and error_code(r) == "email_unverified"
