@@ -14,9 +14,10 @@ from uuid import UUID
 
 from syncd.accounts import Accounts
 from syncd.config import Settings
-from syncd.db import Conn, Database, migrate_sync
+from syncd.db import Conn, Database
 from syncd.errors import SyncdError
 from syncd.mail import Outbox
+from syncd.migrate import migrate_sync
 
 
 def _password(args: argparse.Namespace) -> str:
