@@ -72,6 +72,12 @@ async def _limit(request: Request, kind: str, ident: str) -> None:
     await limiter.hit(f"mail-{kind}", ident, limit)
 
 
+async def _password_attempt(request: Request, user: UUID) -> None:
+    """A route that checks the password counts as a login attempt (SYNCD_RATE_AUTH)."""
+    limiter = request.app.state.limiter
+    await limiter.auth_attempt(request.client.host if request.client else "unknown", str(user))
+
+
 def _close(request: Request, devices: list[UUID], reason: str) -> None:
     for device in devices:
         services(request).hub.close_device(device, reason)
@@ -80,6 +86,7 @@ def _close(request: Request, devices: list[UUID], reason: str) -> None:
 async def change_password(request: Request) -> Response:
     who = await principal(request)
     body = await read_body(request, PasswordChange, limit=LIMIT)
+    await _password_attempt(request, who.user_id)
     ended = await accounts(request).change_password(who, body.current_password, body.password,
                                                     body.keep_devices)
     _close(request, ended, "password changed")
@@ -123,6 +130,7 @@ async def resend_verification(request: Request) -> Response:
 async def change_email(request: Request) -> Response:
     who = await principal(request)
     body = await read_body(request, EmailChange, limit=LIMIT)
+    await _password_attempt(request, who.user_id)
     await _limit(request, "user", str(who.user_id))
     await accounts(request).change_email(who, body.password, body.email)
     return respond(request, {"message": "a verification link is on its way to the new address; "
