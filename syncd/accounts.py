@@ -190,6 +190,10 @@ class Accounts:
                     RETURNING {USER_FIELDS}""", (row["email"], row["user_id"]))
             user = await cur.fetchone()
             assert user is not None  # the token's user: its rows go with the account
+            # Links still out for this or another address would set it again: void them.
+            await conn.execute("""DELETE FROM account_tokens WHERE user_id = %s
+                                  AND purpose = 'verify' AND used_at IS NULL""",
+                               (row["user_id"],))
             return user
 
         return await self.db.run(tx)

@@ -189,6 +189,18 @@ def test_verification_and_email_change(client: Api, smtp: SmtpServer) -> None:
     assert login(client, new, PASSWORD).status_code == 200
     assert login(client, email, PASSWORD).status_code == 401
 
+    # A link still out for an address the account had must not bring it back.
+    d.api.post("/v1/auth/email", headers=d.headers, json={"password": PASSWORD,
+                                                          "email": email})
+    stale = token_of(smtp.inbox.wait(email, 3)[2])
+    d.api.post("/v1/auth/email", headers=d.headers, json={"password": PASSWORD,
+                                                          "email": f"x{new}"})
+    r = client.get("/v1/auth/verify", params={"token": token_of(smtp.inbox.wait(f"x{new}")[0])})
+    assert r.status_code == 200 and r.json()["user"]["email"] == f"x{new}"
+    r = client.get("/v1/auth/verify", params={"token": stale})
+    assert r.status_code == 400 and error_code(r) == "invalid_token"
+    assert d.get("/v1/auth/me").json()["user"]["email"] == f"x{new}"
+
     # An unverified account asks for a new link.
     other = device(client, taken)
     r = client.post("/v1/auth/verify/resend", headers=other.headers)
