@@ -7,6 +7,8 @@ LOCKED`, sends it and sets `sent_at` in that same transaction: a crash before th
 leaves the row unsent and locked by nobody, and the next worker (after a restart, or on
 another node) sends it. Only a crash in the instant between the SMTP server's acceptance
 and the commit can send a mail twice; both copies then carry the row's Message-ID.
+A sent mail's body (it holds a token in clear) is emptied in the transaction that marks
+it sent; rows and tokens are deleted 30 days after they are done with.
 A failed send is retried after `mail_retry` seconds, doubling up to an hour, at most
 `mail_attempts` times; a permanent refusal of the mail (its recipient, or its content
 with a 5xx) is given up at once.
@@ -40,6 +42,8 @@ log = logging.getLogger("syncd.mail")
 SCHEMES = ("smtp", "smtp+starttls", "smtps")
 MAX_DELAY = 3600.0
 POLL = 2.0  # seconds between looks at the outbox for mail queued by other nodes or due again
+PRUNE_EVERY = 3600.0  # seconds between clean-ups of old mails and tokens
+KEEP_DAYS = 30  # a sent mail's row (without its body), an expired token: kept this long
 
 
 @dataclass(frozen=True)
@@ -150,20 +154,37 @@ class Outbox:
                               failed_at = CASE WHEN %s THEN now() END WHERE id = %s""",
                     (attempts, str(e)[:500], delay, give_up, row["id"]))
                 return True
+            # The body holds a token in clear: once sent it is kept nowhere here.
             await conn.execute(
-                "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = %s",
-                (row["id"],))
+                """UPDATE outbox SET sent_at = now(), attempts = attempts + 1, body = ''
+                   WHERE id = %s""", (row["id"],))
             return True
 
         # Once only: a retried transaction could send a mail twice.
         return await self.db.run(tx, attempts=1)
 
+    async def prune(self) -> None:
+        """Forget mails sent or given up a while ago, and tokens long expired."""
+        async def tx(conn: Conn) -> None:
+            await conn.execute(
+                f"""DELETE FROM outbox WHERE coalesce(sent_at, failed_at)
+                    < now() - interval '{KEEP_DAYS} days'""")
+            await conn.execute("DELETE FROM account_tokens WHERE expires_at < now() - "
+                               f"interval '{KEEP_DAYS} days'")
+
+        await self.db.run(tx)
+
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pruned = loop.time()
         while True:
             self._wake.clear()
             try:
                 while await self.send_one():
                     pass
+                if loop.time() - pruned > PRUNE_EVERY:
+                    pruned = loop.time()
+                    await self.prune()
             except Exception:  # the database is down: keep the worker, look again later
                 log.exception("the mail worker could not read the outbox")
             try:

@@ -4,6 +4,7 @@ with STARTTLS or TLS and a login; without SMTP_URL, mails on the server's output
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from pathlib import Path
@@ -58,6 +59,9 @@ def test_queued_mail_survives_kill_9(mail_server_factory: MailServer) -> None:
         [mail] = smtp.inbox.wait(email)
         wait_row(server, email, lambda r: r[1])  # marked sent: it will never go again
         assert len(smtp.inbox.to(email)) == 1
+        with psycopg.connect(server.database_url) as db:  # its token is kept nowhere now
+            assert db.execute("SELECT body FROM outbox WHERE recipient = %s",
+                              (email,)).fetchone() == ("",)
         with Api(server.base_url) as api:
             r = api.get("/v1/auth/verify", params={"token": token_of(mail)})
             assert r.status_code == 200, r.text
@@ -149,3 +153,38 @@ def test_without_smtp_url_mails_are_printed(mail_server_factory: MailServer) -> 
     token = out.split(link, 1)[1].split()[0]
     with Api(server.base_url) as api:
         assert api.get("/v1/auth/verify", params={"token": token}).status_code == 200
+
+
+def test_prune_forgets_old_mails_and_tokens(api: Api, pg_url: str,
+                                            db: psycopg.Connection[Any]) -> None:
+    from syncd.config import Settings
+    from syncd.db import Database
+    from syncd.mail import Outbox
+
+    d = api.user()
+    rows = [("old sent", "now() - interval '31 days'", "NULL"),
+            ("old failed", "NULL", "now() - interval '31 days'"),
+            ("recent", "now() - interval '29 days'", "NULL"), ("queued", "NULL", "NULL")]
+    for subject, sent, failed in rows:
+        db.execute(f"INSERT INTO outbox (user_id, recipient, subject, body, sent_at, "
+                   f"failed_at, next_at) VALUES (%s, %s, %s, '', {sent}, {failed}, "
+                   f"now() + interval '1 day')", (d.user_id, d.email, subject))
+    for name, expires in (b"expired", "now() - interval '31 days'"), (b"live", "now()"):
+        db.execute(f"INSERT INTO account_tokens VALUES (%s, %s, 'reset', %s, {expires})",
+                   (name, d.user_id, d.email))
+
+    async def prune() -> None:
+        store = Database(pg_url, 1, 1)
+        await store.open()
+        try:
+            await Outbox(store, Settings()).prune()
+        finally:
+            await store.close()
+
+    asyncio.run(prune())
+    left = db.execute("SELECT subject FROM outbox WHERE user_id = %s AND subject = ANY(%s) "
+                      "ORDER BY subject", (d.user_id, [r[0] for r in rows])).fetchall()
+    assert left == [("queued",), ("recent",)]
+    tokens = db.execute("SELECT token_hash FROM account_tokens WHERE token_hash = ANY(%s)",
+                        ([b"expired", b"live"],)).fetchall()
+    assert tokens == [(b"live",)]
