@@ -95,8 +95,10 @@ async def _account(conn: Conn, who: Identity) -> UUID:
     email = normalise_email(who.email)
     user = uuid.uuid4()
     cur = await conn.execute(
-        """INSERT INTO users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)
-           ON CONFLICT (email) DO NOTHING""", (user, email, who.name, NO_PASSWORD))
+        """INSERT INTO users (id, email, name, password_hash, email_verified_at)
+           VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END)
+           ON CONFLICT (email) DO NOTHING""",
+        (user, email, who.name, NO_PASSWORD, bool(who.email_verified)))
     if cur.rowcount == 0:
         if not who.email_verified:
             raise Conflict("an account with this email exists and the provider does not "

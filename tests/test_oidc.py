@@ -149,9 +149,11 @@ def test_new_account(syncd: ServerProcess, gateway: Gateway,
     me = httpx.get(f"{syncd.base_url}/v1/auth/me",
                    headers={"Authorization": f"Bearer {first['access_token']}"})
     assert me.status_code == 200 and me.json()["device_id"] == first["device_id"]
+    assert me.json()["user"]["email_verified"] is True  # the provider vouched for it
     devices = httpx.get(f"{syncd.base_url}/v1/devices",
                         headers={"Authorization": f"Bearer {first['access_token']}"}).json()
     assert [(d["name"], d["platform"]) for d in devices["devices"]] == [("Phone", "ios")]
+    assert devices["devices"][0]["last_ip"] == "127.0.0.1"  # where the code was redeemed
     r = httpx.post(f"{syncd.base_url}/v1/auth/refresh",
                    json={"refresh_token": first["refresh_token"]})
     assert r.status_code == 200

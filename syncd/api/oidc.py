@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from syncd import signin
+from syncd.accounts import seen
 from syncd.api.common import read_body, respond, services
 from syncd.errors import BadRequest, NotFound
 from syncd.oidc import Provider
@@ -97,8 +98,10 @@ async def token(request: Request) -> Response:
     body = await read_body(request, OidcTokenRequest, limit=4096)
     svc = services(request)
     found = await signin.redeem(svc.db, body.code)
-    return respond(request, await svc.auth.sign_in(found["user_id"], found["device_name"],
-                                                   found["platform"]))
+    result = await svc.auth.sign_in(found["user_id"], found["device_name"], found["platform"])
+    await seen(svc.db, result["device_id"], request.client.host if request.client else None,
+               request.headers.get("user-agent"))
+    return respond(request, result)
 
 
 describe("/v1/auth/oidc/start", "GET", status=302, auth=False,
