@@ -6,7 +6,7 @@ reused for another meaning. `bytes` fields are base64 in JSON and raw in Message
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -15,18 +15,31 @@ from syncd.errors import BadRequest
 
 T = TypeVar("T")
 
+# A string PostgreSQL can store: text and jsonb hold no NUL character. Every string a
+# request struct carries is one, so a NUL is refused when the body is decoded, before any
+# query sees it, and the OpenAPI document says so (a `pattern`).
+NO_NUL = "^[^\\x00]*$"
+Str = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# What an account's email must look like (auth.normalise_email then lowercases it); the
+# pattern is the whole rule, so the document and the server agree on every string.
+_ADDR = "[^@\\x00-\\x20]+"
+Email = Annotated[str, msgspec.Meta(pattern=f"^{_ADDR}@{_ADDR}\\.{_ADDR}$", max_length=320)]
+Password = Annotated[str, msgspec.Meta(pattern=NO_NUL, min_length=8, max_length=1024)]
+Name = Annotated[str, msgspec.Meta(pattern=NO_NUL, max_length=200)]
+
 EntityName = Literal["note", "project", "settings"]
 OpName = Literal["set", "text", "delete", "restore"]
 
 
 class Op(msgspec.Struct, frozen=True, omit_defaults=True):
     client_seq: int
-    hlc: str
+    hlc: Str
     entity: EntityName
     id: UUID
     kind: OpName
     fields: dict[str, Any] | None = None
-    field: str | None = None
+    field: Str | None = None
     update: bytes | None = None
     base: int | None = None
 
@@ -76,29 +89,33 @@ class PullResponse(msgspec.Struct):
 
 
 class RegisterRequest(msgspec.Struct, frozen=True):
-    email: str
-    password: str
-    name: str = ""
+    email: Email
+    password: Password
+    name: Name = ""
 
 
 class DeviceInfo(msgspec.Struct, frozen=True):
-    name: str = "device"
-    platform: str = "unknown"
+    name: Name = "device"
+    platform: Name = "unknown"
 
 
 class LoginRequest(msgspec.Struct, frozen=True):
-    email: str
-    password: str
+    email: Email
+    password: Str
     device: DeviceInfo = DeviceInfo()
 
 
 class RefreshRequest(msgspec.Struct, frozen=True):
-    refresh_token: str
+    refresh_token: Str
 
 
 class MemberRequest(msgspec.Struct, frozen=True):
-    email: str
+    email: Email
     role: Literal["editor", "viewer"]
+
+
+class Empty(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A body that asks for nothing more than the path says (restore): `{}` or none."""
 
 
 # --- codecs -------------------------------------------------------------------------------
@@ -119,10 +136,28 @@ def decode(body: bytes, typ: type[T], msgpack: bool = False) -> T:
             return msgspec.msgpack.decode(body, type=typ)
         return msgspec.json.decode(body, type=typ)
     except msgspec.ValidationError as e:
-        raise BadRequest(f"request does not match the schema: {e}", code="invalid_request") from e
+        raise schema_error(e) from e
     except msgspec.DecodeError as e:
         kind = "MessagePack" if msgpack else "JSON"
         raise BadRequest(f"malformed {kind}: {e}", code="malformed_body") from e
+    except RecursionError:
+        raise too_deep() from None
+
+
+def schema_error(e: msgspec.ValidationError) -> BadRequest:
+    """`validation` for a value outside its declared bounds (too long, a NUL, not an email
+    address), as the domain checks name it; `invalid_request` for the wrong shape or type."""
+    message, _, where = str(e).partition(" - at `$")
+    if message.startswith("Expected `") and ", got `" not in message:
+        return BadRequest(f"{where.strip('`.') or 'the body'}: {message}",
+                          {"field": where.strip("`.")}, code="validation")
+    return BadRequest(f"request does not match the schema: {e}", code="invalid_request")
+
+
+def too_deep() -> BadRequest:
+    """msgspec decodes nested values recursively and raises RecursionError past the
+    interpreter's limit (about 1000 levels): a document that deep is no one's data."""
+    return BadRequest("the document is nested too deeply", code="too_deep")
 
 
 # --- the sync socket (/v1/sync/ws) --------------------------------------------------------

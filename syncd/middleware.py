@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from syncd.errors import PayloadTooLarge, SyncdError
+from syncd.errors import BadRequest, PayloadTooLarge, SyncdError
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import encode
 from syncd.metrics import Metrics
@@ -122,6 +122,11 @@ class RequestContext:
             return None
 
     async def _refuse(self, scope: Scope, user: str | None) -> SyncdError | None:
+        # PostgreSQL stores no NUL in text: one check here covers every query parameter
+        # (a NUL cannot arrive raw in a request line, only percent-encoded).
+        if b"%00" in scope.get("query_string", b""):
+            return BadRequest("the query string must not contain NUL characters",
+                              code="invalid_request")
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return PayloadTooLarge(f"request body over {self.max_body} bytes",

@@ -22,6 +22,7 @@ import msgspec
 from syncd import store
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, NotFound
+from syncd.messages import Str
 from syncd.types import Principal
 from syncd.views import entity_view
 
@@ -86,12 +87,11 @@ def encode_cursor(sort: str, order: str, key: Any, id: UUID) -> str:
 def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        c_sort, c_order, key, id = msgspec.json.decode(raw, type=tuple[str, str, Any, str])
-        if (c_sort, c_order) != (sort, order) or not isinstance(key, str):
+        # The key is typed Str: a crafted cursor cannot carry a NUL into the query.
+        c_sort, c_order, key, id = msgspec.json.decode(raw, type=tuple[str, str, Str, str])
+        if (c_sort, c_order) != (sort, order):
             raise ValueError("the cursor belongs to another sort order")
-        if sort != "title":
-            key = datetime.fromisoformat(key)
-        return key, UUID(id)
+        return (key if sort == "title" else datetime.fromisoformat(key)), UUID(id)
     except (ValueError, binascii.Error, msgspec.DecodeError, msgspec.ValidationError):
         raise BadRequest("cursor is not one this list returned (same sort and order)",
                          {"param": "cursor"}, code="invalid_cursor") from None

@@ -58,6 +58,7 @@ from syncd.messages import (
     decode_client_json,
     decode_client_msgpack,
     encode,
+    too_deep,
 )
 from syncd.services import Services
 from syncd.types import Principal
@@ -256,6 +257,8 @@ class Session:
                              code="invalid_request") from None
         except msgspec.DecodeError:
             raise _Close(4409, "not a protocol message") from None
+        except RecursionError:
+            raise too_deep() from None
 
     async def _handle(self, msg: ClientMsg) -> None:
         match msg:

@@ -16,17 +16,18 @@ from syncd.api.common import principal, read_body, respond, services
 from syncd.db import Conn
 from syncd.errors import BadRequest
 from syncd.export import export_stream
+from syncd.messages import Name, Str
 from syncd.openapi import describe
 from syncd.stats import DAYS, stats, valid_timezone
 
 
 class MeUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    timezone: str | None = None
-    name: str | None = None
+    timezone: Str | None = None
+    name: Name | None = None
 
 
 class DeleteAccount(msgspec.Struct, frozen=True):
-    password: str
+    password: Str
 
 
 class DayWords(msgspec.Struct):
@@ -89,9 +90,6 @@ async def update_me(request: Request) -> Response:
     if body.timezone is not None and not valid_timezone(body.timezone):
         raise BadRequest("timezone must be an IANA time zone such as Europe/Paris",
                          {"field": "timezone"}, code="validation")
-    if body.name is not None and len(body.name) > 200:
-        raise BadRequest("name must be at most 200 characters", {"field": "name"},
-                         code="validation")
     svc = services(request)
 
     async def tx(conn: Conn) -> None:
