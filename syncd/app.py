@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from syncd import sync
 from syncd.accounts import Accounts
@@ -82,11 +82,25 @@ async def _syncd_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: a path has one Route per method, and
+    Starlette's 405 names only the methods of the first one it tried."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = {"error": {"code": code, "message": str(exc.detail), "details": {}}}
-    return Response(encode(body), exc.status_code, media_type="application/json")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return Response(encode(body), exc.status_code, media_type="application/json",
+                    headers=headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -36,7 +36,7 @@ from syncd.merge import BODY, Entity
 from syncd.messages import Op, OpResult
 from syncd.store import entity_from_row, note_row
 from syncd.textdiff import changed_span
-from syncd.types import Principal
+from syncd.types import WRITE_ROLES, Principal
 from syncd.unit import Unit, commit
 from syncd.views import entity_view
 
@@ -139,9 +139,26 @@ def rejection(result: OpResult, op: Op) -> SyncdError:
 # --- writing --------------------------------------------------------------------
 
 
+async def check_access(conn: Conn, user: UUID, kind: str, row: dict[str, Any],
+                       owner: bool) -> None:
+    """The push path's access rule for a write that makes no op (restoring a live note,
+    a PATCH that changes nothing): a viewer's no-op is refused like their real writes."""
+    if kind == "note" and row["owner_id"] == user:
+        return
+    project = row["id"] if kind == "project" else row["project_id"]
+    cur = await conn.execute("SELECT role FROM members WHERE project_id = %s AND user_id = %s",
+                             (project, user))
+    found = await cur.fetchone()
+    role = found["role"] if found else None
+    if role not in (("owner",) if owner else WRITE_ROLES):
+        raise Forbidden(f"no write access to {kind} {row['id']}")
+
+
 async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, build: Build, *,
-                if_match: str | None = None, create: bool = False) -> dict[str, Any]:
-    """Build ops from the locked current state and apply them; returns the new Entity."""
+                if_match: str | None = None, create: bool = False,
+                owner: bool = False) -> dict[str, Any]:
+    """Build ops from the locked current state and apply them; returns the new Entity.
+    `owner`: only the owner may make this write (deleting or restoring a project)."""
     async def tx(unit: Unit) -> dict[str, Any]:
         conn = unit.conn
         current, row = None, None
@@ -156,6 +173,8 @@ async def write(db: Database, hub: Hub, who: Principal, kind: str, id: UUID, bui
                 raise PreconditionFailed(f"the {kind} has changed", {"etag": etag(row["version"])})
             current = entity_from_row(kind, row)
         ops = build(current)
+        if not ops and row is not None:
+            await check_access(conn, who.user_id, kind, row, owner)
         if ops:
             # In this transaction, so the precondition above and these ops commit together;
             # stamped by apply_ops once the entities are locked (clock None).

@@ -9,7 +9,7 @@ from uuid import UUID
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from syncd.errors import BadRequest, NotFound, PayloadTooLarge, SyncdError
+from syncd.errors import BadRequest, NotFound, PayloadTooLarge, SyncdError, Unauthorized
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import MSGPACK, decode, encode
 from syncd.services import Services
@@ -29,7 +29,7 @@ def wants_msgpack(request: Request) -> bool:
         and "json" not in request.headers.get("accept", ""))
 
 
-async def read_body(request: Request, typ: type[T], limit: int = MAX_BODY_BYTES) -> T:
+async def _read(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes", {"limit": limit})
@@ -39,9 +39,21 @@ async def read_body(request: Request, typ: type[T], limit: int = MAX_BODY_BYTES)
         if size > limit:
             raise PayloadTooLarge(f"request body over {limit} bytes", {"limit": limit})
         chunks.append(chunk)
-    body = b"".join(chunks)
-    msgpack = request.headers.get("content-type", "").startswith(MSGPACK)
-    return decode(body, typ, msgpack=msgpack)
+    return b"".join(chunks)
+
+
+def _is_msgpack(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith(MSGPACK)
+
+
+async def read_body(request: Request, typ: type[T], limit: int = MAX_BODY_BYTES) -> T:
+    return decode(await _read(request, limit), typ, msgpack=_is_msgpack(request))
+
+
+async def read_optional(request: Request, typ: type[T], limit: int) -> T | None:
+    """The body decoded as `typ`, or None when there is none."""
+    body = await _read(request, limit)
+    return decode(body, typ, msgpack=_is_msgpack(request)) if body else None
 
 
 def respond(request: Request, obj: Any, status: int = 200,
@@ -64,11 +76,16 @@ def error_response(exc: SyncdError) -> Response:
 
 
 def bearer(conn: HTTPConnection) -> str | None:
+    """The Authorization header's token. A URL ends up in logs and browser history, so
+    `?token=` is only for the sockets (browsers cannot set their headers) and refused here."""
     header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
         return token.strip()
-    return conn.query_params.get("token")
+    if "token" in conn.query_params:
+        raise Unauthorized("send the access token in the Authorization header; ?token= is "
+                           "for WebSockets only", code="token_in_query")
+    return None
 
 
 async def principal(conn: HTTPConnection) -> Principal:
