@@ -19,7 +19,7 @@ from uuid import UUID
 from pycrdt import Doc, Text
 
 from syncd import queries, sync
-from syncd.db import Database
+from syncd.db import Conn, Database
 from syncd.errors import (
     Conflict,
     Forbidden,

@@ -9,6 +9,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_OPS_PER_PUSH = 1000
 MAX_PULL_LIMIT = 5000
 DEFAULT_PULL_LIMIT = 500
+# The largest cursor (a log seq) a request may name: far past any log, and its page's seq
+# range (cursor, cursor + limit] still fits PostgreSQL's bigint.
+MAX_CURSOR = 2**62
 # A clock more than this far ahead of the server is canonicalised to the server's clock.
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 # A note body's merged CRDT state may not grow past this.

@@ -43,22 +43,43 @@ class Operation:
     query: dict[str, Any] = field(default_factory=dict)
     auth: bool | None = None
     content_type: str = "application/json"
+    headers: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    body_required: bool = True
 
 
 _registry: dict[tuple[str, str], Operation] = {}
+# Answers any operation may give: a malformed request (a NUL in the query string counts),
+# and the database unavailable. Others follow from what the operation takes (below).
+ALWAYS = (400, 503)
 
 
 def describe(path: str, method: str, *, request: Any = None, response: Any = None,
              summary: str = "", status: int = 200, query: dict[str, Any] | None = None,
-             auth: bool | None = None, content_type: str = "application/json") -> None:
-    """Record an operation's request/response types (msgspec-able) and query parameters.
+             auth: bool | None = None, content_type: str = "application/json",
+             headers: dict[str, Any] | None = None, errors: tuple[int, ...] = (),
+             body_required: bool = True) -> None:
+    """Record an operation's request/response types (msgspec-able) and parameters.
 
-    `query` maps a parameter name to its type (e.g. `int`, `Literal["week", "month"]`);
-    `status` 204 means no body; `auth` defaults to "needs a bearer token" except for the
-    public endpoints.
+    `query` and `headers` map a parameter name to its type (e.g. `int`,
+    `Literal["week", "month"]`, an `Annotated` type with its bounds); `status` 204 means no
+    body; `auth` defaults to "needs a bearer token" except for the public endpoints;
+    `errors` are the error statuses beyond those every operation of its kind may answer.
     """
-    _registry[(path, method.upper())] = Operation(summary, request, response, status,
-                                                  dict(query or {}), auth, content_type)
+    _registry[(path, method.upper())] = Operation(
+        summary, request, response, status, dict(query or {}), auth, content_type,
+        dict(headers or {}), errors, body_required)
+
+
+def _errors(op: Operation, secured: bool, has_path_params: bool) -> list[int]:
+    statuses = {*ALWAYS, *op.errors}
+    if secured:
+        statuses |= {401, 403, 429}  # no or a bad token, no access, the user's budget
+    if has_path_params:
+        statuses.add(404)
+    if op.request is not None:
+        statuses.add(413)
+    return sorted(statuses)
 
 
 def _walk(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, Route]]:
@@ -86,7 +107,7 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
     types: list[Any] = [Error]
     for op in _registry.values():
         types += [t for t in (op.request, op.response) if t is not None]
-        types += list(op.query.values())
+        types += [*op.query.values(), *op.headers.values()]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
     error = {"description": "error", "content": {"application/json": {
@@ -107,17 +128,24 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
             }
             query = [{"name": n, "in": "query", "required": False,
                       "schema": schema_of[id(t)]} for n, t in op.query.items()]
-            if params or query:
-                entry["parameters"] = params + query
+            headers = [{"name": n, "in": "header", "required": False,
+                        "schema": schema_of[id(t)]} for n, t in op.headers.items()]
+            if params or query or headers:
+                entry["parameters"] = params + query + headers
             if op.request is not None:
-                entry["requestBody"] = {"required": True, "content": {
+                entry["requestBody"] = {"required": op.body_required, "content": {
                     "application/json": {"schema": schema_of[id(op.request)]}}}
             elif method in ("POST", "PUT", "PATCH") and found is None:
                 entry["requestBody"] = {"content": {
                     "application/json": {"schema": {"type": "object"}}}}
-            entry["responses"] = {str(op.status) if found else "2XX": _ok(op, schema_of),
-                                  "default": error}
-            if op.auth if op.auth is not None else path not in PUBLIC:
+            secured = op.auth if op.auth is not None else path not in PUBLIC
+            entry["responses"] = {str(op.status) if found else "2XX": _ok(op, schema_of)}
+            if found is None:
+                entry["responses"]["default"] = error
+            else:
+                entry["responses"].update(
+                    {str(s): error for s in _errors(op, secured, bool(params))})
+            if secured:
                 entry["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = entry
     return {

@@ -81,10 +81,11 @@ async def revoke_device(request: Request) -> Response:
     return Response(status_code=204)
 
 
-describe("/v1/auth/register", "POST", request=RegisterRequest, status=201,
+describe("/v1/auth/register", "POST", request=RegisterRequest, status=201, errors=(409, 429),
          summary="Create an account")
-describe("/v1/auth/login", "POST", request=LoginRequest, summary="Log in as a new device")
-describe("/v1/auth/refresh", "POST", request=RefreshRequest,
+describe("/v1/auth/login", "POST", request=LoginRequest, errors=(401, 429),
+         summary="Log in as a new device")
+describe("/v1/auth/refresh", "POST", request=RefreshRequest, errors=(401,),
          summary="Rotate the refresh token, get a new access token")
 describe("/v1/auth/logout", "POST", status=204, summary="End the calling device")
 describe("/v1/auth/me", "GET", summary="The caller")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,8 +37,9 @@ async def resolve(request: Request) -> Response:
 
 
 describe("/v1/conflicts", "GET", summary="The user's conflicts (open by default)",
-         query={"status": Literal["open", "resolved", "all"], "limit": int})
-describe("/v1/conflicts/{id}/resolve", "POST", request=conflicts.ResolveRequest,
+         query={"status": Literal["open", "resolved", "all"],
+                "limit": Annotated[int, msgspec.Meta(ge=1, le=1000)]})
+describe("/v1/conflicts/{id}/resolve", "POST", request=conflicts.ResolveRequest, errors=(409,),
          summary="Settle a conflict: mine, theirs, or a value")
 
 routes = [

@@ -9,6 +9,7 @@ new ops that make the current state equal to it (If-Match honoured).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -20,11 +21,15 @@ from syncd import history
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.api.resource import entity_response
 from syncd.errors import BadRequest
-from syncd.limits import MAX_HISTORY_PAGE
+from syncd.limits import MAX_CURSOR, MAX_HISTORY_PAGE
+from syncd.messages import Str
+from syncd.openapi import describe
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURSOR)]
 
 
 class RevertRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    seq: int | None = None
+    seq: Seq | None = None
     at: datetime | None = None
 
 
@@ -51,7 +56,7 @@ def kind_of(request: Request) -> str:
 
 async def get_history(request: Request) -> Response:
     who = await principal(request)
-    after = query_int(request, "cursor", 0, 0, 2**62)
+    after = query_int(request, "cursor", 0, 0, MAX_CURSOR)
     limit = query_int(request, "limit", 50, 1, MAX_HISTORY_PAGE)
     page = await history.history(services(request).db, who, kind_of(request),
                                  path_uuid(request, "id"), after, limit)
@@ -61,7 +66,7 @@ async def get_history(request: Request) -> Response:
 async def get_at(request: Request) -> Response:
     who = await principal(request)
     raw_seq = request.query_params.get("seq")
-    seq = query_int(request, "seq", 0, 0, 2**62) if raw_seq is not None else None
+    seq = query_int(request, "seq", 0, 0, MAX_CURSOR) if raw_seq is not None else None
     seq, at = _point(seq, request.query_params.get("at"))
     ent, n = await history.past(services(request).db, who, kind_of(request),
                                 path_uuid(request, "id"), seq, at)
@@ -78,6 +83,15 @@ async def revert(request: Request) -> Response:
                                   request.headers.get("if-match"))
     return entity_response(request, entity)
 
+
+for _base in ("/v1/notes/{id}", "/v1/projects/{id}"):
+    describe(_base + "/history", "GET", summary="The entity's events in the caller's log",
+             query={"cursor": Seq, "limit": Annotated[int, msgspec.Meta(ge=1,
+                                                                         le=MAX_HISTORY_PAGE)]})
+    describe(_base + "/at", "GET", summary="The entity as of a seq or a time (give one)",
+             query={"seq": Seq, "at": Str})
+    describe(_base + "/revert", "POST", request=RevertRequest, headers={"If-Match": Str},
+             errors=(412, 422), summary="Make the entity as it was at a seq or a time")
 
 routes = [
     route

@@ -36,9 +36,9 @@ async def remove_member(request: Request) -> Response:
 
 
 describe("/v1/projects/{id}/members", "GET", summary="A project's members")
-describe("/v1/projects/{id}/members", "POST", request=MemberRequest, status=201,
+describe("/v1/projects/{id}/members", "POST", request=MemberRequest, status=201, errors=(409,),
          summary="Share a project (owner only)")
-describe("/v1/projects/{id}/members/{user_id}", "DELETE", status=204,
+describe("/v1/projects/{id}/members/{user_id}", "DELETE", status=204, errors=(409,),
          summary="Remove a member (owner only)")
 
 routes = [

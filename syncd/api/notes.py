@@ -10,16 +10,32 @@ A `body` in POST or PATCH is plain text, written as a CRDT diff of the stored do
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
+import msgspec
+from msgspec import UNSET, UnsetType
 from psycopg.types.json import Jsonb
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd.api.common import path_uuid
-from syncd.api.resource import Resource, deleted_filter, meta_filters, query_bool
+from syncd.api.resource import (
+    Deleted,
+    Flag,
+    Limit,
+    Order,
+    Resource,
+    Sort,
+    deleted_filter,
+    meta_filters,
+    query_bool,
+)
 from syncd.errors import BadRequest
+from syncd.limits import MAX_TAG, MAX_TAGS, MAX_TITLE
+from syncd.messages import NO_NUL, UUID_PATTERN, Str
+from syncd.openapi import describe
 from syncd.queries import Page
 
 
@@ -45,12 +61,49 @@ def note_filters(request: Request, page: Page) -> None:
     deleted_filter(request, page, "n")
 
 
+Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE, pattern=NO_NUL)]
+Tag = Annotated[str, msgspec.Meta(max_length=MAX_TAG, pattern=NO_NUL)]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
+ProjectRef = Annotated[str, msgspec.Meta(pattern=f"^(none|{UUID_PATTERN})$")]
+
+
+class NoteCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of POST /v1/notes (documentation: fields.validate checks it)."""
+
+    id: UUID | UnsetType = UNSET
+    title: Title | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+    favorite: bool | UnsetType = UNSET
+    project_id: UUID | UnsetType | None = UNSET
+    body: Annotated[str, msgspec.Meta(pattern=NO_NUL)] | UnsetType = UNSET
+
+
+class NotePatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of PATCH /v1/notes/{id}: `base_version` is the version the body was read at."""
+
+    title: Title | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+    favorite: bool | UnsetType = UNSET
+    project_id: UUID | UnsetType | None = UNSET
+    body: Annotated[str, msgspec.Meta(pattern=NO_NUL)] | UnsetType = UNSET
+    deleted: bool | UnsetType = UNSET
+    base_version: Annotated[int, msgspec.Meta(ge=1)] | UnsetType = UNSET
+
+
 notes = Resource("note", note_filters, text_field="body")
+notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": list[Tag],
+                                       "pinned": Flag, "favorite": Flag})
 
 
 async def project_notes(request: Request) -> Response:
     return await notes.index(request, within=path_uuid(request, "id"))
 
+
+describe("/v1/projects/{id}/notes", "GET", summary="A page of a project's notes",
+         query={"tag": list[Tag], "pinned": Flag, "favorite": Flag, "deleted": Deleted,
+                "sort": Sort, "order": Order, "limit": Limit, "cursor": Str})
 
 routes = [
     *notes.routes(),

@@ -8,11 +8,18 @@ project is for its owner; editors may change its fields.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 
 from syncd.api.resource import Resource, deleted_filter, meta_filters
 from syncd.errors import BadRequest
 from syncd.fields import STATUSES
+from syncd.limits import MAX_DESCRIPTION, MAX_TITLE, MAX_WORD_GOAL
+from syncd.messages import NO_NUL
 from syncd.queries import Page
 
 
@@ -27,5 +34,30 @@ def project_filters(request: Request, page: Page) -> None:
     deleted_filter(request, page, "p")
 
 
+Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE, pattern=NO_NUL)]
+Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
+WordGoal = Annotated[int, msgspec.Meta(ge=0, le=MAX_WORD_GOAL)]
+Status = Literal["active", "completed", "archived"]
+
+
+class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of POST /v1/projects (documentation: fields.validate checks it)."""
+
+    id: UUID | UnsetType = UNSET
+    title: Title | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    word_goal: WordGoal | UnsetType = UNSET
+    status: Status | UnsetType = UNSET
+
+
+class ProjectPatch(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    word_goal: WordGoal | UnsetType = UNSET
+    status: Status | UnsetType = UNSET
+    deleted: bool | UnsetType = UNSET
+
+
 projects = Resource("project", project_filters)
+projects.describe(ProjectCreate, ProjectPatch, {"status": Status})
 routes = projects.routes()

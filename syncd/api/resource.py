@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import msgspec
@@ -18,12 +18,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd import edits, history, queries
-from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
+from syncd.api.common import (
+    path_uuid,
+    principal,
+    query_int,
+    read_body,
+    read_optional,
+    respond,
+    services,
+)
 from syncd.errors import BadRequest
 from syncd.fields import meta_fields
 from syncd.limits import MAX_LIST_LIMIT
 from syncd.merge import Entity
-from syncd.messages import Op
+from syncd.messages import Empty, Op, Str
+from syncd.openapi import describe
 from syncd.queries import SORTS, Page
 
 Filters = Callable[[Request, Page], None]
@@ -40,13 +49,22 @@ class Changes:
     base_version: int | None
 
 
+Flag = Literal["true", "false", "1", "0"]
+Deleted = Literal["true", "false", "1", "0", "all"]
+Sort = Literal["updated", "created", "title"]
+Order = Literal["asc", "desc"]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)]
+MAX_WRITE_BYTES = 1024 * 1024
+IF_MATCH = {"If-Match": Str}
+
+
 def query_bool(request: Request, name: str) -> bool | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if raw.lower() in ("true", "1"):
+    if raw in ("true", "1"):
         return True
-    if raw.lower() in ("false", "0"):
+    if raw in ("false", "0"):
         return False
     raise BadRequest(f"{name} must be true or false", {"param": name}, code="invalid_request")
 
@@ -102,26 +120,32 @@ class Resource:
         self.filters = filters
         self.text_field = text_field  # a plain-text field written as a CRDT diff
 
-    async def _changes(self, request: Request) -> Changes:
-        """Split the JSON object of a POST or PATCH and validate its fields."""
-        fields = await read_body(request, dict[str, Any], limit=1024 * 1024)
-        raw_id = fields.pop("id", None)
-        text = fields.pop(self.text_field, None) if self.text_field else None
-        deleted = fields.pop("deleted", None)
-        base = fields.pop("base_version", None) if self.text_field else None
+    async def _changes(self, request: Request, create: bool) -> Changes:
+        """Split the JSON object of a POST or PATCH and validate its fields. A POST may
+        name the `id`; a PATCH may set `deleted` and give a note's `base_version`; any
+        other key is an unknown field (422), as the OpenAPI document says. None of these
+        four may be null (absent means "unchanged")."""
+        fields = await read_body(request, dict[str, Any], limit=MAX_WRITE_BYTES)
+        own = {"id": create, self.text_field: bool(self.text_field), "deleted": not create,
+               "base_version": bool(self.text_field) and not create}
+        taken = {k: fields.pop(k) for k, allowed in own.items() if allowed and k in fields}
+        raw_id, text = taken.get("id"), taken.get(self.text_field or "")
+        deleted, base = taken.get("deleted"), taken.get("base_version")
         meta = fields.pop("meta", None)
         if meta is not None and not isinstance(meta, dict):
             raise edits.Unprocessable(f"{self.kind}.meta must be an object")
         fields.update(meta_fields(meta or {}))
-        if text is not None and not isinstance(text, str):
+        if "id" in taken and not isinstance(raw_id, str):
+            raise edits.Unprocessable(f"{self.kind}.id must be a UUID")
+        if self.text_field in taken and not isinstance(text, str):
             raise edits.Unprocessable(f"{self.kind}.{self.text_field} must be a string")
-        if deleted is not None and not isinstance(deleted, bool):
+        if "deleted" in taken and not isinstance(deleted, bool):
             raise edits.Unprocessable(f"{self.kind}.deleted must be a boolean")
-        if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
+        if "base_version" in taken and (isinstance(base, bool) or not isinstance(base, int)):
             raise edits.Unprocessable("base_version must be an integer (an ETag's version)")
         try:
             id = UUID(raw_id) if raw_id is not None else None
-        except (TypeError, ValueError, AttributeError):
+        except ValueError:
             raise edits.Unprocessable(f"{self.kind}.id must be a UUID") from None
         return Changes(edits.check_fields(self.kind, fields), text, deleted, id, base)
 
@@ -142,16 +166,16 @@ class Resource:
 
     async def _write(self, request: Request, id: UUID,
                      build: Callable[[Entity | None], list[Op]], create: bool = False,
-                     status: int = 200) -> Response:
+                     status: int = 200, owner: bool = False) -> Response:
         who = await principal(request)
         svc = services(request)
         entity = await edits.write(svc.db, svc.hub, who, self.kind, id, build, create=create,
-                                   if_match=request.headers.get("if-match"))
+                                   if_match=request.headers.get("if-match"), owner=owner)
         return entity_response(request, entity, status)
 
     async def create(self, request: Request) -> Response:
         await principal(request)
-        c = await self._changes(request)
+        c = await self._changes(request, create=True)
         id = c.id or uuid4()
         return await self._write(
             request, id, lambda cur: edits.change_ops(self.kind, id, cur, c.fields, c.text),
@@ -162,7 +186,7 @@ class Resource:
         from that version's document, so edits others made since are kept, not undone."""
         who = await principal(request)
         id = path_uuid(request, "id")
-        c = await self._changes(request)
+        c = await self._changes(request, create=False)
         base = None
         if c.text is not None and c.base_version is not None:
             base = await history.body_at_version(services(request).db, who, id, c.base_version)
@@ -172,12 +196,34 @@ class Resource:
     async def delete(self, request: Request) -> Response:
         id = path_uuid(request, "id")
         return await self._write(
-            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=True))
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=True),
+            owner=self.kind == "project")
 
     async def restore(self, request: Request) -> Response:
+        """The body, if any, is an empty JSON object: the path says everything."""
         id = path_uuid(request, "id")
+        await read_optional(request, Empty, limit=1024)
         return await self._write(
-            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=False))
+            request, id, lambda cur: edits.change_ops(self.kind, id, cur, {}, deleted=False),
+            owner=self.kind == "project")
+
+    def describe(self, create: type, patch: type, filters: dict[str, Any]) -> None:
+        """The routes' entries in the OpenAPI document: `create` and `patch` are the
+        closed shapes of the POST and PATCH bodies, `filters` the list's own parameters."""
+        base, kind = f"/v1/{self.kind}s", self.kind
+        page = {"sort": Sort, "order": Order, "limit": Limit, "cursor": Str}
+        describe(base, "GET", summary=f"A page of the {kind}s the caller can see",
+                 query={**filters, "deleted": Deleted, **page})
+        describe(base, "POST", request=create, status=201, errors=(409, 422),
+                 summary=f"Create a {kind} (through the log, like a device push)")
+        describe(base + "/{id}", "GET", summary=f"One {kind}; ETag is its version",
+                 headers={"If-None-Match": Str})
+        describe(base + "/{id}", "PATCH", request=patch, headers=IF_MATCH, errors=(412, 422),
+                 summary=f"Change a {kind}'s fields (If-Match honoured)")
+        describe(base + "/{id}", "DELETE", headers=IF_MATCH, errors=(412,),
+                 summary=f"Delete a {kind} (restorable)")
+        describe(base + "/{id}/restore", "POST", request=Empty, body_required=False,
+                 headers=IF_MATCH, errors=(412,), summary=f"Restore a deleted {kind}")
 
     def routes(self) -> list[Route]:
         base = f"/v1/{self.kind}s"

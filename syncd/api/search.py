@@ -5,15 +5,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd import search as searching
 from syncd.api.common import principal, query_int, respond, services
-from syncd.api.resource import query_bool
+from syncd.api.resource import Flag, query_bool
 from syncd.errors import BadRequest
 from syncd.limits import MAX_QUERY, MAX_SEARCH_LIMIT
+from syncd.messages import NO_NUL
+from syncd.openapi import describe
 
 
 async def search(request: Request) -> Response:
@@ -26,5 +31,10 @@ async def search(request: Request) -> Response:
     deleted = bool(query_bool(request, "deleted"))
     return respond(request, await searching.search(services(request).db, who, q, limit, deleted))
 
+
+describe("/v1/search", "GET", summary="Full-text search over the notes the caller can see",
+         query={"q": Annotated[str, msgspec.Meta(max_length=MAX_QUERY, pattern=NO_NUL)],
+                "limit": Annotated[int, msgspec.Meta(ge=1, le=MAX_SEARCH_LIMIT)],
+                "deleted": Flag})
 
 routes = [Route("/v1/search", search, methods=["GET"])]

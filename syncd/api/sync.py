@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from syncd import sync
 from syncd.api.common import bearer, principal, query_int, read_body, respond, services
-from syncd.limits import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
+from syncd.limits import DEFAULT_PULL_LIMIT, MAX_CURSOR, MAX_PULL_LIMIT
 from syncd.messages import PullResponse, PushRequest, PushResponse
 from syncd.openapi import describe
 
@@ -27,7 +30,7 @@ async def push(request: Request) -> Response:
 
 async def pull(request: Request) -> Response:
     who = await principal(request)
-    cursor = query_int(request, "cursor", 0, 0, 2**62)
+    cursor = query_int(request, "cursor", 0, 0, MAX_CURSOR)
     limit = query_int(request, "limit", DEFAULT_PULL_LIMIT, 1, MAX_PULL_LIMIT)
     return respond(request, await sync.pull(services(request).db, who, cursor, limit))
 
@@ -42,9 +45,11 @@ async def status(request: Request) -> Response:
     return respond(request, await sync.status(services(request).db, who))
 
 
-describe("/v1/sync/push", "POST", request=PushRequest, response=PushResponse,
+describe("/v1/sync/push", "POST", request=PushRequest, response=PushResponse, errors=(409,),
          summary="Push a batch of ops (exactly once, atomic)")
-describe("/v1/sync/pull", "GET", response=PullResponse, query={"cursor": int, "limit": int},
+describe("/v1/sync/pull", "GET", response=PullResponse,
+         query={"cursor": Annotated[int, msgspec.Meta(ge=0, le=MAX_CURSOR)],
+                "limit": Annotated[int, msgspec.Meta(ge=1, le=MAX_PULL_LIMIT)]},
          summary="Events after a cursor, in order")
 describe("/v1/sync/snapshot", "GET", summary="Everything the caller can see, as of a cursor")
 describe("/v1/sync/status", "GET", summary="Log head, this device's acked, the devices")

@@ -1,0 +1,51 @@
+"""The OpenAPI document is the contract: schemathesis generates requests from it, valid
+and invalid, for every operation and sends them to a real server; every check must hold.
+
+Schema-valid data the domain may still refuse, and no schema can say so (a project id
+that names no project, a time zone that is no IANA zone, exactly one of `seq` and `at`),
+is answered 400 or 422: positive data may get those besides the default statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
+
+from syncd.app import routes
+from syncd.openapi import document
+from tests.fix_server import ServerProcess
+from tests.helpers import Api
+
+CONFIG = {
+    "checks": {"positive_data_acceptance": {
+        "expected-statuses": ["2xx", "3xx", "400", "401", "403", "404", "409", "422"]}},
+}
+# Ending the calling device would leave the rest of its examples unauthorised; logout is
+# covered by tests/test_auth.py.
+SKIPPED = {("POST", "/v1/auth/logout")}
+
+
+@pytest.fixture
+def token(api: Api) -> Iterator[str]:
+    yield api.user("contract").token
+
+
+# The document as the app builds it (what /openapi.json serves), so the operations are
+# known when the tests are collected, before any server runs.
+schema = schemathesis.openapi.from_dict(document(routes()),
+                                        config=SchemathesisConfig.from_dict(CONFIG))
+
+
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_server_keeps_its_openapi_contract(case: Any, server: ServerProcess,
+                                               token: str) -> None:
+    if (case.method.upper(), case.path) in SKIPPED:
+        return
+    case.call_and_validate(base_url=server.base_url,
+                           headers={"Authorization": f"Bearer {token}"})
