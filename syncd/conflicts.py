@@ -27,7 +27,7 @@ _COLUMNS = ("id, entity, entity_id, field, mine, theirs, winner, created_at, res
             " resolution")
 
 
-class ResolveRequest(msgspec.Struct, frozen=True):
+class ResolveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`choose` is "mine", "theirs", or the value itself."""
 
     choose: Any

@@ -86,30 +86,31 @@ class PullResponse(msgspec.Struct):
 
 
 # --- auth ---------------------------------------------------------------------------------
+# Closed: a field the server would not read is refused (400), not silently dropped.
 
 
-class RegisterRequest(msgspec.Struct, frozen=True):
+class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     email: Email
     password: Password
     name: Name = ""
 
 
-class DeviceInfo(msgspec.Struct, frozen=True):
+class DeviceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name = "device"
     platform: Name = "unknown"
 
 
-class LoginRequest(msgspec.Struct, frozen=True):
+class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     email: Email
     password: Str
     device: DeviceInfo = DeviceInfo()
 
 
-class RefreshRequest(msgspec.Struct, frozen=True):
+class RefreshRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refresh_token: Str
 
 
-class MemberRequest(msgspec.Struct, frozen=True):
+class MemberRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     email: Email
     role: Literal["editor", "viewer"]
 

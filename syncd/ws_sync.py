@@ -58,6 +58,7 @@ from syncd.messages import (
     decode_client_json,
     decode_client_msgpack,
     encode,
+    schema_error,
     too_deep,
 )
 from syncd.services import Services
@@ -240,6 +241,12 @@ class Session:
 
     def _decode(self, data: bytes) -> ClientMsg:
         try:
+            return self._decode_frame(data)
+        except RecursionError:  # nesting past the decoder's depth, here or in the fallback
+            raise too_deep() from None
+
+    def _decode_frame(self, data: bytes) -> ClientMsg:
+        try:
             msg: ClientMsg = (decode_client_msgpack.decode(data) if self.msgpack
                               else decode_client_json.decode(data))
             return msg
@@ -253,12 +260,9 @@ class Session:
                 raise _Close(4409, "not a protocol message") from None
             if kind not in CLIENT_TYPES:
                 raise _Close(4409, f"unknown message type {kind[:40]!r}") from None
-            raise BadRequest(f"{kind} does not match the schema: {e}",
-                             code="invalid_request") from None
+            raise schema_error(e) from None
         except msgspec.DecodeError:
             raise _Close(4409, "not a protocol message") from None
-        except RecursionError:
-            raise too_deep() from None
 
     async def _handle(self, msg: ClientMsg) -> None:
         match msg:

@@ -26,7 +26,7 @@ class MeUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name | None = None
 
 
-class DeleteAccount(msgspec.Struct, frozen=True):
+class DeleteAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     password: Str
 
 

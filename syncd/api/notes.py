@@ -51,6 +51,9 @@ def note_filters(request: Request, page: Page) -> None:
             raise BadRequest("project must be a project id or none", {"param": "project"},
                              code="invalid_request") from None
     tags = params.getlist("tag")
+    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG for t in tags):
+        raise BadRequest(f"at most {MAX_TAGS} tags of at most {MAX_TAG} characters",
+                         {"param": "tag"}, code="invalid_request")
     if tags:
         page.filter("n.tags @> %(tags)s", tags=Jsonb(tags))
     for flag in ("pinned", "favorite"):
@@ -63,7 +66,7 @@ def note_filters(request: Request, page: Page) -> None:
 
 Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE, pattern=NO_NUL)]
 Tag = Annotated[str, msgspec.Meta(max_length=MAX_TAG, pattern=NO_NUL)]
-Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]  # in a body or a query
 ProjectRef = Annotated[str, msgspec.Meta(pattern=f"^(none|{UUID_PATTERN})$")]
 
 
@@ -93,7 +96,7 @@ class NotePatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 notes = Resource("note", note_filters, text_field="body")
-notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": list[Tag],
+notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": Tags,
                                        "pinned": Flag, "favorite": Flag})
 
 
@@ -102,7 +105,7 @@ async def project_notes(request: Request) -> Response:
 
 
 describe("/v1/projects/{id}/notes", "GET", summary="A page of a project's notes",
-         query={"tag": list[Tag], "pinned": Flag, "favorite": Flag, "deleted": Deleted,
+         query={"tag": Tags, "pinned": Flag, "favorite": Flag, "deleted": Deleted,
                 "sort": Sort, "order": Order, "limit": Limit, "cursor": Str})
 
 routes = [
