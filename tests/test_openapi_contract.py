@@ -8,6 +8,7 @@ is answered 400 or 422: positive data may get those besides the default statuses
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,3 +79,15 @@ def test_the_contract_run_reached_the_handlers() -> None:
         pytest.fail("run with the contract test: it fills STATUSES")
     ok = sum(200 <= s < 300 for s in STATUSES)
     assert ok > len(STATUSES) // 10, sorted(set(STATUSES))
+
+
+def test_every_operation_is_described_and_served(api: Api) -> None:
+    built = document(routes())
+    undescribed = [(m, p) for p, ops in built["paths"].items() for m, op in ops.items()
+                   if "default" in op["responses"]]
+    assert undescribed == []
+    closed = built["components"]["schemas"]
+    for name in ("RegisterRequest", "LoginRequest", "MeUpdate", "NoteCreate", "NotePatch",
+                 "ProjectCreate", "ProjectPatch", "RevertRequest", "Empty"):
+        assert closed[name]["additionalProperties"] is False, name
+    assert api.get("/openapi.json").json() == json.loads(json.dumps(built, default=str))
