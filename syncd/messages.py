@@ -12,6 +12,7 @@ from uuid import UUID
 import msgspec
 
 from syncd.errors import BadRequest
+from syncd.limits import MAX_PASSWORD, MIN_PASSWORD
 
 T = TypeVar("T")
 
@@ -25,7 +26,8 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 # pattern is the whole rule, so the document and the server agree on every string.
 _ADDR = "[^@\\x00-\\x20]+"
 Email = Annotated[str, msgspec.Meta(pattern=f"^{_ADDR}@{_ADDR}\\.{_ADDR}$", max_length=320)]
-Password = Annotated[str, msgspec.Meta(pattern=NO_NUL, min_length=8, max_length=1024)]
+Password = Annotated[str, msgspec.Meta(pattern=NO_NUL, min_length=MIN_PASSWORD,
+                                       max_length=MAX_PASSWORD)]
 Name = Annotated[str, msgspec.Meta(pattern=NO_NUL, max_length=200)]
 
 EntityName = Literal["note", "project", "settings"]

@@ -50,8 +50,9 @@ class Operation:
 
 _registry: dict[tuple[str, str], Operation] = {}
 # Answers any operation may give: a malformed request (a NUL in the query string counts),
-# and the database unavailable. Others follow from what the operation takes (below).
-ALWAYS = (400, 503)
+# one that arrives too slowly or declares a body over the limit, and the server at its
+# connection cap or the database unavailable. Others follow from what it takes (below).
+ALWAYS = (400, 408, 413, 503)
 
 
 def describe(path: str, method: str, *, request: Any = None, response: Any = None,
@@ -77,8 +78,6 @@ def _errors(op: Operation, secured: bool, has_path_params: bool) -> list[int]:
         statuses |= {401, 403, 429}  # no or a bad token, no access, the user's budget
     if has_path_params:
         statuses.add(404)
-    if op.request is not None:
-        statuses.add(413)
     return sorted(statuses)
 
 
