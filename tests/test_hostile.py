@@ -89,13 +89,15 @@ BODIES: dict[tuple[str, str], Any] = {
         "fields": {"title": "t", "tags": ["a"]}}]},
     ("POST", "/v1/projects/{id}/members"): {"email": "x@example.com", "role": "editor"},
     ("POST", "/v1/notes"): {"id": "@NEW@", "title": "t", "tags": ["a"], "pinned": True,
-                            "body": "b", "project_id": "@PROJECT@"},
+                            "body": "b", "project_id": "@PROJECT@", "meta": {"k": "v"}},
     ("PATCH", "/v1/notes/{id}"): {"title": "t", "tags": ["a"], "favorite": True, "body": "b",
                                   "base_version": 1, "deleted": False},
     ("POST", "/v1/projects"): {"id": "@NEW@", "title": "t", "description": "d",
                                "word_goal": 5, "status": "active"},
     ("PATCH", "/v1/projects/{id}"): {"title": "t", "description": "d", "word_goal": 5,
-                                     "status": "completed"},
+                                     "status": "completed", "meta": {"k": "v"}},
+    ("PATCH", "/v1/settings"): {"values": {"k": "v"}},
+    ("POST", "/v1/auth/oidc/token"): {"code": "c"},
     ("POST", "/v1/notes/{id}/revert"): {"seq": 1},
     ("POST", "/v1/projects/{id}/revert"): {"at": "2020-01-01T00:00:00Z"},
     ("POST", "/v1/conflicts/{id}/resolve"): {"choose": "mine"},
@@ -257,6 +259,21 @@ def test_hostile_http_requests(conn: Conn, world: World, db: psycopg.Connection[
         status, raw, _ = conn.request("GET", "/v1/auth/me", None, auth)
         assert status == 200, raw
         assert conn.http.sock is sock  # the same connection served it
+
+
+@pytest.mark.parametrize("value", ['"\\u0000"', '{"a": ["\\u0000"]}', "[" * 5000 + "]" * 5000,
+                                   "%00"])
+def test_hostile_meta_filters(conn: Conn, world: World, db: psycopg.Connection[Any],
+                              value: str) -> None:
+    """`meta.<key>=<JSON>` names its key in the parameter: no document can list them."""
+    auth = {"Authorization": f"Bearer {world.dev.token}"}
+    before = fingerprint(db)
+    for path in ("/v1/notes", "/v1/projects"):
+        status, raw, will_close = conn.request("GET", f"{path}?meta.k={value}", None, auth)
+        assert status == 400, raw[:300]
+        assert json.loads(raw)["error"]["code"] in ("invalid_request", "too_deep")
+        assert not will_close
+    assert fingerprint(db) == before
 
 
 def test_token_in_the_query_string_is_refused_on_rest(world: World, conn: Conn) -> None:

@@ -10,7 +10,7 @@ A `body` in POST or PATCH is plain text, written as a CRDT diff of the stored do
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -80,6 +80,7 @@ class NoteCreate(msgspec.Struct, forbid_unknown_fields=True):
     favorite: bool | UnsetType = UNSET
     project_id: UUID | UnsetType | None = UNSET
     body: Annotated[str, msgspec.Meta(pattern=NO_NUL)] | UnsetType = UNSET
+    meta: dict[str, Any] | UnsetType = UNSET
 
 
 class NotePatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,10 +94,11 @@ class NotePatch(msgspec.Struct, forbid_unknown_fields=True):
     body: Annotated[str, msgspec.Meta(pattern=NO_NUL)] | UnsetType = UNSET
     deleted: bool | UnsetType = UNSET
     base_version: Annotated[int, msgspec.Meta(ge=1)] | UnsetType = UNSET
+    meta: dict[str, Any] | UnsetType = UNSET
 
 
 notes = Resource("note", note_filters, text_field="body")
-notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": Tags,
+notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": Tags, "meta_key": Str,
                                        "pinned": Flag, "favorite": Flag})
 
 
@@ -105,7 +107,7 @@ async def project_notes(request: Request) -> Response:
 
 
 describe("/v1/projects/{id}/notes", "GET", summary="A page of a project's notes",
-         query={"tag": Tags, "pinned": Flag, "favorite": Flag, "deleted": Deleted,
+         query={"tag": Tags, "meta_key": Str, "pinned": Flag, "favorite": Flag, "deleted": Deleted,
                 "sort": Sort, "order": Order, "limit": Limit, "cursor": Str})
 
 routes = [

@@ -20,14 +20,15 @@ from syncd import signin
 from syncd.accounts import seen
 from syncd.api.common import read_body, respond, services
 from syncd.errors import BadRequest, NotFound
+from syncd.messages import NO_NUL
 from syncd.oidc import Provider
 from syncd.openapi import describe
 
 COOKIE = "syncd_oidc"  # names the browser that started a sign-in
 
 
-class OidcTokenRequest(msgspec.Struct, frozen=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+class OidcTokenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 def _provider(request: Request) -> Provider:
@@ -104,13 +105,13 @@ async def token(request: Request) -> Response:
     return respond(request, result)
 
 
-describe("/v1/auth/oidc/start", "GET", status=302, auth=False,
+describe("/v1/auth/oidc/start", "GET", status=302, auth=False, errors=(404, 429),
          query={"device_name": str, "platform": str},
          summary="Start signing in with the OpenID provider (open in a browser)")
-describe("/v1/auth/oidc/callback", "GET", status=303, auth=False,
+describe("/v1/auth/oidc/callback", "GET", status=303, auth=False, errors=(401, 404),
          query={"code": str, "state": str, "error": str},
          summary="The provider's answer; sends the browser to the app with a one-time code")
-describe("/v1/auth/oidc/token", "POST", request=OidcTokenRequest, auth=False,
+describe("/v1/auth/oidc/token", "POST", request=OidcTokenRequest, auth=False, errors=(401, 404),
          summary="Exchange the one-time sign-in code for a new device's tokens")
 
 routes = [

@@ -8,7 +8,7 @@ project is for its owner; editors may change its fields.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -19,7 +19,7 @@ from syncd.api.resource import Resource, deleted_filter, meta_filters
 from syncd.errors import BadRequest
 from syncd.fields import STATUSES
 from syncd.limits import MAX_DESCRIPTION, MAX_TITLE, MAX_WORD_GOAL
-from syncd.messages import NO_NUL
+from syncd.messages import NO_NUL, Str
 from syncd.queries import Page
 
 
@@ -48,6 +48,7 @@ class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True):
     description: Description | UnsetType = UNSET
     word_goal: WordGoal | UnsetType = UNSET
     status: Status | UnsetType = UNSET
+    meta: dict[str, Any] | UnsetType = UNSET
 
 
 class ProjectPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,8 +57,9 @@ class ProjectPatch(msgspec.Struct, forbid_unknown_fields=True):
     word_goal: WordGoal | UnsetType = UNSET
     status: Status | UnsetType = UNSET
     deleted: bool | UnsetType = UNSET
+    meta: dict[str, Any] | UnsetType = UNSET
 
 
 projects = Resource("project", project_filters)
-projects.describe(ProjectCreate, ProjectPatch, {"status": Status})
+projects.describe(ProjectCreate, ProjectPatch, {"status": Status, "meta_key": Str})
 routes = projects.routes()

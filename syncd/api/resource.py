@@ -31,7 +31,7 @@ from syncd.errors import BadRequest
 from syncd.fields import meta_fields
 from syncd.limits import MAX_LIST_LIMIT
 from syncd.merge import Entity
-from syncd.messages import Empty, Op, Str
+from syncd.messages import Empty, Op, Str, too_deep
 from syncd.openapi import describe
 from syncd.queries import SORTS, Page
 
@@ -101,8 +101,21 @@ def meta_filters(request: Request, page: Page, alias: str) -> None:
                 value = msgspec.json.decode(raw)
             except msgspec.DecodeError:
                 value = raw
+            except RecursionError:
+                raise too_deep() from None
+            if _holds_nul(value):  # `"\u0000"` decodes to what PostgreSQL cannot hold
+                raise BadRequest(f"{name} must not hold NUL characters", {"param": name},
+                                 code="invalid_request")
             page.filter(f"{alias}.meta @> %(meta{i})s",
                         **{f"meta{i}": Jsonb({name[len("meta."):]: value})})
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_holds_nul(v) for v in value)
 
 
 def entity_response(request: Request, entity: dict[str, Any], status: int = 200) -> Response:

@@ -20,6 +20,7 @@ from syncd import settings
 from syncd.api.common import principal, read_body, respond, services
 from syncd.edits import check_fields, etag
 from syncd.limits import MAX_SETTINGS_BYTES
+from syncd.messages import Str
 from syncd.openapi import describe
 
 
@@ -56,6 +57,7 @@ async def patch(request: Request) -> Response:
 
 describe("/v1/settings", "GET", response=SettingsView, summary="The caller's settings")
 describe("/v1/settings", "PATCH", request=SettingsPatch, response=SettingsView,
+         headers={"If-Match": Str}, errors=(412, 422),
          summary="Set some of the caller's settings (null clears a key)")
 
 routes = [
