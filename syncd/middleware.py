@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -122,11 +123,17 @@ class RequestContext:
             return None
 
     async def _refuse(self, scope: Scope, user: str | None) -> SyncdError | None:
-        # PostgreSQL stores no NUL in text: one check here covers every query parameter
-        # (a NUL cannot arrive raw in a request line, only percent-encoded).
-        if b"%00" in scope.get("query_string", b""):
+        # One check here covers every query parameter of every route: PostgreSQL stores no
+        # NUL in text (a NUL cannot arrive raw in a request line, only percent-encoded),
+        # and bytes that are not UTF-8 would reach the handlers as U+FFFD.
+        query = scope.get("query_string", b"")
+        if b"%00" in query:
             return BadRequest("the query string must not contain NUL characters",
                               code="invalid_request")
+        try:
+            unquote_to_bytes(query.replace(b"+", b" ")).decode()
+        except UnicodeDecodeError:
+            return BadRequest("the query string is not UTF-8", code="invalid_request")
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return PayloadTooLarge(f"request body over {self.max_body} bytes",
