@@ -34,9 +34,9 @@ def pg_admin_url(tmp_root: Path) -> Iterator[str]:
     if url:
         yield url
         return
-    import pgserver
+    from pgserver.postgres_server import get_server
 
-    server = pgserver.get_server(tmp_root / "pg", cleanup_mode="stop")
+    server = get_server(tmp_root / "pg", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
 

@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.abc import Params
+from psycopg.rows import DictRow, dict_row
 
 from tests.fix_services import drop_database, fresh_database
 from tests.helpers import PASSWORD, Api, Device, new_id, text_update
@@ -33,6 +34,14 @@ class Body:
 
     def add(self, words: int, wall_ms: int | None = None) -> dict[str, Any]:
         return self.op(lambda t: t.insert(len(t), " x" * words), wall_ms)
+
+
+def _value(conn: psycopg.Connection[DictRow], query: str, params: Params) -> Any:
+    """The one value of a query that returns one row of one column."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    (value,) = row.values()
+    return value
 
 
 def _ms(day: Any, at: time, tz: ZoneInfo) -> int:
@@ -198,26 +207,23 @@ def test_account_deletion_leaves_no_row_of_the_user(api: Api, pg_url: str,
                  AND c.data_type = 'uuid'""").fetchall()
         assert columns
         for col in columns:
-            n = conn.execute(
-                f'SELECT count(*) AS n FROM "{col["table_name"]}" '
-                f'WHERE "{col["column_name"]}" = ANY(%s::uuid[])', (gone,)).fetchone()
-            assert n["n"] == 0, f"{col['table_name']}.{col['column_name']} still names the user"
+            n = _value(conn, f'SELECT count(*) FROM "{col["table_name"]}" '
+                             f'WHERE "{col["column_name"]}" = ANY(%s::uuid[])', (gone,))
+            assert n == 0, f"{col['table_name']}.{col['column_name']} still names the user"
         for table, key in (("notes", "n1"), ("notes", "na"), ("projects", "p")):
-            assert conn.execute(f"SELECT count(*) AS n FROM {table} WHERE id = %s",
-                                (ids[key],)).fetchone()["n"] == 0
-        orphans = conn.execute(
-            """SELECT count(*) AS n FROM payloads p WHERE p.op_id = ANY(%s)
-               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.op_id = p.op_id)""",
-            (ops,)).fetchone()
-        assert orphans["n"] == 0
+            assert _value(conn, f"SELECT count(*) FROM {table} WHERE id = %s",
+                          (ids[key],)) == 0
+        assert _value(conn, """SELECT count(*) FROM payloads p WHERE p.op_id = ANY(%s)
+                               AND NOT EXISTS (SELECT 1 FROM events e
+                                               WHERE e.op_id = p.op_id)""", (ops,)) == 0
         # B's words in A's notes went with them (the rebuild below agrees).
-        assert conn.execute("SELECT count(*) AS n FROM words_written WHERE note_id = ANY(%s)",
-                            ([ids["n1"], ids["na"]],)).fetchone()["n"] == 0
-        assert conn.execute("SELECT sum(words) AS n FROM words_written WHERE user_id = %s",
-                            (b.user_id,)).fetchone()["n"] == 3
+        assert _value(conn, "SELECT count(*) FROM words_written WHERE note_id = ANY(%s)",
+                      ([ids["n1"], ids["na"]],)) == 0
+        assert _value(conn, "SELECT sum(words) FROM words_written WHERE user_id = %s",
+                      (b.user_id,)) == 3
         # A's edit of B's note stays in B's history, pseudonymised.
-        title = conn.execute("SELECT title FROM notes WHERE id = %s", (ids["nq"],)).fetchone()
-        assert title["title"] == "B note, edited by A"
+        assert _value(conn, "SELECT title FROM notes WHERE id = %s",
+                      (ids["nq"],)) == "B note, edited by A"
 
     revoked = {(e["entity"], e["id"]) for e in b.pull(b_cursor) if e["kind"] == "revoke"}
     assert {("project", ids["p"]), ("note", ids["n1"]), ("note", ids["na"])} <= revoked

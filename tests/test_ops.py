@@ -44,9 +44,9 @@ def test_health_ok(api: Api) -> None:
 
 
 def test_health_503_when_postgres_stops(tmp_path: Path) -> None:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
-    pg = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    pg = get_server(tmp_path / "pg", cleanup_mode="stop")
     server = ServerProcess(pg.get_uri(), tmp_path / "srv")
     server.start()
     try:

@@ -60,9 +60,9 @@ def test_member_edits_reach_the_owner_and_viewers_cannot_write(api: Api) -> None
     assert any(e["kind"] == "set" and e["fields"] == {"title": "Edited by editor"}
                for e in viewer.pull())
     # Only the owner manages members.
-    r = api.post(f"/v1/projects/{pid}/members", json={"email": viewer.email, "role": "editor"},
-                 headers=editor.headers)
-    assert r.status_code == 403
+    resp = api.post(f"/v1/projects/{pid}/members",
+                    json={"email": viewer.email, "role": "editor"}, headers=editor.headers)
+    assert resp.status_code == 403
 
 
 def test_removing_a_member_revokes_and_stops_updates(api: Api) -> None:
@@ -91,7 +91,7 @@ def test_moving_a_note_changes_who_sees_it(api: Api) -> None:
     put = [e for e in member.pull(cursor) if e["id"] == private]
     assert [e["kind"] for e in put] == ["put"] and put[0]["fields"]["title"] == "secret"
     # The put carries the whole document, and the member's snapshot has the text.
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(base64.b64decode(put[0]["body_state"]))
     assert str(doc.get("body", type=Text)) == "the secret text"
     assert any(n["body"] == "the secret text" for n in member.snapshot()["notes"])

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from syncd import sync
 from syncd.auth import Auth
@@ -159,11 +160,12 @@ def test_bad_token_closes_4401(server: ServerProcess, api: Api) -> None:
 def test_msgpack_subprotocol(server: ServerProcess, api: Api) -> None:
     a = api.user()
     a.push([a.set("note", new_id(), title="packed")])
-    with open_socket(server.ws_url, a, subprotocols=["msgpack"]) as ws:  # type: ignore[list-item]
+    with open_socket(server.ws_url, a, subprotocols=[Subprotocol("msgpack")]) as ws:
         assert ws.subprotocol == "msgpack"
         ws.send(msgspec.msgpack.encode({"type": "hello", "cursor": 0}))
-        welcome = msgspec.msgpack.decode(ws.recv(timeout=10))
-        assert welcome == {"type": "welcome", "head": 1}
+        frame = ws.recv(timeout=10)
+        assert isinstance(frame, bytes)
+        assert msgspec.msgpack.decode(frame) == {"type": "welcome", "head": 1}
         frame = ws.recv(timeout=10)
         assert isinstance(frame, bytes)
         events = msgspec.msgpack.decode(frame)

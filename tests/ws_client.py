@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from tests.helpers import Device
 
 
-def open_socket(ws_url: str, dev: Device, token: str | None = None,
-                **kw: Any) -> ClientConnection:
+def open_socket(ws_url: str, dev: Device, token: str | None = None, *,
+                subprotocols: Sequence[Subprotocol] | None = None,
+                sock: socket.socket | None = None, max_queue: int | None = 16,
+                compression: str | None = "deflate") -> ClientConnection:
     return connect(f"{ws_url}/v1/sync/ws?token={token or dev.token}", open_timeout=10,
-                   max_size=32 * 1024 * 1024, **kw)
+                   max_size=32 * 1024 * 1024, subprotocols=subprotocols, sock=sock,
+                   max_queue=max_queue, compression=compression)
 
 
 def open_slow_socket(ws_url: str, dev: Device, rcvbuf: int = 64 * 1024) -> ClientConnection:
