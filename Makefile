@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 run: $(STAMP)
 	$(BIN)/syncd serve
 
-test: $(STAMP) chromium
+# The lint step first: a type or style error fails in seconds, before the suite starts.
+test: lint chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The JavaScript client's browser tests drive Debian's Chromium (CHROMIUM or PATH).
