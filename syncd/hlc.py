@@ -3,7 +3,7 @@
 String order is clock order, so the rest of syncd compares HLCs as plain strings;
 at equal wall time and counter the greater node (device id) wins.
 
-Clock rules (docs/protocol-notes.md, "Clocks"):
+Clock rules (docs/protocol.md, "Clocks"):
 - A device's clock is canonicalised on push: a wall time more than MAX_CLOCK_SKEW_MS
   ahead of the server's becomes the server's (`canonical`), and each clock is then
   raised above the device's previous canonical clock (`above`), so a device's ops keep

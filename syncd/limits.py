@@ -1,5 +1,5 @@
 """The limits a client is written against: what a request, a push, a page, a document, a
-field value and a query may hold (PROTOCOL.md, docs/protocol-notes.md).
+field value and a query may hold (docs/protocol.md, Limits).
 
 Constants, not settings. A request past one is refused whole with a 4xx; an op past a
 document's or a field's limit is `rejected` alone.

@@ -1,4 +1,4 @@
-"""Wire structs (PROTOCOL.md) as msgspec Structs, and the JSON / MessagePack codecs.
+"""Wire structs (docs/protocol.md) as msgspec Structs, and the JSON / MessagePack codecs.
 
 Schema evolution: a new field always gets a default; a tag or field name is never
 reused for another meaning. `bytes` fields are base64 in JSON and raw in MessagePack.

@@ -150,7 +150,7 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "syncd", "version": version,
-                 "description": "Offline-first sync server. The wire protocol is PROTOCOL.md; "
+                 "description": "Offline-first sync server. The wire protocol is docs/protocol.md; "
                                 "WebSockets (/v1/sync/ws, /v1/collab/{note_id}) are not "
                                 "expressible here."},
         "paths": paths,

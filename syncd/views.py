@@ -1,4 +1,4 @@
-"""How a projection row looks on the wire: the flat Entity of PROTOCOL.md."""
+"""How a projection row looks on the wire: the flat Entity of docs/protocol.md."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ pin is one frame plus the transport's buffer, and its hub queue is bounded in by
 (fanout.py): the frame being written counts against the same budget, and a catch-up frame
 is at most half of it. On overflow the socket says `resync {cursor}` and carries on from
 the log itself.
-Limits and their SYNCD_WS_* variables: docs/protocol-notes.md.
+Limits and their SYNCD_WS_* variables: docs/protocol.md.
 """
 
 from __future__ import annotations

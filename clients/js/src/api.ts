@@ -1,5 +1,5 @@
 /**
- * Typed calls to the syncd HTTP API (PROTOCOL.md), with the access token from the store
+ * Typed calls to the syncd HTTP API (docs/protocol.md), with the access token from the store
  * and refresh-token rotation on a 401.
  *
  * Refresh tokens rotate, and reusing a rotated one revokes the device, so a refresh

@@ -1,5 +1,5 @@
 /**
- * Note bodies as Yjs documents: the root `Y.Text` is named `body` (PROTOCOL.md).
+ * Note bodies as Yjs documents: the root `Y.Text` is named `body` (docs/protocol.md).
  * Helpers to load a stored state, merge a remote update into a stored state, and turn
  * a body into a new text by one minimal edit.
  */

@@ -1,6 +1,6 @@
 /**
  * Vocabulary shared by the SDK's modules: entities, rows of the local projection,
- * ops and events as they travel (PROTOCOL.md), and the `Store` interface that the
+ * ops and events as they travel (docs/protocol.md), and the `Store` interface that the
  * IndexedDB and SQLite adapters implement.
  */
 

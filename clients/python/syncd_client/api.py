@@ -1,4 +1,4 @@
-"""Typed calls to the syncd HTTP API (PROTOCOL.md), one method per endpoint used.
+"""Typed calls to the syncd HTTP API (docs/protocol.md), one method per endpoint used.
 
 Every refusal becomes an `ApiError` carrying the status and the protocol's
 machine `code` (`AuthError` for a 401 that a token refresh did not cure).

@@ -1,4 +1,4 @@
-"""The device's hybrid logical clock (PROTOCOL.md, Ops).
+"""The device's hybrid logical clock (docs/protocol.md, Clocks).
 
 An HLC is written `<wall ms, 13 digits>.<counter, 6 digits>.<device_id>`, so
 plain string comparison is clock order, and at equal wall time and counter the

@@ -1,4 +1,4 @@
-"""Wire structs the client reads and writes (PROTOCOL.md), as msgspec Structs.
+"""Wire structs the client reads and writes (docs/protocol.md), as msgspec Structs.
 
 Decoding is lenient by design: unknown fields are ignored (the server may add
 fields), ids stay strings, and `bytes` fields are base64 in JSON. Outgoing ops

@@ -186,7 +186,7 @@ class Projection:
 
     @staticmethod
     def _update_of(ev: Event) -> bytes | None:
-        # PROTOCOL.md: "fields are as the op sent them"; a text op carries `update`
+        # docs/protocol.md: events carry `fields` as the op wrote them; a text op carries `update`
         # at the top level. Accept it inside `fields` too, to be lenient.
         if ev.update:
             return ev.update

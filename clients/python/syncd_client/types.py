@@ -42,7 +42,7 @@ PROJECT_DEFAULTS: Json = {
 
 
 def writable(entity: EntityName, name: str) -> bool:
-    """Whether a device may `set` this field (PROTOCOL.md, Entities): a note's or project's
+    """Whether a device may `set` this field (docs/protocol.md, Data model): a note's or project's
     own fields and `meta.<key>`; any key of the user's settings."""
     if entity == "settings":
         return True

@@ -1,5 +1,5 @@
 """Push results without a network: the outbox's reaction to applied, duplicate,
-rejected and `client_seq_gap`, as the server would answer (PROTOCOL.md)."""
+rejected and `client_seq_gap`, as the server would answer (docs/protocol.md)."""
 
 from __future__ import annotations
 
