@@ -14,11 +14,19 @@ import pytest
 
 from syncd_client import SyncClient
 from syncd_client.store import Store
+from syncd_client.types import Json
 
 DEVICE = "0f000000-0000-4000-8000-00000000000d"
 OTHER = "0f000000-0000-4000-8000-00000000000e"
 USER = "0f000000-0000-4000-8000-0000000000aa"
 UNUSED_SERVER = "http://127.0.0.1:9"
+
+
+def note_of(client: SyncClient, id: str) -> Json:
+    """The note, which the test expects the client to hold."""
+    note = client.note(id)
+    assert note is not None, f"no note {id}"
+    return note
 
 
 def offline_client(path: Path) -> SyncClient:

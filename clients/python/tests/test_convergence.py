@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from conftest import note_of
 from e2e_util import device, local_notes, new_email, snapshot_notes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -162,7 +163,7 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
         def insert_marker(self, dev: int, note: int, at: int) -> None:
             """Insert a unique marker at a marker boundary (never inside another marker)."""
             i, c = self._dev(dev)
-            body = c.note(self.notes[note])["body"]  # type: ignore[index]
+            body = note_of(c, self.notes[note])["body"]
             bounds = [0] + [k + 1 for k, ch in enumerate(body) if ch == " "]
             c.insert_text(self.notes[note], bounds[at % len(bounds)], self._marker(i))
 
@@ -170,13 +171,13 @@ def machine(server: ServerProcess, db: psycopg.Connection[Any]) -> type[RuleBase
         def append_by_set_body(self, dev: int, note: int) -> None:
             """Replace the whole text (a diff) with the text plus a new marker."""
             i, c = self._dev(dev)
-            body = c.note(self.notes[note])["body"]  # type: ignore[index]
+            body = note_of(c, self.notes[note])["body"]
             c.set_body(self.notes[note], body + self._marker(i))
 
         @rule(dev=DEVICE, note=NOTE, which=st.integers(0, 20))
         def delete_own_marker(self, dev: int, note: int, which: int) -> None:
             i, c = self._dev(dev)
-            body = c.note(self.notes[note])["body"]  # type: ignore[index]
+            body = note_of(c, self.notes[note])["body"]
             mine = [m for m, o in self.owner.items()
                     if o == i and m not in self.deleted and m in body]
             if not mine:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from conftest import note_of
 from e2e_util import PASSWORD, device, local_notes, log_counts, new_email, snapshot_notes
 
 from syncd_client import SyncClient
@@ -64,7 +65,7 @@ def test_offline_edits_sync_to_a_bootstrapped_device(
     b = mk("b", email)
     b.bootstrap()
     assert local_notes(b) == local_notes(a) == snapshot_notes(b)
-    assert b.note(n1)["body"] == "It was a dark and stormy night."  # type: ignore[index]
+    assert note_of(b, n1)["body"] == "It was a dark and stormy night."
     assert [n["id"] for n in b.notes(project_id=p)] == [n1]
     assert [n["id"] for n in b.notes(pinned=True)] == [n2]
     assert [n["id"] for n in b.notes(query="stormy")] == [n1]
@@ -78,8 +79,8 @@ def test_offline_edits_sync_to_a_bootstrapped_device(
     a.sync()
     b.sync()
     assert local_notes(a) == local_notes(b) == snapshot_notes(a)
-    assert a.note(n2)["title"] == "Shopping"  # type: ignore[index]
-    assert b.note(n1)["favorite"] is True  # type: ignore[index]
+    assert note_of(a, n2)["title"] == "Shopping"
+    assert note_of(b, n1)["favorite"] is True
 
 
 def test_concurrent_field_writes_take_the_greatest_clock(
@@ -95,7 +96,7 @@ def test_concurrent_field_writes_take_the_greatest_clock(
     a.sync()
     b.sync()
     a.sync()
-    assert a.note(n)["title"] == b.note(n)["title"] == "from b"  # type: ignore[index]
+    assert note_of(a, n)["title"] == note_of(b, n)["title"] == "from b"
     assert snapshot_notes(a)[n]["title"] == "from b"
 
 
@@ -110,12 +111,12 @@ def test_set_body_merges_with_a_concurrent_edit(pair: tuple[SyncClient, SyncClie
     b.sync()
     a.sync()
     want = "The quick brown fox jumps over the dog."
-    assert a.note(n)["body"] == b.note(n)["body"] == want  # type: ignore[index]
+    assert note_of(a, n)["body"] == note_of(b, n)["body"] == want
     assert snapshot_notes(a)[n]["body"] == want
     b.delete_text(n, 0, 4)
     b.sync()
     a.sync()
-    assert a.note(n)["body"] == want[4:]  # type: ignore[index]
+    assert note_of(a, n)["body"] == want[4:]
 
 
 def test_delete_and_restore(pair: tuple[SyncClient, SyncClient]) -> None:
@@ -126,7 +127,7 @@ def test_delete_and_restore(pair: tuple[SyncClient, SyncClient]) -> None:
     b.delete_note(n)
     b.sync()
     a.sync()
-    assert a.notes() == [] and a.note(n)["deleted"] is True  # type: ignore[index]
+    assert a.notes() == [] and note_of(a, n)["deleted"] is True
     assert snapshot_notes(a)[n]["deleted"] is True
     a.restore_note(n)
     a.sync()
@@ -172,9 +173,10 @@ def test_a_push_whose_response_was_lost_is_a_duplicate(
     a.outbox.on_response(ops2, resp)
     assert a.pending() == 0
     a.sync()
-    assert log_counts(db, a.device_id) == {1: 1, 2: 1, 3: 1, 4: 1}  # type: ignore[arg-type]
+    assert a.device_id is not None
+    assert log_counts(db, a.device_id) == {1: 1, 2: 1, 3: 1, 4: 1}
     b.sync()
-    assert b.note(n)["body"] == ">> only once" == a.note(n)["body"]  # type: ignore[index]
+    assert note_of(b, n)["body"] == ">> only once" == note_of(a, n)["body"]
     assert local_notes(a) == local_notes(b) == snapshot_notes(b)
 
 
@@ -186,7 +188,8 @@ def test_a_lost_response_then_plain_sync(
     a.api.push(a.outbox.next_batch())  # response dropped
     a.sync()  # retries the same client_seqs: duplicates, dropped from the outbox
     assert a.pending() == 0 and a.acked == 2
-    assert log_counts(db, a.device_id) == {1: 1, 2: 1}  # type: ignore[arg-type]
+    assert a.device_id is not None
+    assert log_counts(db, a.device_id) == {1: 1, 2: 1}
     assert snapshot_notes(a)[n]["body"] == "abc"
 
 
@@ -203,12 +206,13 @@ def test_removing_a_member_revokes_locally(mk: Make) -> None:
                                                                 "role": "editor"})
     assert r.status_code == 201, r.text
     guest.sync()
-    assert guest.note(n)["body"] == "hello" and guest.note(mine) is None  # type: ignore[index]
-    assert guest.project(p)["title"] == "Shared"  # type: ignore[index]
+    assert note_of(guest, n)["body"] == "hello" and guest.note(mine) is None
+    project = guest.project(p)
+    assert project is not None and project["title"] == "Shared"
     guest.set_body(n, "hello world")
     guest.sync()
     owner.sync()
-    assert owner.note(n)["body"] == "hello world"  # type: ignore[index]
+    assert note_of(owner, n)["body"] == "hello world"
 
     r = owner.api.http.delete(f"/v1/projects/{p}/members/{guest.user_id}")
     assert r.status_code in (200, 204), r.text
@@ -264,4 +268,4 @@ def test_a_write_that_keeps_the_value_still_moves_the_clock(mk: Make) -> None:
     c.sync()
     b.sync()
     c.sync()
-    assert [x.note(n)["pinned"] for x in (a, b, c)] == [False] * 3  # type: ignore[index]
+    assert [note_of(x, n)["pinned"] for x in (a, b, c)] == [False] * 3

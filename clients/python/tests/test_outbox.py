@@ -3,16 +3,23 @@ rejected and `client_seq_gap`, as the server would answer (docs/protocol.md)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from conftest import note_of
+
 from syncd_client import SyncClient
 from syncd_client.hlc import parse_hlc
 from syncd_client.messages import OpResult, PushResponse
+from syncd_client.types import Json
+
+Status = Literal["applied", "duplicate", "rejected"]
 
 
 def answer(
-    ops: list[dict[str, object]], status: str = "applied", acked: int | None = None, **extra: object
+    ops: list[Json], status: Status = "applied", acked: int | None = None, hlc: str | None = None
 ) -> PushResponse:
-    seqs = [int(op["client_seq"]) for op in ops]  # type: ignore[call-overload]
-    results = [OpResult(client_seq=s, status=status, **extra) for s in seqs]  # type: ignore[arg-type]
+    seqs = [int(op["client_seq"]) for op in ops]
+    results = [OpResult(client_seq=s, status=status, hlc=hlc) for s in seqs]
     return PushResponse(
         acked=acked if acked is not None else max(seqs), cursor=len(seqs), results=results
     )
@@ -53,7 +60,7 @@ def test_lost_response_retry_is_duplicate_and_not_applied_twice(client: SyncClie
     results = [OpResult(1, "duplicate"), OpResult(2, "duplicate"), OpResult(3, "applied")]
     client.outbox.on_response(retry, PushResponse(acked=3, cursor=3, results=results))
     assert client.pending() == 0
-    assert client.note(id)["body"] == "abcd"  # type: ignore[index]
+    assert note_of(client, id)["body"] == "abcd"
 
 
 def test_rejected_ops_are_recorded_and_do_not_block(client: SyncClient) -> None:

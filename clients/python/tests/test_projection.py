@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from conftest import DEVICE, OTHER, USER
+from conftest import DEVICE, OTHER, USER, note_of
 
 from syncd_client import SyncClient, textdoc
 from syncd_client.hlc import format_hlc
@@ -52,7 +52,7 @@ def test_equal_wall_and_counter_greater_device_wins(client: SyncClient) -> None:
             ev(2, "set", h(1000, "a"), fields={"title": "from a"}),
         ]
     )
-    assert client.note(NOTE)["title"] == "from b"  # type: ignore[index]
+    assert note_of(client, NOTE)["title"] == "from b"
 
 
 def test_older_remote_event_does_not_overwrite_local_edit(client: SyncClient) -> None:
@@ -66,7 +66,7 @@ def test_older_remote_event_does_not_overwrite_local_edit(client: SyncClient) ->
 def test_events_at_or_below_cursor_are_skipped(client: SyncClient) -> None:
     client.apply_events([ev(1, "set", h(1000), fields={"title": "a"})])
     changed = client.apply_events([ev(1, "set", h(9000), fields={"title": "replayed"})])
-    assert changed == [] and client.note(NOTE)["title"] == "a"  # type: ignore[index]
+    assert changed == [] and note_of(client, NOTE)["title"] == "a"
 
 
 def test_delete_and_restore_are_lww(client: SyncClient) -> None:
@@ -77,7 +77,7 @@ def test_delete_and_restore_are_lww(client: SyncClient) -> None:
             ev(3, "delete", h(2000)),
         ]
     )
-    assert client.note(NOTE)["deleted"] is False  # type: ignore[index]
+    assert note_of(client, NOTE)["deleted"] is False
     assert client.notes() != [] and client.notes(include_deleted=True) != []
     client.apply_events([ev(4, "delete", h(4000))])
     assert client.notes() == [] and len(client.notes(include_deleted=True)) == 1
@@ -96,9 +96,9 @@ def test_text_events_merge_and_are_idempotent(client: SyncClient) -> None:
             ev(4, "text", h(1003), field="body", update=b64[1]),
         ]
     )
-    assert client.note(NOTE)["body"] == "hello brave world"  # type: ignore[index]
+    assert note_of(client, NOTE)["body"] == "hello brave world"
     client.set_body(NOTE, "hello brave new world")
-    assert client.note(NOTE)["body"] == "hello brave new world"  # type: ignore[index]
+    assert note_of(client, NOTE)["body"] == "hello brave new world"
 
 
 def test_bad_text_update_is_skipped(client: SyncClient) -> None:
@@ -108,7 +108,7 @@ def test_bad_text_update_is_skipped(client: SyncClient) -> None:
             ev(2, "text", h(1001), field="body", update="AAECAwQ="),
         ]
     )
-    assert client.note(NOTE)["body"] == "" and client.cursor == 2  # type: ignore[index]
+    assert note_of(client, NOTE)["body"] == "" and client.cursor == 2
 
 
 def test_put_merges_by_field_clocks_and_body_state(client: SyncClient) -> None:
@@ -157,7 +157,7 @@ def test_remote_clock_is_observed(client: SyncClient) -> None:
     future = h(9_000_000_000_000)
     client.apply_events([ev(1, "set", future, fields={"title": "far"})])
     client.update_note(NOTE, title="after")
-    assert client.note(NOTE)["title"] == "after"  # type: ignore[index]
+    assert note_of(client, NOTE)["title"] == "after"
     assert client.store.pending()[-1]["hlc"] > future
 
 
@@ -176,4 +176,4 @@ def test_own_event_with_canonical_clock_rewrites_local_clock(client: SyncClient)
     assert row is not None and row.clocks["title"] == canonical
     # ...so a later write by another device now wins, as it does on every replica.
     client.apply_events([ev(2, "set", h(2000), id=id, fields={"title": "other"})])
-    assert client.note(id)["title"] == "other"  # type: ignore[index]
+    assert note_of(client, id)["title"] == "other"
