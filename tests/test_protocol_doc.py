@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text()
 SOURCES = sorted((ROOT / "syncd").rglob("*.py"))
-CLOSERS = {"_Close", "_refuse", "_close", "close", "finish"}
+# WebSocket close codes a refusal may use: the standard ones past 1000 (normal closure)
+# and the application range.
+CLOSE_CODES = (range(1001, 1016), range(4000, 5000))
 # Raised only by `syncd import` (an account or ids that exist already): no request can
 # get it, so the wire document leaves it out.
 NOT_ON_THE_WIRE = {"exists"}
@@ -48,12 +50,12 @@ def error_codes(tree: ast.AST) -> set[str]:
 
 
 def close_codes(tree: ast.AST) -> set[int]:
-    """Integer WebSocket close codes passed to the functions that close a socket."""
-    return {arg.value for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and _name(node.func) in CLOSERS
+    """Integers in the close code ranges passed to any call: closing a socket, or raising
+    what will close one (whatever the function or exception is named)."""
+    return {arg.value for node in ast.walk(tree) if isinstance(node, ast.Call)
             for arg in node.args
             if isinstance(arg, ast.Constant) and type(arg.value) is int
-            and 1000 <= arg.value <= 4999}
+            and any(arg.value in r for r in CLOSE_CODES)}
 
 
 def test_the_scan_finds_what_the_server_sends() -> None:
