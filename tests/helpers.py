@@ -45,6 +45,11 @@ class Device:
     def set(self, entity: str, id: str, hlc: str | None = None, **fields: Any) -> dict[str, Any]:
         return self.op(entity, id, "set", hlc, fields=fields)
 
+    def set_fields(self, entity: str, id: str, fields: dict[str, Any],
+                   hlc: str | None = None) -> dict[str, Any]:
+        """`set` for field names that are not identifiers (`meta.<key>`, settings keys)."""
+        return self.op(entity, id, "set", hlc, fields=fields)
+
     def push(self, ops: list[dict[str, Any]], expect: int = 200) -> dict[str, Any]:
         r = self.api.post("/v1/sync/push", json={"ops": ops}, headers=self.headers)
         assert r.status_code == expect, r.text

@@ -131,7 +131,7 @@ def test_three_sdks_edit_concurrently_and_converge(js_dir: Path, server: ServerP
                     js.call(device, "insertText", nid, at, text)
                 return
             if r < 0.75:
-                fields = rnd.choice([{"title": f"{device} title {step}"},
+                fields: dict[str, Any] = rnd.choice([{"title": f"{device} title {step}"},
                                      {"tags": [f"t{step % 3}"]}, {"pinned": step % 2 == 0}])
                 if device == "py":
                     py.update_note(nid, **fields)

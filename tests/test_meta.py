@@ -63,13 +63,14 @@ def test_the_same_meta_key_resolves_by_hlc(api: Api) -> None:
 def test_oversize_and_malformed_meta_is_refused_and_changes_nothing(api: Api) -> None:
     d = api.user()
     nid, pid = new_id(), new_id()
-    d.push([d.set("note", nid, title="n", **{"meta.ok": 1}), d.set("project", pid, title="p")])
+    d.push([d.set_fields("note", nid, {"title": "n", "meta.ok": 1}),
+            d.set("project", pid, title="p")])
     bad = [
-        d.set("note", nid, **{"meta.big": "x" * (16 * 1024)}),  # past 16 KiB alone
-        d.set("note", nid, **{"meta.": 1}),  # an empty key
-        d.set("note", nid, **{"meta." + "k" * 65: 1}),  # a key past 64 characters
-        d.set("note", nid, **{"meta.s": {"deep": "a\x00"}}),  # NUL anywhere inside
-        d.set("note", nid, **{"metaless": 1}),  # not a field
+        d.set_fields("note", nid, {"meta.big": "x" * (16 * 1024)}),  # past 16 KiB alone
+        d.set_fields("note", nid, {"meta.": 1}),  # an empty key
+        d.set_fields("note", nid, {"meta." + "k" * 65: 1}),  # a key past 64 characters
+        d.set_fields("note", nid, {"meta.s": {"deep": "a\x00"}}),  # NUL anywhere inside
+        d.set_fields("note", nid, {"metaless": 1}),  # not a field
         d.set("project", pid, status="someday"),
         d.set("project", pid, deadline="2026-13-01"),
         d.set("project", pid, deadline="tomorrow"),
@@ -146,8 +147,8 @@ def test_a_move_puts_meta_to_the_new_members(api: Api) -> None:
     owner, friend = api.user(), api.user()
     pid, nid = new_id(), new_id()
     owner.push([owner.set("project", pid, title="shared"),
-                owner.set("note", nid, title="n", **{"meta.color": "red", "meta.x": 1}),
-                owner.set("note", nid, **{"meta.x": None})])
+                owner.set_fields("note", nid, {"title": "n", "meta.color": "red", "meta.x": 1}),
+                owner.set_fields("note", nid, {"meta.x": None})])
     r = owner.api.post(f"/v1/projects/{pid}/members", json={"email": friend.email,
                                                             "role": "viewer"},
                        headers=owner.headers)
@@ -165,9 +166,10 @@ def test_rebuild_verify_covers_meta_and_deadline(api: Api, pg_url: str,
                                                  db: psycopg.Connection[Any]) -> None:
     d = api.user()
     nid, pid = new_id(), new_id()
-    d.push([d.set("note", nid, title="n", **{"meta.color": "red", "meta.gone": 1}),
-            d.set("note", nid, **{"meta.gone": None}),
-            d.set("project", pid, title="p", deadline="2027-01-01", **{"meta.k": [1, 2]})])
+    d.push([d.set_fields("note", nid, {"title": "n", "meta.color": "red", "meta.gone": 1}),
+            d.set_fields("note", nid, {"meta.gone": None}),
+            d.set_fields("project", pid,
+                         {"title": "p", "deadline": "2027-01-01", "meta.k": [1, 2]})])
     assert run_cli(pg_url, "rebuild", "--verify").returncode == 0
     db.execute("""UPDATE notes SET meta = '{"color": "blue"}' WHERE id = %s""", (nid,))
     db.execute("UPDATE projects SET deadline = '2030-01-01' WHERE id = %s", (pid,))
