@@ -182,7 +182,7 @@ def query_cases(op: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 def http_cases() -> list[tuple[str, str, str, str, bytes | None]]:
     """(id, method, path template, query, body) for every hostile request."""
-    out = []
+    out: list[tuple[str, str, str, str, bytes | None]] = []
     for path, ops in DOC["paths"].items():
         for method, op in ops.items():
             m = method.upper()
