@@ -36,7 +36,7 @@ def _invalid() -> BadRequest:
                       code="invalid_token")
 
 
-async def _sign_out(conn: Conn, user: UUID, keep: UUID | None = None) -> list[UUID]:
+async def sign_out(conn: Conn, user: UUID, keep: UUID | None = None) -> list[UUID]:
     """Revoke the user's devices but `keep`; their refresh tokens go with them."""
     cur = await conn.execute(
         """UPDATE devices SET revoked_at = now()
@@ -115,7 +115,7 @@ class Accounts:
 
         async def tx(conn: Conn) -> list[UUID]:
             await _set_password(conn, who.user_id, hashed)
-            return [] if keep_devices else await _sign_out(conn, who.user_id, who.device_id)
+            return [] if keep_devices else await sign_out(conn, who.user_id, who.device_id)
 
         return await self.db.run(tx)
 
@@ -151,7 +151,7 @@ class Accounts:
             await conn.execute(
                 """UPDATE users SET email_verified_at = coalesce(email_verified_at, now())
                    WHERE id = %s""", (user,))
-            return user, await _sign_out(conn, user)
+            return user, await sign_out(conn, user)
 
         return await self.db.run(tx)
 
@@ -243,7 +243,7 @@ class Accounts:
 
         async def tx(conn: Conn) -> list[UUID]:
             await _set_password(conn, user, hashed)
-            return [] if keep_devices else await _sign_out(conn, user)
+            return [] if keep_devices else await sign_out(conn, user)
 
         return await self.db.run(tx)
 

@@ -199,13 +199,23 @@ class Auth:
                             code="email_unverified")
         device = uuid.uuid4()
 
-        async def tx(conn: Conn) -> dict[str, Any]:
+        async def tx(conn: Conn) -> dict[str, Any] | None:
+            # The password checked above must still be the account's: a reset or a claim
+            # by an OpenID sign-in that commits meanwhile would miss this new device. The
+            # share lock waits for such a change and then reads it.
+            cur = await conn.execute(
+                "SELECT 1 FROM users WHERE id = %s AND password_hash = %s FOR SHARE",
+                (user["id"], user["password_hash"]))
+            if await cur.fetchone() is None:
+                return None
             await conn.execute(
                 "INSERT INTO devices (id, user_id, name, platform) VALUES (%s, %s, %s, %s)",
                 (device, user["id"], device_name[:200], platform[:100]))
             return await self._issue(conn, user["id"], device)
 
         tokens = await self.db.run(tx)
+        if tokens is None:
+            raise Unauthorized("wrong email or password", code="invalid_credentials")
         return {"user": {k: user[k] for k in ("id", "email", "name")}, "device_id": device,
                 **tokens}
 

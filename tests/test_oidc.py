@@ -1,13 +1,16 @@
 """Sign-in with an OpenID provider, end to end: a real provider process on loopback with a
 registered client, driven through its login form; syncd as a real server; the test plays
 the browser and the app. A new account, linking to an existing account (only when the email
-is verified), and a forged state, a wrong nonce and an ID token signed by another key, each
+is verified; an account whose email syncd never verified is claimed from whoever registered
+it), and a forged state, a wrong nonce and an ID token signed by another key, each
 refused with its code and leaving no account, link or device behind."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from tests.fix_oidc import Gateway, provider_process
 from tests.fix_server import ServerProcess, free_port
-from tests.helpers import PASSWORD, Api
+from tests.helpers import PASSWORD, Api, Device
 
 APP_URL = "https://app.example/signed-in"
 
@@ -167,13 +170,86 @@ def test_new_account(syncd: ServerProcess, gateway: Gateway,
     assert identities(db, email) == 1
 
 
+def alive(api: Api, d: Device) -> bool:
+    return d.get("/v1/auth/me").status_code == 200
+
+
+def refreshes(api: Api, d: Device) -> bool:
+    return api.post("/v1/auth/refresh",
+                    json={"refresh_token": d.refresh_token}).status_code == 200
+
+
+def mailed_token(syncd: ServerProcess, to: str) -> str:
+    """The token of the link mailed to `to` (with no SMTP_URL, mails go to the output)."""
+    pattern = re.compile(rf"mail to {re.escape(to)}:.*?token=([A-Za-z0-9_-]+)", re.S)
+    for _ in range(600):  # the outbox worker sends it soon after the request commits
+        found = pattern.search(syncd.log())
+        if found:
+            return found.group(1)
+        time.sleep(0.05)
+    raise AssertionError(f"no mail to {to} in the server's output")
+
+
 def test_links_to_an_existing_account_by_verified_email(
         syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
     with Api(syncd.base_url) as api:
         email = api.register("Ada")
         password_user = api.login(email)
-    got = sign_in(syncd, person(gateway, email.upper(), verified=True))
-    assert got["user"]["id"] == password_user.user_id
+        db.execute("UPDATE users SET email_verified_at = now() WHERE email = %s", (email,))
+        got = sign_in(syncd, person(gateway, email.upper(), verified=True))
+        assert got["user"]["id"] == password_user.user_id
+        assert identities(db, email) == 1
+        # The account was the address's owner's already: their password and devices stay.
+        assert alive(api, password_user) and refreshes(api, password_user)
+        assert api.login(email, "again").user_id == password_user.user_id
+
+
+def test_squatter_loses_an_account_whose_email_syncd_never_verified(
+        syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
+    """Someone registers the victim's address with a password (never verifying it), keeps
+    a device, and asks to move the account to an address of theirs. The victim then signs
+    in through the provider: the account becomes theirs alone."""
+    own = f"squatter-{uuid.uuid4().hex[:8]}@example.com"
+    with Api(syncd.base_url) as api:
+        email = api.register("Squatter")
+        squatter = api.login(email)
+        r = api.post("/v1/auth/email", json={"password": PASSWORD, "email": own},
+                     headers=squatter.headers)
+        assert r.status_code == 202, r.text
+        change = mailed_token(syncd, own)
+
+        victim = sign_in(syncd, person(gateway, email))
+        assert victim["user"]["id"] == squatter.user_id  # the account, claimed
+        assert not alive(api, squatter) and not refreshes(api, squatter)
+        r = api.post("/v1/auth/login", json={"email": email, "password": PASSWORD,
+                                             "device": {"name": "x", "platform": "test"}})
+        assert error_code(r, 401) == "invalid_credentials"
+        # The pending change of address cannot take the account away afterwards.
+        r = api.get("/v1/auth/verify", params={"token": change})
+        assert error_code(r, 400) == "invalid_token"
+        me = api.get("/v1/auth/me",
+                     headers={"Authorization": f"Bearer {victim['access_token']}"})
+        assert me.status_code == 200
+        assert (me.json()["user"]["email"], me.json()["user"]["email_verified"]) == (email, True)
+    assert identities(db, email) == 1
+
+
+def test_identity_with_an_unverified_email_loses_the_account_to_a_verified_one(
+        syncd: ServerProcess, gateway: Gateway, db: psycopg.Connection[Any]) -> None:
+    """A provider account that does not verify its email made the account first: the
+    owner's verified identity claims it, and the first identity no longer reaches it."""
+    email = f"u-{uuid.uuid4().hex[:8]}@example.com"
+    squatter_sub = person(gateway, email, verified=False)
+    squatter = sign_in(syncd, squatter_sub)
+    owner = sign_in(syncd, person(gateway, email))
+    assert owner["user"]["id"] == squatter["user"]["id"]
+    with Api(syncd.base_url) as api:
+        gone = Device(api, squatter["user"]["id"], squatter["device_id"], email,
+                      squatter["access_token"], squatter["refresh_token"])
+        assert not alive(api, gone) and not refreshes(api, gone)
+    with httpx.Client() as browser:
+        back = login_at_provider(browser, start(browser, syncd), squatter_sub)
+        assert error_code(browser.get(back), 409) == "oidc_email_unverified"
     assert identities(db, email) == 1
 
 

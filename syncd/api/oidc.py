@@ -79,8 +79,10 @@ async def callback(request: Request) -> Response:
     if "error" in query or not code:
         raise _denied(query.get("error", ""))
     who = await provider.finish(code, attempt["nonce"], attempt["verifier"])
-    handoff = await signin.link(services(request).db, who, attempt["device_name"],
-                                attempt["platform"])
+    handoff, ended = await signin.link(services(request).db, who, attempt["device_name"],
+                                       attempt["platform"])
+    for device in ended:  # an unverified account claimed: its sockets close on every node
+        services(request).hub.close_device(device, "account claimed by its email's owner")
     app_url = services(request).settings.oidc_app_url
     sep = "&" if "?" in app_url else "?"
     response = RedirectResponse(f"{app_url}{sep}{urlencode({'code': handoff})}",
