@@ -1,9 +1,11 @@
 """Export a user's data as one streamed JSON document, and import such a document.
 
-The document: `{"format": "syncd-export", "version": 1, "exported_at", "user", "devices",
-"projects" (the user's, with members), "memberships" (projects shared with them), "conflicts",
-"notes" (the user's: fields, clocks, plain-text `body`, base64 Yjs `body_state`),
-"events" (the user's whole log, as pull returns it: text updates and put states base64)}`.
+The document: `{"format": "syncd-export", "version": 1, "exported_at", "user" (with
+`email_verified_at`), "devices", "identities" (the OpenID identities linked: `issuer`,
+`subject`), "projects" (the user's, with members), "memberships" (projects shared with
+them), "conflicts", "notes" (the user's: fields, clocks, plain-text `body`, base64 Yjs
+`body_state`), "events" (the user's whole log, as pull returns it: text updates and put
+states base64)}`.
 It is read from one REPEATABLE READ snapshot and written piece by piece, so memory stays
 flat however large the log is.
 
@@ -15,7 +17,9 @@ reached). Limits: seqs, op ids, timestamps and `version`s are new; every replaye
 authored by one "import" device of the user (other authors and devices are not
 recreated); other users' memberships and projects shared with the user are not restored
 (those users do not exist on the new server), and a note in someone else's project comes
-back outside any project; the password is not exported, so the account gets the one given
+back outside any project; the linked OpenID identities and whether the email was verified
+come along (the owner signs in through their provider as before); the password is not
+exported, so the account gets the one given
 to the import (or none: it cannot log in until an operator sets one).
 """
 
@@ -50,7 +54,8 @@ async def export_stream(db: Database, user_id: UUID,
     async with db.pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = await conn.execute(
-            "SELECT id, email, name, timezone, created_at FROM users WHERE id = %s",
+            """SELECT id, email, name, timezone, created_at, email_verified_at
+               FROM users WHERE id = %s""",
             (user_id,))
         user = await cur.fetchone()
         if user is None:
@@ -59,9 +64,14 @@ async def export_stream(db: Database, user_id: UUID,
             """SELECT id, name, platform, acked, created_at, last_seen_at, revoked_at
                FROM devices WHERE user_id = %s ORDER BY created_at""", (user_id,))
         devices = await cur.fetchall()
-        yield b'{"format":"%s","version":%d,"exported_at":%s,"user":%s,"devices":%s' % (
-            FORMAT.encode(), VERSION, _enc.encode(datetime.now(UTC)), _enc.encode(user),
-            _enc.encode(devices))
+        cur = await conn.execute(
+            """SELECT issuer, subject, created_at FROM oidc_identities WHERE user_id = %s
+               ORDER BY issuer, subject""", (user_id,))
+        identities = await cur.fetchall()
+        yield (b'{"format":"%s","version":%d,"exported_at":%s,"user":%s,"devices":%s,'
+               b'"identities":%s' % (
+                   FORMAT.encode(), VERSION, _enc.encode(datetime.now(UTC)),
+                   _enc.encode(user), _enc.encode(devices), _enc.encode(identities)))
 
         cur = await conn.execute("SELECT * FROM projects WHERE owner_id = %s ORDER BY id",
                                  (user_id,))
@@ -130,6 +140,12 @@ class ExportUser(msgspec.Struct):
     email: str
     name: str = ""
     timezone: str = "UTC"
+    email_verified_at: datetime | None = None  # a document from before it: unverified
+
+
+class ExportIdentity(msgspec.Struct):
+    issuer: str
+    subject: str
 
 
 class ExportEntity(msgspec.Struct):
@@ -143,6 +159,7 @@ class ExportDocument(msgspec.Struct):
     projects: list[ExportEntity]
     notes: list[ExportEntity]
     events: list[Event]
+    identities: list[ExportIdentity] = []
 
 
 def source_ops(doc: ExportDocument) -> list[tuple[Op, str]]:
@@ -191,10 +208,23 @@ async def import_document(db: Database, raw: bytes, password_hash: str,
             "SELECT 1 FROM projects WHERE id = ANY(%s) LIMIT 1", (ids, ids))
         if await cur.fetchone() is not None:
             raise Conflict("some of these notes or projects exist on the server", code="exists")
+        cur = await conn.execute(
+            """SELECT 1 FROM oidc_identities
+               WHERE (issuer, subject) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",
+            ([i.issuer for i in doc.identities], [i.subject for i in doc.identities]))
+        if await cur.fetchone() is not None:
+            raise Conflict("an OpenID identity of this account is linked to another one here",
+                           code="exists")
         await conn.execute(
-            """INSERT INTO users (id, email, name, timezone, password_hash)
-               VALUES (%s, %s, %s, %s, %s)""",
-            (doc.user.id, doc.user.email, doc.user.name, doc.user.timezone, password_hash))
+            """INSERT INTO users (id, email, name, timezone, password_hash, email_verified_at)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (doc.user.id, doc.user.email, doc.user.name, doc.user.timezone, password_hash,
+             doc.user.email_verified_at))
+        # The account's owner signs in through their provider as before the move.
+        for i in doc.identities:
+            await conn.execute(
+                "INSERT INTO oidc_identities (issuer, subject, user_id) VALUES (%s, %s, %s)",
+                (i.issuer, i.subject, doc.user.id))
         await conn.execute(
             "INSERT INTO devices (id, user_id, name, platform) VALUES (%s, %s, 'import', 'cli')",
             (device, doc.user.id))

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +27,7 @@ import pytest
 
 from tests.fix_oidc import Gateway, provider_process
 from tests.fix_server import ServerProcess, free_port
+from tests.fix_services import drop_database, fresh_database
 from tests.helpers import PASSWORD, Api, Device
 
 APP_URL = "https://app.example/signed-in"
@@ -36,18 +41,23 @@ def gateway(tmp_root: Path) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def syncd(pg_url: str, tmp_root: Path, gateway: Gateway) -> Iterator[ServerProcess]:
+    proc = oidc_server(pg_url, tmp_root / "oidc-syncd", gateway)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def oidc_server(db_url: str, data_dir: Path, gateway: Gateway) -> ServerProcess:
+    """A syncd on `db_url` registered at the provider as a client of its own."""
     port = free_port()
     callback = f"http://127.0.0.1:{port}/v1/auth/oidc/callback"
     r = httpx.post(f"{gateway.url}/oauth2/clients", json={"redirect_uris": [callback]})
     assert r.status_code == 201, r.text
     client = r.json()
-    proc = ServerProcess(pg_url, tmp_root / "oidc-syncd", port=port, env={
+    return ServerProcess(db_url, data_dir, port=port, env={
         "SYNCD_OIDC_ISSUER": gateway.url, "SYNCD_OIDC_CLIENT_ID": client["client_id"],
         "SYNCD_OIDC_CLIENT_SECRET": client["client_secret"],
         "SYNCD_OIDC_REDIRECT_URL": callback, "SYNCD_OIDC_APP_URL": APP_URL})
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture
@@ -337,3 +347,43 @@ def test_bad_codes_for_the_app(syncd: ServerProcess) -> None:
 def test_off_unless_configured(api: Api) -> None:
     r = api.get("/v1/auth/oidc/start")
     assert error_code(r, 404) == "oidc_disabled"
+
+
+def cli(*args: str, url: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url, "SYNCD_DATA_DIR": str(tmp)}
+    return subprocess.run([sys.executable, "-m", "syncd", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_export_and_import_carry_the_identity(
+        syncd: ServerProcess, gateway: Gateway, pg_url: str, pg_admin_url: str,
+        tmp_path: Path) -> None:
+    email = f"moved-{uuid.uuid4().hex[:8]}@example.com"
+    sub = person(gateway, email)
+    before = sign_in(syncd, sub)
+    out = tmp_path / "export.json"
+    run = cli("export", "--user", email, "--out", str(out), url=pg_url, tmp=tmp_path)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_bytes())
+    assert [(i["issuer"], i["subject"]) for i in doc["identities"]] == [
+        (gateway.url.rstrip("/"), sub)]
+    empty = fresh_database(pg_admin_url)
+    target = oidc_server(empty, tmp_path / "target", gateway)
+    try:
+        run = cli("import", str(out), url=empty, tmp=tmp_path)
+        assert run.returncode == 0, run.stderr
+        target.start()
+        after = sign_in(target, sub)  # the same identity reaches the same account
+        assert after["user"]["id"] == before["user"]["id"]
+        me = httpx.get(f"{target.base_url}/v1/auth/me",
+                       headers={"Authorization": f"Bearer {after['access_token']}"})
+        assert me.json()["user"]["email_verified"] is True
+        # An identity linked to an account there already: the import is refused.
+        doc["user"] |= {"id": str(uuid.uuid4()), "email": f"other-{email}"}
+        doc["notes"] = doc["projects"] = doc["events"] = []
+        out.write_text(json.dumps(doc))
+        run = cli("import", str(out), url=empty, tmp=tmp_path)
+        assert run.returncode == 1 and "OpenID identity" in run.stderr
+    finally:
+        target.stop()
+        drop_database(pg_admin_url, empty)
