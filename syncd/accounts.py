@@ -6,7 +6,8 @@ SHA-256 is stored (`account_tokens`), spent by the one UPDATE that checks it is 
 unexpired, so it works once. Its mail goes into the outbox in the transaction that stores
 it (syncd/mail.py). A new password signs the other devices out (a reset: all of them) and
 spends the account's outstanding reset tokens. A reset proves the address, so it verifies
-it too. A new address takes effect when its verification link is followed.
+it too, and unlinks the OpenID identities linked to the account while it was unproven
+(syncd/signin.py). A new address takes effect when its verification link is followed.
 """
 
 from __future__ import annotations
@@ -148,6 +149,12 @@ class Accounts:
                 raise _invalid()
             user = row["user_id"]
             await _set_password(conn, user, hashed)
+            # An OpenID identity linked while the address was unproven may be whoever made
+            # the account with someone else's address: the address's owner now has it alone.
+            await conn.execute(
+                """DELETE FROM oidc_identities i USING users u
+                   WHERE i.user_id = u.id AND u.id = %s AND u.email_verified_at IS NULL""",
+                (user,))
             await conn.execute(
                 """UPDATE users SET email_verified_at = coalesce(email_verified_at, now())
                    WHERE id = %s""", (user,))
