@@ -219,13 +219,21 @@ class Auth:
         return {"user": {k: user[k] for k in ("id", "email", "name")}, "device_id": device,
                 **tokens}
 
-    async def sign_in(self, user_id: UUID, device_name: str,
-                      platform: str) -> dict[str, Any]:
+    async def sign_in(self, proof: Callable[[Conn], Awaitable[dict[str, Any] | None]],
+                      ) -> dict[str, Any] | None:
         """A new device and its tokens for an account whose owner proved who they are
-        elsewhere (an OpenID provider): login's answer, without a password."""
+        elsewhere (an OpenID provider): login's answer, without a password. `proof(conn)`
+        spends that proof in this transaction and names `user_id`, `device_name` and
+        `platform`, or None (no valid proof: nothing is made, None is returned). In one
+        transaction, an account claimed meanwhile (syncd/signin.py) either voids the proof
+        first or sees, and signs out, the device made here."""
         device = uuid.uuid4()
 
         async def tx(conn: Conn) -> dict[str, Any] | None:
+            found = await proof(conn)
+            if found is None:
+                return None
+            user_id = found["user_id"]
             cur = await conn.execute("SELECT id, email, name FROM users WHERE id = %s",
                                      (user_id,))
             user = await cur.fetchone()
@@ -233,14 +241,11 @@ class Auth:
                 return None
             await conn.execute(
                 "INSERT INTO devices (id, user_id, name, platform) VALUES (%s, %s, %s, %s)",
-                (device, user_id, device_name[:200], platform[:100]))
+                (device, user_id, found["device_name"][:200], found["platform"][:100]))
             return {"user": user, "device_id": device,
                     **await self._issue(conn, user_id, device)}
 
-        result = await self.db.run(tx)
-        if result is None:
-            raise Unauthorized("the account no longer exists")
-        return result
+        return await self.db.run(tx)
 
     async def refresh(self, token: str) -> dict[str, Any]:
         reused: list[UUID] = []

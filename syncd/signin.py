@@ -149,16 +149,11 @@ async def _account(conn: Conn, who: Identity) -> tuple[UUID, list[UUID]]:
     return user, ended
 
 
-async def redeem(db: Database, code: str) -> dict[str, Any]:
-    """The user and device a handoff code names, used up."""
-    async def tx(conn: Conn) -> dict[str, Any] | None:
-        cur = await conn.execute(
-            """DELETE FROM oidc_handoffs WHERE code_hash = %s RETURNING user_id, device_name,
-                      platform, expires_at >= now() AS live""", (_hash(code),))
-        return await cur.fetchone()
-
-    row = await db.run(tx)
-    if row is None or not row["live"]:
-        raise BadRequest("the sign-in code is unknown, used or expired",
-                         code="oidc_code_invalid")
-    return row
+async def redeem(conn: Conn, code: str) -> dict[str, Any] | None:
+    """The user and device a handoff code names, used up (None: unknown, used or expired);
+    run in the transaction that makes the device (`Auth.sign_in`)."""
+    cur = await conn.execute(
+        """DELETE FROM oidc_handoffs WHERE code_hash = %s RETURNING user_id, device_name,
+                  platform, expires_at >= now() AS live""", (_hash(code),))
+    row = await cur.fetchone()
+    return row if row is not None and row["live"] else None

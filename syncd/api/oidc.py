@@ -100,8 +100,10 @@ async def token(request: Request) -> Response:
     _provider(request)
     body = await read_body(request, OidcTokenRequest, limit=4096)
     svc = services(request)
-    found = await signin.redeem(svc.db, body.code)
-    result = await svc.auth.sign_in(found["user_id"], found["device_name"], found["platform"])
+    result = await svc.auth.sign_in(lambda conn: signin.redeem(conn, body.code))
+    if result is None:
+        raise BadRequest("the sign-in code is unknown, used or expired",
+                         code="oidc_code_invalid")
     await seen(svc.db, result["device_id"], request.client.host if request.client else None,
                request.headers.get("user-agent"))
     return respond(request, result)
