@@ -340,7 +340,7 @@ def test_denied_at_the_provider(syncd: ServerProcess) -> None:
 def test_bad_codes_for_the_app(syncd: ServerProcess) -> None:
     url = f"{syncd.base_url}/v1/auth/oidc/token"
     assert error_code(httpx.post(url, json={"code": "guessed"}), 400) == "oidc_code_invalid"
-    assert error_code(httpx.post(url, json={"code": ""}), 400) == "invalid_request"
+    assert error_code(httpx.post(url, json={"code": ""}), 400) == "validation"
     assert error_code(httpx.post(url, content=b"{"), 400) == "malformed_body"
 
 
