@@ -42,6 +42,7 @@ from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
 from syncd.fairness import Fairness, Gate
 from syncd.fanout import Hub
+from syncd.logs import redact_uvicorn
 from syncd.mail import Outbox, running
 from syncd.messages import encode
 from syncd.metrics import Metrics
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
                        allow_headers=["Authorization", "Content-Type", "If-Match",
                                       "If-None-Match", "X-Request-ID"],
                        expose_headers=["ETag", "Retry-After", "X-Request-ID"], max_age=600)]
+    redact_uvicorn()
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,

@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from syncd.app import create_app
     from syncd.conns import protocols
-    from syncd.middleware import setup_logging
+    from syncd.logs import setup_logging
 
     settings = _settings(args)
     setup_logging(settings.log_level)

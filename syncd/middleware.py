@@ -3,17 +3,16 @@ metrics by route template, and one structured JSON log line per request.
 
 The log line holds method, route template, status, duration, request id and user id. No
 raw path or query string (a WebSocket's `?token=` lives there), no headers, no bodies: so
-no passwords, tokens or note content ever reach the logs.
+no passwords, tokens or note content ever reach the logs (syncd/logs.py redacts what other
+libraries log).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,29 +40,6 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "<unmatched>"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; `extra={"fields": {...}}` adds structured fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-            "level": record.levelname.lower(), "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        out.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 class RequestContext:
