@@ -8,6 +8,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from starlette.applications import Starlette
@@ -17,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from syncd import sync
 from syncd.accounts import Accounts
@@ -42,6 +44,7 @@ from syncd.db import Database
 from syncd.errors import NotFound, SyncdError
 from syncd.fairness import Fairness, Gate
 from syncd.fanout import Hub
+from syncd.headers import SecurityHeaders
 from syncd.logs import redact_uvicorn
 from syncd.mail import Outbox, running
 from syncd.messages import encode
@@ -110,6 +113,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return Response(encode(body), 500, media_type="application/json")
 
 
+class App(Starlette):
+    """Starlette with the security headers outermost: user middleware sits inside its
+    500 handler, whose answer to an unhandled error would go out without them."""
+
+    def __init__(self, hsts: int = 0, **kwargs: Any) -> None:
+        self.hsts = hsts
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
+
+
 def routes() -> list[BaseRoute]:
     return [*auth_routes.routes, *account_routes.routes, *credential_routes.routes,
             *sync_routes.routes,
@@ -161,9 +176,12 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "If-Match",
                                       "If-None-Match", "X-Request-ID"],
-                       expose_headers=["ETag", "Retry-After", "X-Request-ID"], max_age=600)]
+                       expose_headers=["ETag", "Retry-After", "X-Request-ID",
+                                       "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                       "X-RateLimit-Reset"], max_age=600)]
     redact_uvicorn()
-    app = Starlette(
+    app = App(
+        hsts=settings.hsts,
         routes=routes(),
         lifespan=lifespan,
         middleware=[*(cors if settings.cors_origins else []),

@@ -43,6 +43,9 @@ class Settings:
     # permessage-deflate on WebSockets: off by default, it costs ~40 KiB and CPU per socket.
     ws_compression: bool = field(
         default_factory=lambda: (_env("SYNCD_WS_COMPRESSION", "0") or "0") == "1")
+    # Strict-Transport-Security's max-age in seconds (syncd/headers.py); 0 sends none. Set it
+    # only when every client reaches syncd over HTTPS (behind a TLS-terminating proxy).
+    hsts: int = field(default_factory=lambda: int(_env("SYNCD_HSTS", "0") or 0))
     # Rate limits per fixed window of rate_window seconds; 0 turns a limit off.
     # Login/register attempts per client IP and per email; requests per user.
     rate_auth: int = field(default_factory=lambda: int(_env("SYNCD_RATE_AUTH", "10") or 0))

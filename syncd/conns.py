@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from syncd.config import Settings
+from syncd.headers import BASE, DEFAULT_CSP
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import encode
 
@@ -95,7 +96,9 @@ def _error(status: int, code: str, message: str, retry_after: int | None = None)
     """A whole HTTP/1.1 error response that closes the connection."""
     body = encode({"error": {"code": code, "message": message, "details": {}}})
     head = [f"HTTP/1.1 {status} {message}", "content-type: application/json",
-            f"content-length: {len(body)}", "connection: close"]
+            f"content-length: {len(body)}", "connection: close",
+            f"content-security-policy: {DEFAULT_CSP}",
+            *(f"{k.decode()}: {v.decode()}" for k, v in BASE)]
     if retry_after is not None:
         head.append(f"retry-after: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -109,7 +112,8 @@ async def _too_many(scope: Any, receive: Any, send: Any) -> None:
                              "message": "the server is at its connection limit; retry later"}})
     await send({"type": "http.response.start", "status": 503, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", b"1"), (b"connection", b"close")]})
+        (b"retry-after", b"1"), (b"connection", b"close"),
+        (b"content-security-policy", DEFAULT_CSP.encode()), *BASE]})
     await send({"type": "http.response.body", "body": body})
 
 

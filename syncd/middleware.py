@@ -1,4 +1,5 @@
-"""The request middleware: request id, early body-size refusal, per-user request budgets,
+"""The request middleware: request id, early body-size refusal, per-user request budgets
+(and the `X-RateLimit-*` headers of whatever rate limit a request counted against),
 metrics by route template, and one structured JSON log line per request.
 
 The log line holds method, route template, status, duration, request id and user id. No
@@ -21,7 +22,7 @@ from syncd.errors import BadRequest, PayloadTooLarge, SyncdError
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import encode
 from syncd.metrics import Metrics
-from syncd.ratelimit import Limiter
+from syncd.ratelimit import QUOTAS, Limiter, Quota, tightest
 
 access_log = logging.getLogger("syncd.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -60,13 +61,17 @@ class RequestContext:
         scope.setdefault("state", {})["request_id"] = rid
         user = scope["state"]["user_id"] = self._user(scope)
         status = 500
+        quotas: list[Quota] = []
+        noting = QUOTAS.set(quotas)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                quota = tightest(quotas)
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-request-id", rid.encode()),
+                                      *(quota.headers() if quota else ())]
             await send(message)
 
         try:
@@ -76,6 +81,7 @@ class RequestContext:
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
+            QUOTAS.reset(noting)
             elapsed = time.perf_counter() - start
             route = route_template(scope)
             method = scope["method"]

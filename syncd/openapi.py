@@ -8,6 +8,8 @@ whether described or not; an undescribed one gets a generic object schema.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -16,6 +18,8 @@ from typing import Any
 
 import msgspec
 from starlette.routing import BaseRoute, Mount, Route
+
+from syncd.headers import page_csp
 
 REF = "#/components/schemas/{name}"
 PUBLIC = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/health", "/metrics",
@@ -170,6 +174,19 @@ def _ok(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
     return {"description": "success", "content": {op.content_type: {"schema": schema}}}
 
 
+# The page's one resource: its Content-Security-Policy allows this stylesheet by hash, and
+# nothing else (no script, image, font or frame).
+DOCS_STYLE = """
+body{font:15px/1.4 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+section{border-top:1px solid #ddd;padding:.4rem 0} h3{margin:.3rem 0;font-size:1rem}
+.m{display:inline-block;width:4.5rem;font-family:monospace} .get{color:#0a6}
+.post{color:#06c} .patch{color:#a60} .delete{color:#c22} .put{color:#939}
+.p{margin-left:4.5rem;font-size:.9rem} pre{background:#f6f6f6;padding:.5rem;overflow:auto}
+"""
+DOCS_CSP = page_csp("sha256-" + base64.b64encode(
+    hashlib.sha256(DOCS_STYLE.encode()).digest()).decode())
+
+
 def docs_page(doc: dict[str, Any]) -> str:
     """A readable, self-contained (no CDN) HTML listing of the operations."""
     rows = []
@@ -197,12 +214,8 @@ def docs_page(doc: dict[str, Any]) -> str:
                     parts.append(f'<div class="p">{status}: {resp["description"]}</div>')
             rows.append("".join(parts) + "</section>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>syncd API</title>
-<style>body{{font:15px/1.4 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-section{{border-top:1px solid #ddd;padding:.4rem 0}} h3{{margin:.3rem 0;font-size:1rem}}
-.m{{display:inline-block;width:4.5rem;font-family:monospace}} .get{{color:#0a6}}
-.post{{color:#06c}} .patch{{color:#a60}} .delete{{color:#c22}} .put{{color:#939}}
-.p{{margin-left:4.5rem;font-size:.9rem}} pre{{background:#f6f6f6;padding:.5rem;overflow:auto}}
-</style></head><body><h1>syncd API</h1><p>{html.escape(doc["info"]["description"])}
+<style>{DOCS_STYLE}</style></head>
+<body><h1>syncd API</h1><p>{html.escape(doc["info"]["description"])}
 Machine-readable: <a href="/openapi.json">/openapi.json</a>. 🔒 = needs
 <code>Authorization: Bearer &lt;access_token&gt;</code>.
 Errors are <code>{{"error": {{"code", "message", "details"}}}}</code>.</p>

@@ -2,6 +2,11 @@
 budget per user. Counters live in Redis when REDIS_URL is set (shared by every node), in a
 bounded in-process dict otherwise. A Redis outage falls back to the local counters rather
 than refusing or failing requests.
+
+Each counted hit inside a request is noted in `QUOTAS` (set per request by
+syncd/middleware.py), which answers with the tightest one as `X-RateLimit-Limit`,
+`X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window ends), whichever
+route counted it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from syncd.config import Settings
@@ -20,6 +27,29 @@ log = logging.getLogger("syncd.ratelimit")
 # and int (an email is up to 320 characters, so a count of keys did not bound the bytes).
 LOCAL_BYTES = 8 * 1024 * 1024
 ENTRY_BYTES = 120
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One counter after a hit: its limit, the hits left in its window, seconds to its end."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-ratelimit-limit", str(self.limit).encode()),
+                (b"x-ratelimit-remaining", str(self.remaining).encode()),
+                (b"x-ratelimit-reset", str(self.reset).encode())]
+
+
+# The quotas the current request has counted against (None outside a request).
+QUOTAS: ContextVar[list[Quota] | None] = ContextVar("syncd_quotas", default=None)
+
+
+def tightest(quotas: list[Quota]) -> Quota | None:
+    """The quota a client must respect first: fewest hits left, then the longest wait."""
+    return min(quotas, key=lambda q: (q.remaining, -q.reset), default=None)
 
 
 class Limiter:
@@ -51,9 +81,12 @@ class Limiter:
         index = int(now // self.window)
         key = f"syncd:rl:{name}:{ident}:{index}"
         count = await self._incr(key)
+        reset = max(1, math.ceil((index + 1) * self.window - now))
+        noted = QUOTAS.get()
+        if noted is not None:
+            noted.append(Quota(limit, max(0, limit - count), reset))
         if count > limit:
-            retry = max(1, math.ceil((index + 1) * self.window - now))
-            raise TooManyRequests(f"too many requests ({name}); retry in {retry}s", retry)
+            raise TooManyRequests(f"too many requests ({name}); retry in {reset}s", reset)
 
     async def _incr(self, key: str) -> int:
         client = self.redis()

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from syncd.api.common import services
 from syncd.metrics import CONTENT_TYPE
-from syncd.openapi import describe, docs_page, document
+from syncd.openapi import DOCS_CSP, describe, docs_page, document
 
 CHECK_TIMEOUT = 2.0
 
@@ -66,7 +66,8 @@ async def openapi_json(request: Request) -> Response:
 async def docs(request: Request) -> Response:
     """A readable listing of the API."""
     await openapi_json(request)
-    return HTMLResponse(docs_page(request.app.state.openapi))
+    return HTMLResponse(docs_page(request.app.state.openapi),
+                        headers={"Content-Security-Policy": DOCS_CSP})
 
 
 describe("/health", "GET", summary="Health of PostgreSQL and Redis (503 when degraded)",
