@@ -50,6 +50,7 @@ class Operation:
     headers: dict[str, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     body_required: bool = True
+    description: str = ""
 
 
 _registry: dict[tuple[str, str], Operation] = {}
@@ -63,17 +64,18 @@ def describe(path: str, method: str, *, request: Any = None, response: Any = Non
              summary: str = "", status: int = 200, query: dict[str, Any] | None = None,
              auth: bool | None = None, content_type: str = "application/json",
              headers: dict[str, Any] | None = None, errors: tuple[int, ...] = (),
-             body_required: bool = True) -> None:
+             body_required: bool = True, description: str = "") -> None:
     """Record an operation's request/response types (msgspec-able) and parameters.
 
     `query` and `headers` map a parameter name to its type (e.g. `int`,
     `Literal["week", "month"]`, an `Annotated` type with its bounds); `status` 204 means no
     body; `auth` defaults to "needs a bearer token" except for the public endpoints;
-    `errors` are the error statuses beyond those every operation of its kind may answer.
+    `errors` are the error statuses beyond those every operation of its kind may answer;
+    `description` says what parameters cannot (a family of names, how two interact).
     """
     _registry[(path, method.upper())] = Operation(
         summary, request, response, status, dict(query or {}), auth, content_type,
-        dict(headers or {}), errors, body_required)
+        dict(headers or {}), errors, body_required, description)
 
 
 def _errors(op: Operation, secured: bool, has_path_params: bool) -> list[int]:
@@ -129,6 +131,8 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
                 "tags": [path.strip("/").split("/")[1 if path.startswith("/v1/") else 0]
                          or "root"],
             }
+            if op.description:
+                entry["description"] = op.description
             query = [{"name": n, "in": "query", "required": False,
                       "schema": schema_of[id(t)]} for n, t in op.query.items()]
             headers = [{"name": n, "in": "header", "required": False,
@@ -197,6 +201,8 @@ def docs_page(doc: dict[str, Any]) -> str:
                      f'<code>{html.escape(path)}</code></h3>'
                      f'<p>{html.escape(op["summary"])}'
                      f'{" 🔒" if "security" in op else ""}</p>']
+            if "description" in op:
+                parts.append(f'<p class="p">{html.escape(op["description"])}</p>')
             for p in op.get("parameters", []):
                 parts.append(f'<div class="p"><code>{html.escape(p["name"])}</code> '
                              f'({p["in"]}) {html.escape(json.dumps(p["schema"]))}</div>')

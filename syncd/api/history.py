@@ -84,14 +84,14 @@ async def revert(request: Request) -> Response:
     return entity_response(request, entity)
 
 
-for _base in ("/v1/notes/{id}", "/v1/projects/{id}"):
-    describe(_base + "/history", "GET", summary="The entity's events in the caller's log",
+for _base, _kind in (("/v1/notes/{id}", "note"), ("/v1/projects/{id}", "project")):
+    describe(_base + "/history", "GET", summary=f"A {_kind}'s events in the caller's log",
              query={"cursor": Seq, "limit": Annotated[int, msgspec.Meta(ge=1,
                                                                          le=MAX_HISTORY_PAGE)]})
-    describe(_base + "/at", "GET", summary="The entity as of a seq or a time (give one)",
+    describe(_base + "/at", "GET", summary=f"A {_kind} as of a seq or a time (give one)",
              query={"seq": Seq, "at": Str})
     describe(_base + "/revert", "POST", request=RevertRequest, headers={"If-Match": Str},
-             errors=(412, 422), summary="Make the entity as it was at a seq or a time")
+             errors=(412, 422), summary=f"Make a {_kind} as it was at a seq or a time")
 
 routes = [
     route

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from syncd.api.common import path_uuid
 from syncd.api.resource import (
+    META_FILTERS,
     Deleted,
     Flag,
     Limit,
@@ -107,8 +108,11 @@ async def project_notes(request: Request) -> Response:
 
 
 describe("/v1/projects/{id}/notes", "GET", summary="A page of a project's notes",
-         query={"tag": Tags, "meta_key": Str, "pinned": Flag, "favorite": Flag, "deleted": Deleted,
-                "sort": Sort, "order": Order, "limit": Limit, "cursor": Str})
+         query={"project": ProjectRef, "tag": Tags, "meta_key": Str, "pinned": Flag,
+                "favorite": Flag, "deleted": Deleted, "sort": Sort, "order": Order,
+                "limit": Limit, "cursor": Str},
+         description=META_FILTERS + " The list filters of GET /v1/notes apply within the "
+                                    "project (`project` too, so it can only narrow).")
 
 routes = [
     *notes.routes(),

@@ -56,6 +56,11 @@ Order = Literal["asc", "desc"]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)]
 MAX_WRITE_BYTES = 1024 * 1024
 IF_MATCH = {"If-Match": Str}
+# The filters no list of parameters can name (meta_filters below).
+META_FILTERS = ("`meta_key=k` keeps the entities whose meta holds the key k; "
+                "`meta.<key>=<value>` (repeatable) those whose meta key is that value, read "
+                "as JSON when it parses (`meta.done=true`, `meta.n=3`, `meta.s=\"3\"`) and "
+                "as a string otherwise (`meta.color=red`).")
 
 
 def query_bool(request: Request, name: str) -> bool | None:
@@ -226,7 +231,7 @@ class Resource:
         base, kind = f"/v1/{self.kind}s", self.kind
         page = {"sort": Sort, "order": Order, "limit": Limit, "cursor": Str}
         describe(base, "GET", summary=f"A page of the {kind}s the caller can see",
-                 query={**filters, "deleted": Deleted, **page})
+                 query={**filters, "deleted": Deleted, **page}, description=META_FILTERS)
         describe(base, "POST", request=create, status=201, errors=(409, 422),
                  summary=f"Create a {kind} (through the log, like a device push)")
         describe(base + "/{id}", "GET", summary=f"One {kind}; ETag is its version",
