@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from syncd.logs import JsonFormatter, Redact, redact_uvicorn
 from tests.fix_server import ServerProcess
@@ -38,7 +39,8 @@ def test_no_token_in_the_output_after_sync_and_collab_sockets(talkative: ServerP
             send(ws, {"type": "push", "ops": [op]})
             assert recv_type(ws, "ack")["acked"] == op["client_seq"]
         # The socket reads only ?token=; a header sent too is logged with the request's.
-        with open_socket(talkative.ws_url, owner, additional_headers=owner.headers) as ws:
+        with connect(f"{talkative.ws_url}/v1/sync/ws?token={owner.token}",
+                     additional_headers=owner.headers, open_timeout=10) as ws:
             hello(ws, 0)
         with open_socket(talkative.ws_url, owner, token=forged) as ws:
             assert close_code(ws) == 4401
