@@ -126,8 +126,10 @@ def _load_doc(ent: Entity) -> Doc[Any]:
 
 
 def _rebuild(ent: Entity, state: bytes | None) -> None:
-    """A fresh document from one update; `whole` keeps it if some item in it still waits."""
-    doc: Doc[Any] = Doc()
+    """A fresh document from one update; `whole` keeps it if some item in it still waits.
+    A batch planned in a thread (offload.py) leaves it to be encoded on the loop's: without
+    `allow_multithreading`, pycrdt objects panic when used from a thread not their own."""
+    doc: Doc[Any] = Doc(allow_multithreading=True)
     ent.whole = None
     if state:
         doc.apply_update(state)

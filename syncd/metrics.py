@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syncd import offload
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0)
 
@@ -30,6 +32,7 @@ class _Live(Collector):
         self.gate = gate
 
     def collect(self) -> Iterable[Metric]:
+        yield from _planning()
         if self.connections is not None:
             yield from _connections(self.connections)
         if self.gate is not None:
@@ -88,6 +91,19 @@ def _connections(table: Any) -> Iterable[Metric]:
     for part, n in sorted(table.timed_out.items()):
         late.add_metric([part], float(n))
     yield late
+
+
+def _planning() -> Iterable[Metric]:
+    planned = CounterMetricFamily("syncd_batches_planned",
+                                  "Batches of ops planned, on the event loop or in a thread",
+                                  labels=["where"])
+    for where in ("loop", "thread"):
+        planned.add_metric([where], float(offload.tally.planned[where]))
+    yield planned
+    flight = GaugeMetricFamily("syncd_batches_planning_off_loop",
+                               "Large batches being planned in a worker thread now")
+    flight.add_metric([], float(offload.tally.in_flight))
+    yield flight
 
 
 def _gate(gate: Any) -> Iterable[Metric]:

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from syncd import hlc as hlcs
-from syncd import log, store
+from syncd import log, offload, store
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
 from syncd.fanout import Hub
@@ -78,8 +78,13 @@ async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | No
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
     batch = Batch(who.user_id, who.device_id, entities, members,
                   lambda: hlcs.clock.tick(who.device_id), writers)
-    results = batch.apply_all(stamped)
-    batch.finish()
+
+    def planned() -> list[OpResult]:  # pure: no connection in here (offload.py)
+        results = batch.apply_all(stamped)
+        batch.finish()
+        return results
+
+    results = await offload.plan(planned, offload.is_large((op for op, _ in stamped), entities))
     events = await unit.append(batch.events)
     for ent, event, won in batch.changes:  # in order: the last write of a field is its writer
         record(ent, event.op_id, won)
