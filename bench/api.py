@@ -11,7 +11,7 @@ asyncio clients (one aiohttp session and one device token each; `clients / users
 per user) each issue requests back to back (closed loop) for `--duration` seconds per
 operation. Latency = request sent → response body read, per request.
 
-Targets (issue 5): p95 < 20 ms for reads (read, list, search), < 40 ms for writes (PATCH),
+Targets: p95 < 20 ms for reads (read, list, search), < 40 ms for writes (PATCH),
 on 2 cores; the seed specification asks p95 < 100 ms.
 """
 

@@ -18,7 +18,7 @@ do by default) and clients without compression.
 
     python -m bench.fanout [--database-url URL] [--pushes 200] [--rate 20] [--skip-idle]
 
-Targets (issue 3): p99 < 50 ms at 1,000 sockets; < 50 KiB of server memory per socket.
+Targets: p99 < 50 ms at 1,000 sockets; < 50 KiB of server memory per socket.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ note has `--ops` text ops (20,000 ops of 3 words: ~300 kB). Measured against a r
 
 Each request runs on the server's event loop or beside it, so a slow one here stalls
 every other client of the node: the figures are what one writer's long chapter can cost
-everyone. No target is named in the issues; the README records what was measured.
+everyone. No target is set; bench/README.md records what was measured.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ talking HTTP to a real `syncd serve`.
 
     python -m bench.offline [--database-url URL] [--notes 1000] [--edits 10000]
 
-Targets (issue 4): push under 3 s, pull under 3 s.
+Targets: push under 3 s, pull under 3 s.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ seeding pushes.
 
 The log is seeded through the real push path (1000-op batches): every note is created,
 gets a Yjs body (a `text` op), then `set` updates fill the log up to --events.
-Targets (issue 2): pull 100,000 events in under 2 s; a 10,000-note snapshot in under 1 s.
+Targets: pull 100,000 events in under 2 s; a 10,000-note snapshot in under 1 s.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and, for `set` batches, with the floor: PostgreSQL alone making every write the 
 
     python -m bench.push [--database-url URL] [--scale 1.0]
 
-Targets (issue 2): ≥ 20,000 set ops/s in 1000-op batches on 2 cores; a 100-note push
+Targets: ≥ 20,000 set ops/s in 1000-op batches on 2 cores; a 100-note push
 (creations) in under 50 ms.
 """
 
