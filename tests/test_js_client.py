@@ -49,6 +49,11 @@ def test_node_client_against_server(js_dir: Path, server: ServerProcess) -> None
              env={"SYNCD_URL": server.base_url})
 
 
+def test_node_settings_and_meta_against_server(js_dir: Path, server: ServerProcess) -> None:
+    run_node(js_dir, ["--test", "--test-concurrency=1", "test/node/settings.test.mjs"],
+             env={"SYNCD_URL": server.base_url})
+
+
 def test_browser(js_dir: Path, server: ServerProcess) -> None:
     chromium = chromium_binary()
     if chromium is None:

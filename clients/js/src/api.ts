@@ -13,7 +13,8 @@ export interface Tokens { access_token: string, refresh_token: string, expires_i
 export interface User { id: string, email: string, name?: string | null }
 export interface LoginResponse extends Tokens { user: User, device_id: string }
 export interface PullResponse { events: Event[], cursor: number, has_more: boolean }
-export interface Snapshot { cursor: number, notes: Json[], projects: Json[] }
+/** `settings`: the user's `{id, values, clocks, version, updated_at}`. */
+export interface Snapshot { cursor: number, notes: Json[], projects: Json[], settings?: Json | null }
 
 export class Api {
   /** Called when the server no longer takes this device's tokens (revoked, logged out). */

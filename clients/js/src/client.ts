@@ -23,7 +23,7 @@ import { TabChannel } from './tabs.js'
 import { REMOTE, newDoc, replaceText, textOf } from './textdoc.js'
 import {
   type Changes, type EntityName, type Event, type Json, type NewOp, type NoteFilter, type OpKind,
-  type Rejection, type Row, type Store, defaults, newRow, writableFields
+  type Rejection, type Row, type Store, defaults, metaFields, newRow, writable
 } from './types.js'
 
 export interface ClientOptions extends LiveOptions {
@@ -224,7 +224,7 @@ export class SyncClient {
         setFields(row, { deleted: kind === 'delete' }, hlc)
       }
       if (found === undefined) {
-        for (const [k, v] of Object.entries({ deleted: false, ...defaults(entity) })) {
+        for (const [k, v] of Object.entries(defaults(entity))) {
           if (!(k in row.fields)) row.fields[k] = v
         }
       }
@@ -236,38 +236,74 @@ export class SyncClient {
     this.live?.kick()
   }
 
-  private checkFields (entity: EntityName, fields: Json): void {
-    const allowed = writableFields(entity)
-    const unknown = Object.keys(fields).filter((k) => !allowed.has(k))
+  /**
+   * The fields that write `fields`: a `meta` map `{key: value or null}` becomes the
+   * `meta.<key>` fields (null clears a key); unknown fields are refused here.
+   */
+  private opFields (entity: EntityName, fields: Json): Json {
+    const { meta, ...rest } = fields
+    const out: Json = { ...rest, ...(meta === undefined || meta === null ? {} : metaFields(meta as Json)) }
+    const unknown = Object.keys(out).filter((k) => !writable(entity, k))
     if (unknown.length > 0) throw new RangeError(`unknown ${entity} field(s): ${unknown.join(', ')}`)
+    return out
   }
 
   private async create (entity: EntityName, fields: Json): Promise<string> {
     const { body, ...rest } = fields
-    this.checkFields(entity, rest)
+    const set = this.opFields(entity, rest)
     const id = crypto.randomUUID()
-    await this.queue(entity, id, 'set', { title: '', ...rest }, false)
+    await this.queue(entity, id, 'set', { title: '', ...set }, false)
     if (typeof body === 'string' && body !== '') await this.setBody(id, body)
     return id
   }
 
   private async update (entity: EntityName, id: string, fields: Json): Promise<void> {
     const { body, ...rest } = fields
-    this.checkFields(entity, rest)
-    if (Object.keys(rest).length > 0) await this.queue(entity, id, 'set', rest, true)
+    const set = this.opFields(entity, rest)
+    if (Object.keys(set).length > 0) await this.queue(entity, id, 'set', set, true)
     if (typeof body === 'string') await this.setBody(id, body)
   }
 
-  /** Create a note (fields: title, tags, pinned, favorite, project_id, body); return its id. */
+  /**
+   * Create a note (fields: title, tags, pinned, favorite, project_id, body, and `meta`,
+   * a map of the app's own keys to JSON values); return its id. An update's `meta` sets
+   * only the keys it names (null clears one).
+   */
   async createNote (fields: Json = {}): Promise<string> { return await this.create('note', fields) }
   async updateNote (id: string, fields: Json): Promise<void> { await this.update('note', id, fields) }
   async deleteNote (id: string): Promise<void> { await this.queue('note', id, 'delete', undefined, true) }
   async restoreNote (id: string): Promise<void> { await this.queue('note', id, 'restore', undefined, true) }
-  /** Create a project (fields: title, description, word_goal, status); return its id. */
+  /**
+   * Create a project (fields: title, description, word_goal, status (`active`, `paused`,
+   * `completed`, `archived`), deadline (`YYYY-MM-DD` or null), meta); return its id.
+   */
   async createProject (fields: Json = {}): Promise<string> { return await this.create('project', fields) }
   async updateProject (id: string, fields: Json): Promise<void> { await this.update('project', id, fields) }
   async deleteProject (id: string): Promise<void> { await this.queue('project', id, 'delete', undefined, true) }
   async restoreProject (id: string): Promise<void> { await this.queue('project', id, 'restore', undefined, true) }
+
+  // --- settings -------------------------------------------------------------------------
+
+  /** The user's settings as this device holds them: key → JSON value (cleared keys left out). */
+  async settings (): Promise<Json> {
+    const id = this.device.userId
+    const row = id === undefined ? undefined : await this.store.row('settings', id)
+    const out: Json = {}
+    for (const [k, v] of Object.entries(row?.fields ?? {})) if (v !== null) out[k] = v
+    return out
+  }
+
+  /**
+   * Set some of the user's settings (null clears a key), offline like any edit; the
+   * others stay as they are. Each key is its own LWW register, so devices editing
+   * different keys both keep theirs.
+   */
+  async setSettings (values: Json): Promise<void> {
+    const id = this.device.userId
+    if (id === undefined) throw new NotSignedIn('sign in first: settings are the user\'s')
+    const fields = this.opFields('settings', values)
+    if (Object.keys(fields).length > 0) await this.queue('settings', id, 'set', fields, false)
+  }
 
   // --- note bodies ----------------------------------------------------------------------
 

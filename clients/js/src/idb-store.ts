@@ -1,6 +1,6 @@
 /**
  * The `Store` for browsers: one IndexedDB database per account, with object stores
- * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`,
+ * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`, `settings`,
  * `documents` (each note's Yjs state, apart so that listing notes never reads them),
  * `rejections` and `notifications`.
  *
@@ -12,11 +12,11 @@
 import { Mutex } from './mutex.js'
 import type { Changes, EntityName, Event, NoteFilter, Op, Rejection, Row, Sent, Store } from './types.js'
 
-const VERSION = 1
+const VERSION = 2
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
 const BULK = 200
-const TABLE: Record<EntityName, 'notes' | 'projects'> = { note: 'notes', project: 'projects' }
-const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'documents', 'rejections', 'notifications']
+const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'notes', project: 'projects', settings: 'settings' }
+const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'settings', 'documents', 'rejections', 'notifications']
 
 /** A row as kept: the indexed columns beside the row's parts, the state apart. */
 interface Record_ {
@@ -51,7 +51,13 @@ function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
   return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived }
 }
 
-function upgrade (db: IDBDatabase): void {
+/** Create what versions after `from` added (0: a new database). */
+function upgrade (db: IDBDatabase, from: number): void {
+  if (from < 1) createV1(db)
+  if (from < 2) db.createObjectStore('settings', { keyPath: 'id' })
+}
+
+function createV1 (db: IDBDatabase): void {
   db.createObjectStore('meta')
   db.createObjectStore('outbox', { keyPath: 'client_seq' })
   db.createObjectStore('sent', { keyPath: 'client_seq' })
@@ -288,7 +294,7 @@ export class IndexedDbStore implements Store {
 export async function openIndexedDbStore (name: string, factory: IDBFactory = indexedDB): Promise<IndexedDbStore> {
   const db = await new Promise<IDBDatabase>((resolve, reject) => {
     const r = factory.open(name, VERSION)
-    r.onupgradeneeded = () => upgrade(r.result)
+    r.onupgradeneeded = (e) => upgrade(r.result, e.oldVersion)
     r.onsuccess = () => resolve(r.result)
     r.onerror = () => reject(r.error)
     r.onblocked = () => reject(new Error(`database ${name} is blocked by an older version`))

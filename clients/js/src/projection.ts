@@ -11,13 +11,23 @@ import * as Y from 'yjs'
 import { fromBase64 } from './base64.js'
 import { rewriteClock, sameValue, setClocked, setFields } from './merge.js'
 import { REMOTE, mergeInto, textOf } from './textdoc.js'
-import { defaults, type EntityName, type Event, type Json, type Row, writableFields } from './types.js'
+import { META, defaults, type EntityName, type Event, type Json, type Row, metaFields, metaOf, writable } from './types.js'
 
 export const NOTIFICATION_KINDS: ReadonlySet<string> = new Set(['milestone', 'member', 'conflict'])
-const NOT_DERIVED = new Set(['id', 'clocks', 'body', 'body_state', 'deleted'])
+const NOT_DERIVED = new Set(['id', 'clocks', 'body', 'body_state', 'deleted', 'meta'])
 
 export function entityName (name: string): EntityName | null {
-  return name === 'note' || name === 'project' ? name : null
+  return name === 'note' || name === 'project' || name === 'settings' ? name : null
+}
+
+/**
+ * A map of an entity as sent (a `meta` map, settings `values`) as the LWW fields that
+ * wrote it: a key with a clock but no value was cleared (null).
+ */
+function unfold (values: Json, clocks: Record<string, string>, prefix: string): Json {
+  const out: Json = {}
+  for (const k of Object.keys(clocks)) if (k.startsWith(prefix)) out[k] = null
+  return { ...out, ...metaFields(values, prefix) }
 }
 
 /** The open documents, by note id: text merges go through them so editors see them. */
@@ -63,12 +73,12 @@ function b64 (value: unknown): Uint8Array | null {
  */
 export function mergeEntity (row: Row, flat: Json, clocks: Record<string, string>,
   bodyState: Uint8Array | null, body: unknown, docs: DocLookup): boolean {
-  const names = new Set([...writableFields(row.entity), 'deleted'])
+  const isField = (k: string): boolean => k === 'deleted' || writable(row.entity, k)
   const fields: Json = {}
-  for (const [k, v] of Object.entries(flat)) if (names.has(k)) fields[k] = v
+  for (const [k, v] of Object.entries(flat)) if (isField(k)) fields[k] = v
   let changed = setClocked(row, fields, clocks).length > 0
   // a value without a clock (never written by anyone) only fills a gap
-  for (const [name, value] of Object.entries({ ...defaults(row.entity), deleted: false, ...fields })) {
+  for (const [name, value] of Object.entries({ ...defaults(row.entity), ...fields })) {
     if (!(name in row.fields)) {
       row.fields[name] = value
       changed = true
@@ -77,7 +87,7 @@ export function mergeEntity (row: Row, flat: Json, clocks: Record<string, string
   const derived: Json = {}
   let derivedChanged = false
   for (const [k, v] of Object.entries(flat)) {
-    if (names.has(k) || NOT_DERIVED.has(k)) continue
+    if (isField(k) || NOT_DERIVED.has(k)) continue
     derived[k] = v
     if (!sameValue(row.derived[k], v)) derivedChanged = true
   }
@@ -98,10 +108,14 @@ export function mergeEntity (row: Row, flat: Json, clocks: Record<string, string
   return changed
 }
 
-/** Merge one snapshot entity into `row`. */
+/** Merge one snapshot entity into `row` (the settings: `values` and `clocks`). */
 export function applyEntity (row: Row, flat: Json, docs: DocLookup): boolean {
-  return mergeEntity(row, flat, (flat.clocks ?? {}) as Record<string, string>,
-    b64(flat.body_state), flat.body, docs)
+  const clocks = (flat.clocks ?? {}) as Record<string, string>
+  if (row.entity === 'settings') {
+    return setClocked(row, unfold((flat.values ?? {}) as Json, clocks, ''), clocks).length > 0
+  }
+  const unfolded = { ...flat, ...unfold((flat.meta ?? {}) as Json, clocks, META) }
+  return mergeEntity(row, unfolded, clocks, b64(flat.body_state), flat.body, docs)
 }
 
 /**
@@ -153,9 +167,14 @@ export function applyMember (project: Row, ev: Event): boolean {
   return true
 }
 
-/** A flat read-only view of a row, shaped like the server's Entity. */
+/**
+ * A flat read-only view of a row, shaped like the server's Entity: the app's own
+ * `meta.<key>` fields as one `meta` map (cleared keys left out).
+ */
 export function view (row: Row): Json {
-  const out: Json = { id: row.id, ...defaults(row.entity), ...row.derived, ...row.fields }
+  const out: Json = { id: row.id, ...defaults(row.entity), ...row.derived }
+  for (const [k, v] of Object.entries(row.fields)) if (!k.startsWith(META)) out[k] = v
+  out.meta = metaOf(row.fields)
   out.deleted = row.fields.deleted === true
   if (row.entity === 'note') {
     out.body = row.body

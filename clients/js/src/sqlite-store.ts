@@ -20,11 +20,14 @@ CREATE INDEX IF NOT EXISTS notes_project ON notes (project_id);
 CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
   deleted INTEGER NOT NULL, project_id TEXT, pinned INTEGER NOT NULL, body TEXT NOT NULL,
   body_state BLOB, derived TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (id TEXT PRIMARY KEY, fields TEXT NOT NULL, clocks TEXT NOT NULL,
+  deleted INTEGER NOT NULL, project_id TEXT, pinned INTEGER NOT NULL, body TEXT NOT NULL,
+  body_state BLOB, derived TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejections (client_seq INTEGER PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS notifications (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL);
 `
 
-const TABLE: Record<EntityName, string> = { note: 'notes', project: 'projects' }
+const TABLE: Record<EntityName, string> = { note: 'notes', project: 'projects', settings: 'settings' }
 
 interface RowRecord {
   id: string
@@ -209,7 +212,7 @@ export class SqliteStore implements Store {
 
   async wipe (): Promise<void> {
     this.db.transaction(() => {
-      for (const t of ['outbox', 'sent', 'notes', 'projects', 'rejections', 'notifications']) this.db.prepare(`DELETE FROM ${t}`).run()
+      for (const t of ['outbox', 'sent', 'notes', 'projects', 'settings', 'rejections', 'notifications']) this.db.prepare(`DELETE FROM ${t}`).run()
     })()
   }
 

@@ -34,7 +34,7 @@ export async function applyBatch (ctx: ApplyContext, events: Event[]): Promise<s
   const fresh = events.filter((e) => e.seq > cursor)
   if (fresh.length === 0) return []
   const deviceId = ctx.deviceId
-  const ids: Record<EntityName, Set<string>> = { note: new Set(), project: new Set() }
+  const ids: Record<EntityName, Set<string>> = { note: new Set(), project: new Set(), settings: new Set() }
   const texts = new Set<string>() // notes whose document the events touch
   const own: number[] = []
   for (const e of fresh) {
@@ -48,7 +48,7 @@ export async function applyBatch (ctx: ApplyContext, events: Event[]): Promise<s
   // its document leaves the stored one as it is)
   const fieldsOnly = [...ids.note].filter((id) => !texts.has(id))
   for (const [entity, list, withState] of [['note', [...texts], true], ['note', fieldsOnly, false],
-    ['project', [...ids.project], false]] as const) {
+    ['project', [...ids.project], false], ['settings', [...ids.settings], false]] as const) {
     if (list.length === 0) continue
     for (const r of await ctx.store.rows(entity, list, withState)) rows.set(`${entity}:${r.id}`, r)
   }
@@ -100,7 +100,8 @@ export async function applyBatch (ctx: ApplyContext, events: Event[]): Promise<s
 export async function loadSnapshot (ctx: ApplyContext, snap: Snapshot): Promise<string[]> {
   const out: string[] = []
   const rows: Row[] = []
-  for (const [entity, items] of [['project', snap.projects], ['note', snap.notes]] as const) {
+  const settings = snap.settings === undefined || snap.settings === null ? [] : [snap.settings]
+  for (const [entity, items] of [['project', snap.projects], ['note', snap.notes], ['settings', settings]] as const) {
     const existing = new Map((await ctx.store.rows(entity, items.map((f) => String(f.id)))).map((r) => [r.id, r]))
     for (const flat of items) {
       for (const c of Object.values((flat.clocks ?? {}) as Record<string, string>)) ctx.clock.observe(c)

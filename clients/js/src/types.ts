@@ -4,24 +4,53 @@
  * IndexedDB and SQLite adapters implement.
  */
 
-export type EntityName = 'note' | 'project'
+/** `settings` is the user's one settings entity (its id the user's id): `set` ops only. */
+export type EntityName = 'note' | 'project' | 'settings'
 export type OpKind = 'set' | 'text' | 'delete' | 'restore'
 export type Json = Record<string, unknown>
 
-export const ENTITIES: readonly EntityName[] = ['note', 'project']
+export const ENTITIES: readonly EntityName[] = ['note', 'project', 'settings']
 export const NOTE_FIELDS: ReadonlySet<string> = new Set(['title', 'tags', 'pinned', 'favorite', 'project_id'])
-export const PROJECT_FIELDS: ReadonlySet<string> = new Set(['title', 'description', 'word_goal', 'status'])
+export const PROJECT_FIELDS: ReadonlySet<string> = new Set(['title', 'description', 'word_goal', 'status', 'deadline'])
+/** A project's `status` values. */
+export const STATUSES: readonly string[] = ['active', 'paused', 'completed', 'archived']
+/**
+ * The prefix of an app's own field on a note or project: `meta.<key>`, each key its own
+ * LWW register with its own clock (shown as one `meta` map in views).
+ */
+export const META = 'meta.'
 
-/** The LWW fields a device may `set` on an entity. */
+/** The fixed LWW fields of a note or project (settings have none: every key is the app's). */
 export function writableFields (entity: EntityName): ReadonlySet<string> {
-  return entity === 'note' ? NOTE_FIELDS : PROJECT_FIELDS
+  return entity === 'note' ? NOTE_FIELDS : entity === 'project' ? PROJECT_FIELDS : new Set()
 }
 
-/** Field values a freshly created entity starts from. */
+/** Whether a device may `set` this field: a fixed field, `meta.<key>`, or any settings key. */
+export function writable (entity: EntityName, name: string): boolean {
+  if (entity === 'settings') return name.length > 0
+  return writableFields(entity).has(name) || (name.startsWith(META) && name.length > META.length)
+}
+
+/** Field values a freshly created entity starts from (`deleted` included; none for settings). */
 export function defaults (entity: EntityName): Json {
+  if (entity === 'settings') return {}
   return entity === 'note'
-    ? { title: '', tags: [], pinned: false, favorite: false, project_id: null }
-    : { title: '', description: '', word_goal: 0, status: 'active' }
+    ? { title: '', tags: [], pinned: false, favorite: false, project_id: null, deleted: false }
+    : { title: '', description: '', word_goal: 0, status: 'active', deadline: null, deleted: false }
+}
+
+/** The meta map of a note's or project's fields (cleared keys left out). */
+export function metaOf (fields: Json): Json {
+  const out: Json = {}
+  for (const [k, v] of Object.entries(fields)) if (k.startsWith(META) && v !== null) out[k.slice(META.length)] = v
+  return out
+}
+
+/** A map of values (meta, settings) as the fields that write it: `{color: 1}` → `{'meta.color': 1}`. */
+export function metaFields (values: Json, prefix = META): Json {
+  const out: Json = {}
+  for (const [k, v] of Object.entries(values)) out[prefix + k] = v
+  return out
 }
 
 /** One entity of the local projection. `fields` includes `deleted`; `clocks` is per field. */

@@ -44,6 +44,24 @@ export const cases = {
     eq(await store.row('note', 'n1'), undefined)
   },
 
+  async 'settings and meta fields are kept with their clocks' (store) {
+    const settings = { entity: 'settings', id: 'u1', fields: { theme: 'dark', notify: { mentions: true }, font: null }, clocks: { theme: 'h1', notify: 'h2', font: 'h3' }, body: '', bodyState: null, derived: {} }
+    await store.commit({ rows: [
+      settings,
+      row('n1', { title: 'a', 'meta.color': 'red', 'meta.old': null }, { clocks: { 'meta.color': 'h4', 'meta.old': 'h5' } }),
+      { ...row('p1', { status: 'paused', deadline: '2027-01-31', 'meta.client': { name: 'Acme' } }), entity: 'project' }
+    ] })
+    const got = await store.row('settings', 'u1')
+    eq([got.entity, got.fields, got.clocks], ['settings', settings.fields, settings.clocks])
+    eq((await store.rows('settings')).map((r) => r.id), ['u1'])
+    eq(await store.row('note', 'u1'), undefined, 'settings are apart')
+    const note = await store.row('note', 'n1')
+    eq([note.fields['meta.color'], note.fields['meta.old'], note.clocks['meta.old']], ['red', null, 'h5'])
+    eq((await store.row('project', 'p1')).fields, { status: 'paused', deadline: '2027-01-31', 'meta.client': { name: 'Acme' } })
+    await store.wipe()
+    eq(await store.row('settings', 'u1'), undefined, 'wiped')
+  },
+
   async 'a row saved without its document keeps the stored one' (store) {
     await store.commit({ rows: [row('n1', { title: 'a' }, { bodyState: new Uint8Array([9, 9]) })] })
     const [listed] = await store.queryNotes({})

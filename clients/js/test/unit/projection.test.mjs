@@ -3,9 +3,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { formatHlc, newDoc, replaceText } from '../../dist/index.js'
+import { Clock, formatHlc, newDoc, replaceText } from '../../dist/index.js'
+import { loadSnapshot } from '../../dist/sync.js'
 import { toBase64 } from '../../dist/base64.js'
-import { DEVICE, NOTE, ev, h, offlineClient } from './helpers.mjs'
+import { DEVICE, NOTE, USER, ev, h, offlineClient } from './helpers.mjs'
 
 function updates (...texts) {
   const doc = newDoc()
@@ -168,4 +169,62 @@ test('a batch larger than one write chunk is applied whole, the cursor last', as
   await c.applyEvents(events)
   assert.equal((await c.notes()).length, 2500)
   assert.equal(await c.cursor(), 2500)
+})
+
+test('meta keys are LWW fields of their own; null clears a key and keeps its clock', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([
+    ev(1, 'set', h(2000), { fields: { 'meta.color': 'red' } }),
+    ev(2, 'set', h(1000), { fields: { 'meta.color': 'blue', 'meta.size': 3 } }),
+    ev(3, 'set', h(3000), { fields: { 'meta.size': null } }),
+    ev(4, 'set', h(2500), { fields: { 'meta.size': 9 } })
+  ])
+  const note = await c.note(NOTE)
+  assert.deepEqual(note.meta, { color: 'red' })
+  assert.equal(note['meta.color'], undefined, 'a view shows meta as one map')
+  const row = await c.store.row('note', NOTE)
+  assert.equal(row.clocks['meta.size'], h(3000))
+})
+
+test('a snapshot entity: meta map and clocks, a clock without a key is a cleared key', async () => {
+  const c = await offlineClient()
+  await c.applyEvents([ev(1, 'set', h(1000), { fields: { 'meta.gone': 'stale', 'meta.kept': 1 } })])
+  await loadSnapshot({ store: c.store, clock: new Clock(DEVICE), deviceId: DEVICE, docs: () => undefined, closeDoc () {} }, {
+    cursor: 5,
+    projects: [{ id: 'p', title: 'P', status: 'paused', deadline: '2027-03-01', meta: { client: 'Acme' }, clocks: { title: h(1000), status: h(1000), deadline: h(1000), 'meta.client': h(1000) } }],
+    notes: [{ id: NOTE, title: 'N', meta: { kept: 2 }, clocks: { title: h(2000), 'meta.gone': h(2000), 'meta.kept': h(2000) } }],
+    settings: { id: 'u', values: { theme: 'dark' }, clocks: { theme: h(2000), font: h(2000) }, version: 2 }
+  })
+  assert.deepEqual((await c.note(NOTE)).meta, { kept: 2 })
+  assert.equal((await c.store.row('note', NOTE)).fields['meta.gone'], null)
+  const p = await c.project('p')
+  assert.deepEqual([p.status, p.deadline, p.meta], ['paused', '2027-03-01', { client: 'Acme' }])
+  const s = await c.store.row('settings', 'u')
+  assert.deepEqual([s.fields, s.clocks.font], [{ theme: 'dark', font: null }, h(2000)])
+})
+
+test('settings events merge per key by HLC; local writes queue set ops on the user id', async () => {
+  const c = await offlineClient()
+  const settings = (seq, hlc, fields) => ev(seq, 'set', hlc, { entity: 'settings', id: USER, fields })
+  await c.applyEvents([settings(1, h(2000), { theme: 'dark' }), settings(2, h(1000), { theme: 'light', font: 14 })])
+  assert.deepEqual(await c.settings(), { theme: 'dark', font: 14 })
+  await c.setSettings({ font: null, tz: 'Europe/Paris' })
+  assert.deepEqual(await c.settings(), { theme: 'dark', tz: 'Europe/Paris' })
+  const [op] = await c.store.pending(10)
+  assert.deepEqual([op.entity, op.id, op.kind, op.fields], ['settings', USER, 'set', { font: null, tz: 'Europe/Paris' }])
+  await c.applyEvents([settings(3, h(1500), { font: 20 })])
+  assert.deepEqual(await c.settings(), { theme: 'dark', tz: 'Europe/Paris' }, 'an older write does not bring a cleared key back')
+})
+
+test('meta and project fields given to create and update become their fields', async () => {
+  const c = await offlineClient()
+  const p = await c.createProject({ title: 'Client', status: 'paused', deadline: '2027-01-31', meta: { rate: 80 } })
+  await c.updateProject(p, { meta: { rate: null, currency: 'EUR' } })
+  const view = await c.project(p)
+  assert.deepEqual([view.status, view.deadline, view.meta], ['paused', '2027-01-31', { currency: 'EUR' }])
+  const ops = await c.store.pending(10)
+  assert.deepEqual(ops[1].fields, { 'meta.rate': null, 'meta.currency': 'EUR' })
+  const n = await c.createNote({ title: 'x' })
+  assert.deepEqual((await c.note(n)).meta, {})
+  await assert.rejects(c.updateNote(n, { colour: 'red' }), RangeError)
 })
