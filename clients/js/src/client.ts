@@ -205,18 +205,30 @@ export class SyncClient {
     return { hlc: this.clock.tick(), base: Number(meta.cursor ?? 0) }
   }
 
-  /** Stamp, apply locally and queue one op (and more ops on the same row). */
+  /**
+   * Stamp, apply locally and queue one op: the row's read, the check and the write are
+   * one store transaction (a field write reads the row without its note document, and
+   * leaves the stored one as it is).
+   */
   private async queue (entity: EntityName, id: string, kind: OpKind, fields: Json | undefined,
     mustExist: boolean): Promise<void> {
     this.requireDevice()
-    await this.store.exclusive(async () => {
-      // a field write leaves the note's document as stored: read the row without it
-      const [found] = await this.store.rows(entity, [id], false)
+    const key = `${entity}:${id}`
+    await this.store.exclusive(async () => await this.store.update(['last_hlc', 'cursor'], [{ entity, id }], (rows, meta) => {
+      const found = rows.get(key)
       if (found === undefined && mustExist) throw new NotFound(`no ${entity} ${id}`)
-      if (found !== undefined && await this.roleOf(found) === 'viewer') throw new ReadOnly(`${entity} ${id} is read-only here`)
+      if (found !== undefined) {
+        const project = this.projectOf(found)
+        if (project !== undefined && !rows.has(`project:${project}`)) return { read: [{ entity: 'project', id: project }] }
+        if (this.roleIn(found, project === undefined ? undefined : rows.get(`project:${project}`)) === 'viewer') {
+          throw new ReadOnly(`${entity} ${id} is read-only here`)
+        }
+      }
       const row = found ?? newRow(entity, id)
-      const { hlc, base } = await this.stamp()
-      const op: NewOp = { hlc, entity, id, kind, base }
+      // another tab may have stamped ops since: never issue a clock it issued
+      if (meta.last_hlc !== undefined) this.clock.observe(meta.last_hlc)
+      const hlc = this.clock.tick()
+      const op: NewOp = { hlc, entity, id, kind, base: Number(meta.cursor ?? 0) }
       if (kind === 'set') {
         op.fields = fields
         setFields(row, fields ?? {}, hlc)
@@ -228,8 +240,8 @@ export class SyncClient {
           if (!(k in row.fields)) row.fields[k] = v
         }
       }
-      await this.store.commit({ rows: [row], enqueue: [op], meta: { last_hlc: hlc } })
-    })
+      return { changes: { rows: [row], enqueue: [op], meta: { last_hlc: hlc } } }
+    }))
     this.emit({ ids: [id], source: 'local' })
     this.tabs.post({ type: 'changed', ids: [id] })
     this.tabs.post({ type: 'outbox' })
@@ -440,10 +452,21 @@ export class SyncClient {
   }
 
   private async roleOf (row: Row): Promise<'owner' | 'editor' | 'viewer'> {
+    const projectId = this.projectOf(row)
+    return this.roleIn(row, projectId === undefined ? undefined : await this.store.row('project', projectId))
+  }
+
+  /** The project whose members say what this user may do with `row`, if it is someone else's. */
+  private projectOf (row: Row): string | undefined {
+    const owner = row.derived.owner_id
+    if (owner === undefined || owner === this.device.userId) return undefined
+    const projectId = row.entity === 'project' ? row.id : row.fields.project_id
+    return typeof projectId === 'string' ? projectId : undefined
+  }
+
+  private roleIn (row: Row, project: Row | undefined): 'owner' | 'editor' | 'viewer' {
     const owner = row.derived.owner_id
     if (owner === undefined || owner === this.device.userId) return 'owner'
-    const projectId = row.entity === 'project' ? row.id : row.fields.project_id
-    const project = typeof projectId === 'string' ? await this.store.row('project', projectId) : undefined
     const members = (project?.derived.members ?? []) as Array<{ user_id: string, role: string }>
     const mine = members.find((m) => m.user_id === this.device.userId)?.role
     return mine === 'owner' || mine === 'editor' ? mine : 'viewer'

@@ -10,7 +10,7 @@
  * several tabs of one app take turns.
  */
 import { Mutex } from './mutex.js'
-import type { Changes, EntityName, Event, NoteFilter, Op, Rejection, Row, Sent, Store } from './types.js'
+import type { Changes, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
 const VERSION = 2
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
@@ -70,6 +70,47 @@ function createV1 (db: IDBDatabase): void {
   db.createObjectStore('documents')
   db.createObjectStore('rejections', { keyPath: 'client_seq' })
   db.createObjectStore('notifications', { keyPath: 'seq' }).createIndex('kind', 'kind')
+}
+
+/** Apply `c` within the readwrite transaction `t` over every store. */
+function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
+  const meta = t.objectStore('meta')
+  for (const [key, value] of Object.entries(c.meta ?? {})) {
+    if (value === null) meta.delete(key)
+    else meta.put(String(value), key)
+  }
+  for (const row of c.rows ?? []) {
+    t.objectStore(TABLE[row.entity]).put(toRecord(row))
+    // a row read without its state (a query) leaves the stored state as it is
+    if (row.entity === 'note' && row.bodyState !== null) t.objectStore('documents').put(row.bodyState, row.id)
+  }
+  for (const d of c.drop ?? []) {
+    t.objectStore(TABLE[d.entity]).delete(d.id)
+    if (d.entity === 'note') t.objectStore('documents').delete(d.id)
+  }
+  const outbox = t.objectStore('outbox')
+  // consumed ops leave before new ones are numbered (a new device numbers from 1 again)
+  for (const s of c.dropOps ?? []) outbox.delete(s)
+  if (c.dropOpsBelow !== undefined && c.dropOpsBelow > 0) outbox.delete(IDBKeyRange.upperBound(c.dropOpsBelow, true))
+  const ops = c.enqueue ?? []
+  if (ops.length > 0) {
+    // requests run in order, so this read sees the meta writes above
+    const r = meta.get('next_seq')
+    r.onsuccess = () => {
+      let next = Number(r.result ?? 1)
+      for (const op of ops) {
+        outbox.put({ ...op, client_seq: next })
+        out.value.push(next++)
+      }
+      meta.put(String(next), 'next_seq')
+    }
+  }
+  const sent = t.objectStore('sent')
+  for (const s of c.sent ?? []) sent.put(s)
+  for (const s of c.unsent ?? []) sent.delete(s)
+  if (c.unsentFrom !== undefined) sent.delete(IDBKeyRange.lowerBound(c.unsentFrom))
+  for (const r of c.rejections ?? []) t.objectStore('rejections').put(r)
+  for (const n of c.notifications ?? []) t.objectStore('notifications').put(n)
 }
 
 export class IndexedDbStore implements Store {
@@ -225,45 +266,58 @@ export class IndexedDbStore implements Store {
   }
 
   async commit (c: Changes): Promise<number[]> {
-    return await this.run<number[]>(ALL, 'readwrite', (t, out) => {
-      const meta = t.objectStore('meta')
-      for (const [key, value] of Object.entries(c.meta ?? {})) {
-        if (value === null) meta.delete(key)
-        else meta.put(String(value), key)
-      }
-      for (const row of c.rows ?? []) {
-        t.objectStore(TABLE[row.entity]).put(toRecord(row))
-        // a row read without its state (a query) leaves the stored state as it is
-        if (row.entity === 'note' && row.bodyState !== null) t.objectStore('documents').put(row.bodyState, row.id)
-      }
-      for (const d of c.drop ?? []) {
-        t.objectStore(TABLE[d.entity]).delete(d.id)
-        if (d.entity === 'note') t.objectStore('documents').delete(d.id)
-      }
-      const outbox = t.objectStore('outbox')
-      // consumed ops leave before new ones are numbered (a new device numbers from 1 again)
-      for (const s of c.dropOps ?? []) outbox.delete(s)
-      if (c.dropOpsBelow !== undefined && c.dropOpsBelow > 0) outbox.delete(IDBKeyRange.upperBound(c.dropOpsBelow, true))
-      const ops = c.enqueue ?? []
-      if (ops.length > 0) {
-        // requests run in order, so this read sees the meta writes above
-        const r = meta.get('next_seq')
-        r.onsuccess = () => {
-          let next = Number(r.result ?? 1)
-          for (const op of ops) {
-            outbox.put({ ...op, client_seq: next })
-            out.value.push(next++)
+    return await this.run<number[]>(ALL, 'readwrite', (t, out) => { write(t, c, out) }, [])
+  }
+
+  async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {
+    let failure: unknown
+    try {
+      return await this.run<number[]>(ALL, 'readwrite', (t, out) => {
+        const rows = new Map<string, Row | undefined>()
+        const meta: Record<string, string | undefined> = {}
+        let waiting = 0
+        const settle = (): void => {
+          if (waiting > 0) return
+          try {
+            const d = decide(rows, meta)
+            if ('changes' in d) write(t, d.changes, out)
+            else if (!read(d.read)) throw new Error('update: the rows asked for are read already')
+          } catch (e) {
+            // thrown from a request's callback, it would abort with a bare AbortError
+            failure = e
+            t.abort()
           }
-          meta.put(String(next), 'next_seq')
         }
-      }
-      const sent = t.objectStore('sent')
-      for (const s of c.sent ?? []) sent.put(s)
-      for (const s of c.unsent ?? []) sent.delete(s)
-      if (c.unsentFrom !== undefined) sent.delete(IDBKeyRange.lowerBound(c.unsentFrom))
-      for (const r of c.rejections ?? []) t.objectStore('rejections').put(r)
-      for (const n of c.notifications ?? []) t.objectStore('notifications').put(n)
-    }, [])
+        const read = (keys: RowKey[]): boolean => {
+          const fresh = keys.filter((k) => !rows.has(`${k.entity}:${k.id}`))
+          for (const { entity, id } of fresh) {
+            const key = `${entity}:${id}`
+            rows.set(key, undefined)
+            waiting++
+            const g = t.objectStore(TABLE[entity]).get(id)
+            g.onsuccess = () => {
+              if (g.result !== undefined) rows.set(key, toRow(entity, g.result as Record_, null))
+              waiting--
+              settle()
+            }
+          }
+          return fresh.length > 0
+        }
+        for (const key of metaKeys) {
+          waiting++
+          const r = t.objectStore('meta').get(key)
+          r.onsuccess = () => {
+            meta[key] = r.result as string | undefined
+            waiting--
+            settle()
+          }
+        }
+        read(first)
+        settle()
+      }, [])
+    } catch (e) {
+      throw failure ?? e
+    }
   }
 
   async renumber (first: number): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import Database from 'better-sqlite3'
 import { Mutex } from './mutex.js'
-import type { Changes, EntityName, Event, NoteFilter, Op, Rejection, Row, Sent, Store } from './types.js'
+import type { Changes, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -151,6 +151,26 @@ export class SqliteStore implements Store {
 
   async commit (changes: Changes): Promise<number[]> {
     return this.db.transaction(() => this.apply(changes))()
+  }
+
+  async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {
+    return this.db.transaction(() => {
+      const getMeta = this.db.prepare('SELECT value FROM meta WHERE key = ?')
+      const meta = Object.fromEntries(metaKeys.map((k) => [k, (getMeta.get(k) as { value: string } | undefined)?.value]))
+      const rows = new Map<string, Row | undefined>()
+      let keys = first
+      for (;;) {
+        const fresh = keys.filter((k) => !rows.has(`${k.entity}:${k.id}`))
+        if (keys !== first && fresh.length === 0) throw new Error('update: the rows asked for are read already')
+        for (const { entity, id } of fresh) {
+          const r = this.db.prepare(`SELECT id, fields, clocks, body, NULL AS body_state, derived FROM ${TABLE[entity]} WHERE id = ?`).get(id) as RowRecord | undefined
+          rows.set(`${entity}:${id}`, r === undefined ? undefined : toRow(entity, r))
+        }
+        const d = decide(rows, meta)
+        if ('changes' in d) return this.apply(d.changes)
+        keys = d.read
+      }
+    })()
   }
 
   private apply (c: Changes): number[] {

@@ -165,6 +165,18 @@ export interface Changes {
   notifications?: Event[]
 }
 
+/** A row to read: which entity, which id. */
+export interface RowKey { entity: EntityName, id: string }
+
+/** What an `update`'s decision wants: more rows read first, or these changes applied. */
+export type Decision = { read: RowKey[] } | { changes: Changes }
+
+/**
+ * Decides an `update` from the rows read so far (by `entity:id`, `undefined` when there
+ * is none; read without document state) and the meta values asked for.
+ */
+export type Decide = (rows: ReadonlyMap<string, Row | undefined>, meta: Record<string, string | undefined>) => Decision
+
 /**
  * The one interface the sync engine is written against. Each method is one short
  * transaction of its own; `commit` applies a whole `Changes` atomically.
@@ -191,6 +203,13 @@ export interface Store {
   sent: (seqs: number[]) => Promise<Sent[]>
   rejections: () => Promise<Rejection[]>
   notifications: (kind?: string) => Promise<Event[]>
+  /**
+   * A read-modify-write in one transaction (a local edit): read `metaKeys` and the rows
+   * `first`, then call `decide` (synchronous: an IndexedDB transaction cannot wait on
+   * anything else) until it returns changes, and apply them. An error `decide` throws
+   * aborts the transaction and is thrown. Returns the numbers given to `enqueue`.
+   */
+  update: (metaKeys: string[], first: RowKey[], decide: Decide) => Promise<number[]>
   /** Apply `changes` in one transaction; return the numbers given to `changes.enqueue`. */
   commit: (changes: Changes) => Promise<number[]>
   /** Renumber the queued ops contiguously from `first`, keeping their order. */

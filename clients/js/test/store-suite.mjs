@@ -130,6 +130,30 @@ export const cases = {
     eq((await store.notifications('conflict')).map((n) => n.seq), [9])
   },
 
+  async 'update reads, asks for more rows, and writes in one step; a thrown error writes nothing' (store) {
+    await store.commit({ meta: { cursor: 7 }, rows: [row('n1', { title: 'a', project_id: 'p1' }, { bodyState: new Uint8Array([5]) }), { ...row('p1', { title: 'P' }), entity: 'project' }] })
+    const seen = []
+    const seqs = await store.update(['cursor', 'missing'], [{ entity: 'note', id: 'n1' }, { entity: 'note', id: 'none' }], (rows, meta) => {
+      seen.push([...rows.keys()].sort())
+      const note = rows.get('note:n1')
+      if (!rows.has('project:p1')) return { read: [{ entity: 'project', id: note.fields.project_id }] }
+      eq([meta.cursor, meta.missing, rows.get('note:none'), rows.get('project:p1').fields.title, note.bodyState], ['7', undefined, undefined, 'P', null])
+      return { changes: { rows: [{ ...note, fields: { ...note.fields, title: 'b' } }], enqueue: [op('n1', 'b')], meta: { cursor: 8 } } }
+    })
+    eq(seen, [['note:n1', 'note:none'], ['note:n1', 'note:none', 'project:p1']])
+    eq(seqs, [1])
+    const got = await store.row('note', 'n1')
+    eq([got.fields.title, Array.from(got.bodyState), await store.getMeta('cursor')], ['b', [5], '8'], 'the document is kept')
+    let thrown
+    try {
+      await store.update([], [{ entity: 'note', id: 'n1' }], () => { throw new RangeError('no') })
+    } catch (e) {
+      thrown = e
+    }
+    eq(thrown instanceof RangeError, true, 'the decision\'s own error')
+    eq([await store.outboxSize(), (await store.row('note', 'n1')).fields.title], [1, 'b'])
+  },
+
   async 'a commit is all or nothing' (store) {
     let failed = false
     try {
