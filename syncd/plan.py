@@ -69,8 +69,13 @@ class Batch:
         members: Members,
         server_hlc: Callable[[], str],
         writers: dict[int, Writer] | None = None,
+        vouched: UUID | None = None,
     ) -> None:
         self.author = author
+        # A collab room's note: its text ops were admitted by the room from an author who
+        # could write the note then; a role change since does not refuse them (see
+        # _vouches).
+        self.vouched = vouched
         self.device = device
         self.entities = entities
         self.members = members
@@ -161,10 +166,20 @@ class Batch:
             self._emit(ent, op, hlc, fields=None, payload=op.update)
         return True
 
+    def _vouches(self, op: Op, ent: Entity) -> bool:
+        """A text op on the note a collab room serves, written behind: the room relayed it
+        to every peer when it admitted it, so it is judged by the access its author had
+        then. Refusing it now would leave text in every peer's document the log never
+        holds (docs/protocol-notes.md, collab)."""
+        return (op.kind == "text" and op.id == self.vouched and ent.entity == "note"
+                and op.entity == "note")
+
     def _existing(self, op: Op) -> Entity:
         ent = self.entities.get(op.id)
         if ent is None:
             raise OpRejected("not_found", f"{op.entity} {op.id} does not exist")
+        if self._vouches(op, ent):
+            return ent
         if ent.entity != op.entity or not self.can_see(ent):
             raise OpRejected("forbidden", f"no access to {op.entity} {op.id}")
         if not self.can_write(ent):
@@ -182,7 +197,10 @@ class Batch:
             if op.entity != "note" or op.field != "body" or op.update is None:
                 raise OpRejected("validation", "a text op needs entity note, field body, update")
             self._start_run(ent, quarter(hlc))
-            apply_text(ent, op.update)
+            # The room measured a vouched update against its document; a push that grew
+            # the note meanwhile does not refuse it (the overshoot is what the room
+            # admitted before it saw the push).
+            apply_text(ent, op.update, bounded=not self._vouches(op, ent))
             self._emit(ent, op, hlc, fields=None, payload=op.update)
             return
         if ent.entity == "project" and self.role(ent.id) != "owner":

@@ -17,9 +17,15 @@ awareness states they announced, and a queue of document changes not yet in the 
   everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
   one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
   `sync.write` as `text` ops, one transaction per author. Changes arriving while a write
-  is in flight are batched into the next one. A failed write is logged, the room is
-  dropped and its peers are closed with 1011: they reconnect, the fresh room loads the
-  note from PostgreSQL, and the peers' sync step 2 sends back whatever was not persisted.
+  is in flight are batched into the next one. The room vouches for what it admitted
+  (`sync.write(..., vouched=note)`): once relayed, an update is in every peer's document
+  and comes back on every reconnect, so the log records it as the room admitted it,
+  judged by the access its author had then; a demotion or removal, or a push that took
+  the document to its size limit, after that does not refuse it. A note deleted with its
+  owner's account closes the room's peers with 4404. A write that fails (the database)
+  is logged, the room is dropped and its peers are closed with 1011: they reconnect, the
+  fresh room loads the note from PostgreSQL, and the peers' sync step 2 sends back
+  whatever was not persisted.
 - Changes made through the sync path (device pushes, REST) arrive as hub events and are
   merged in (`merge_external`) and broadcast, never written again.
 
@@ -189,7 +195,9 @@ class Room:
         return new
 
     def apply_from_peer(self, who: Principal, update: bytes, origin: Peer) -> bool:
-        """A peer's update: admit, apply, broadcast to the others, queue the write."""
+        """A peer's update: admit, apply, broadcast to the others, queue the write. The
+        caller passes only updates of a peer that can write the note now: what is queued
+        is written as vouched for (`_persist`)."""
         delta = self._apply(self.admit(update))
         if delta is None:
             return False
@@ -381,31 +389,39 @@ class Room:
                 for who, delta in batch:
                     by_author.setdefault(who, []).append(delta)
                 for who, deltas in by_author.items():
-                    await self._persist(who, merge_all(deltas))
+                    if not self.failed:
+                        await self._persist(who, merge_all(deltas))
         finally:
             self.writer = None
 
     async def _persist(self, who: Principal, update: bytes) -> None:
+        """Append one author's merged deltas. The room vouches for them (`sync.write`'s
+        `vouched`): a role change or a push past the size limit since they were admitted
+        does not refuse them, and only a note that is gone does."""
         op = Op(client_seq=0, hlc="", entity="note", id=self.note_id, kind="text",
                 field="body", update=update)
         try:
-            results = await sync.write(self.db, self.hub, who, [op])
-            refused = [r for r in results if r.status == "rejected"]
-            if refused:
-                raise RuntimeError(f"{refused[0].code}: {refused[0].message}")
+            [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
         except Exception:
             log.exception("note %s: could not persist a collab update; reloading the room",
                           self.note_id)
             self.fail()
+            return
+        if result.code == "not_found":  # deleted with its owner's account
+            self.fail(4404, "the note is gone")
+        elif result.status == "rejected":  # the room admitted what the log refuses: a bug
+            log.error("note %s: the log refused a collab update the room admitted: %s: %s",
+                      self.note_id, result.code, result.message)
 
-    def fail(self) -> None:
+    def fail(self, code: int = 1011, reason: str = "could not store the document; reconnect"
+             ) -> None:
         """Drop this room: its peers reconnect and resync against the stored document."""
         if self.failed:
             return
         self.failed = True
         self.pending.clear()
         for peer in list(self.peers):
-            peer.close(1011, "could not store the document; reconnect")
+            peer.close(code, reason)
         self.rooms.dropped(self)
 
     async def drain(self) -> None:

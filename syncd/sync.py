@@ -48,13 +48,15 @@ def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
 
 
 async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | None]],
-                    locked: dict[UUID, Entity] | None = None) -> list[OpResult]:
+                    locked: dict[UUID, Entity] | None = None,
+                    vouched: UUID | None = None) -> list[OpResult]:
     """Plan and write a batch of (op, canonical hlc) in the caller's unit of work; a
     server-made op passes None and is stamped here, once its entities are locked.
 
     The one path for ops: push, server-made writes, REST edits with preconditions,
     conflict resolution and import all go through it.
     `locked`: entities the caller has locked and loaded already; they are updated in place.
+    `vouched`: the note of a collab room writing behind what it admitted (plan.Batch).
     """
     conn = unit.conn
     ids = {op.id for op, _ in ops}
@@ -77,7 +79,7 @@ async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | No
     members = await store.load_members(conn, project_ids)
     writers = await store.load_writers(conn, who.user_id, entities, (op for op, _ in ops))
     batch = Batch(who.user_id, who.device_id, entities, members,
-                  lambda: hlcs.clock.tick(who.device_id), writers)
+                  lambda: hlcs.clock.tick(who.device_id), writers, vouched)
 
     def planned() -> list[OpResult]:  # pure: no connection in here (offload.py)
         results = batch.apply_all(stamped)
@@ -164,12 +166,14 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
     return await commit(db, hub, tx)
 
 
-async def write(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> list[OpResult]:
-    """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log."""
+async def write(db: Database, hub: Hub, who: Principal, ops: list[Op],
+                vouched: UUID | None = None) -> list[OpResult]:
+    """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log.
+    `vouched`: a collab room's note, whose text ops it admitted (plan.Batch)."""
     unstamped: list[tuple[Op, str | None]] = [(op, None) for op in ops]
 
     async def tx(unit: Unit) -> list[OpResult]:
-        return await apply_ops(unit, who, unstamped)
+        return await apply_ops(unit, who, unstamped, vouched=vouched)
 
     return await commit(db, hub, tx)
 

@@ -10,6 +10,7 @@ on the node that made the change and on another one.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from syncd.limits import MAX_DOC_BYTES
 from tests.fix_server import ServerProcess
 from tests.helpers import Api, Device, new_id, text_update
 from tests.test_bus import two_nodes
-from tests.test_collab import YPeer, append, make_note, wait_stored
+from tests.test_collab import YPeer, append, make_note, stored_text, wait_stored
 
 
 def refused_alone(server: ServerProcess, owner: Device, nid: str, text: str,
@@ -175,3 +176,46 @@ def test_roles_are_live_across_nodes(pg_url: str, tmp_root: Path, redis_url: str
     finally:
         node_a.stop()
         node_b.stop()
+
+
+def test_updates_admitted_just_before_a_demotion_are_stored_and_no_peer_closed(
+        pg_url: str, tmp_root: Path, db: psycopg.Connection[Any]) -> None:
+    """The room admitted and relayed the editor's update; the demotion commits before the
+    write-behind writes it (a coalescing window of seconds holds it back). The log records
+    what the room admitted: stored under the editor's name, no peer closed; what the
+    editor sends once the demotion reached the socket is refused and never stored."""
+    node = ServerProcess(pg_url, tmp_root / f"race-{uuid.uuid4().hex[:8]}",
+                         env={"SYNCD_COLLAB_COALESCE": "8"})
+    node.start()
+    try:
+        with Api(node.base_url) as api:
+            owner, member = api.user("owner"), api.user("editor")
+            pid, nid = shared_note(api, owner, member)
+            with YPeer(node, nid, owner.token) as own, YPeer(node, nid, member.token) as ed:
+                own.sync(), ed.sync()
+                ed.edit(append(" just before"))
+                assert own.wait_text(lambda s: s == "shared just before")  # relayed
+                assert stored_text(owner, nid) == "shared"  # still in the window
+                set_role(api, owner, pid, member, "viewer")
+                probe = yproto.encode_update(ed.doc.get_update())
+                for _ in range(20):
+                    ed.send(probe)
+                    if ed.pump(lambda: bool(ed.denied), timeout=1):
+                        break
+                assert ed.denied, "the demotion never reached the socket"
+                ed.denied.clear()
+                ed.edit(append(" after"))  # refused: the socket is read-only now
+                assert ed.pump(lambda: bool(ed.denied))
+                wait_stored(owner, nid, "shared just before", timeout=30)
+                own.pump(timeout=0.3), ed.pump(timeout=0.3)
+                assert own.close_code is None and ed.close_code is None
+                assert str(own.text) == "shared just before"
+        # The race was run: the editor's text entered the log after the demotion did.
+        rows = db.execute(
+            "SELECT kind, author_id::text FROM events WHERE user_id = %s AND "
+            "(entity_id = %s AND kind = 'text' OR entity_id = %s AND kind = 'member') "
+            "ORDER BY seq", (owner.user_id, nid, pid)).fetchall()
+        assert rows[-2:] == [("member", owner.user_id), ("text", member.user_id)], rows
+        assert authored(db, nid, member.user_id) == 1
+    finally:
+        node.stop()
