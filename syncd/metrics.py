@@ -70,6 +70,10 @@ class _Live(Collector):
                                        "Collab peers closed with 4408: over their byte budget")
             over.add_metric([], float(rooms.tally.over))
             yield over
+            merged = CounterMetricFamily("syncd_collab_updates_merged",
+                                         "Updates sent to a collab peer inside another's frame")
+            merged.add_metric([], float(rooms.tally.merged))
+            yield merged
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))

@@ -23,13 +23,15 @@ from syncd.yproto import encode_update
 
 
 class Tally:
-    """Bytes queued for every collab peer of the node, the most one peer held, and how
-    many peers went over their budget."""
+    """Bytes queued for every collab peer of the node, the most one peer held, how many
+    peers went over their budget, and how many updates went out merged into another's
+    frame."""
 
     def __init__(self) -> None:
         self.queued = 0
         self.peak = 0
         self.over = 0
+        self.merged = 0
 
 
 class Outbox:
@@ -80,6 +82,7 @@ class Outbox:
             self._grow(-len(item))
             return item
         self._grow(-sum(map(len, item)))
+        self.tally.merged += len(item) - 1
         return encode_update(merge_all(item))
 
     def _fits(self, n: int) -> bool:
@@ -92,6 +95,7 @@ class Outbox:
             if isinstance(item, list) and len(item) > 1:
                 merged = merge_all(item)
                 self._grow(len(merged) - sum(map(len, item)))
+                self.tally.merged += len(item) - 1
                 self.items[i] = [merged]
         if self.size + n <= self.budget:
             return True

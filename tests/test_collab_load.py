@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import signal
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,15 @@ class AsyncPeer:
             frames.append(yproto.encode_update(self.doc.get_update(before)))
         for frame in frames:
             await self.ws.send(frame)
+
+    async def type_keys(self, keys: int, rng: random.Random) -> None:
+        """Type `keys` characters at one cursor, one keystroke a frame, as fast as the
+        socket takes them."""
+        at = rng.randint(0, len(self.text))
+        for i in range(keys):
+            before = self.doc.get_state()
+            self.text.insert(at + i, "k")
+            await self.ws.send(yproto.encode_update(self.doc.get_update(before)))
 
     async def wait_length(self, length: int) -> None:
         while len(self.text) < length and self.close_code is None:
@@ -193,5 +203,82 @@ def test_a_peer_that_stops_reading_is_closed_within_its_byte_budget(
                 assert code == 4408
                 talker.pump(timeout=0.2)
                 assert talker.close_code is None
+    finally:
+        node.stop()
+
+
+SLOW = 4  # peers that stop reading while the others type
+TYPISTS = 8
+KEYS = 4000  # one-character keystrokes each
+SLOW_BUDGET = 512 * 1024  # above a merged backlog (about half its updates' bytes)
+
+
+async def slow_connect(url: str) -> ClientConnection:
+    """A client whose socket holds little: a tiny receive buffer, and one frame queued in
+    the library, so a peer that does not read pushes back on the server at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    return await connect(url, sock=sock, max_size=None, max_queue=1, compression=None)
+
+
+def test_peers_that_fall_behind_get_merged_frames_and_stay(
+        pg_url: str, tmp_root: Path) -> None:
+    """Peers that read nothing (a tiny receive buffer, one frame queued in the client)
+    while the others type thousands of keystrokes each: they stay, catch up through
+    merged frames and converge, and the server's accounting shows the merging: most
+    updates reached a peer inside another's frame. yrs's `merge_updates` does not squash
+    a run of keystrokes (2,000 one-character updates: 52 kB, merged 26 kB; applied and
+    encoded, 2 kB), so the budget leaves room for a merged backlog."""
+    node = ServerProcess(pg_url, tmp_root / f"behind-{uuid.uuid4().hex[:8]}",
+                         env={"SYNCD_COLLAB_PEER_BYTES": str(SLOW_BUDGET)})
+    node.start()
+    try:
+        with Api(node.base_url) as api:
+            owner = api.user("owner")
+            nid = make_note(owner, "start")
+            url = f"{node.ws_url}/v1/collab/{nid}?token={owner.token}"
+            final = len("start") + TYPISTS * KEYS
+
+            async def main() -> list[AsyncPeer]:
+                slow = [AsyncPeer(await slow_connect(url)) for _ in range(SLOW)]
+                typists = [AsyncPeer(await connect(url, max_size=None, compression=None))
+                           for _ in range(TYPISTS)]
+                peers = slow + typists
+                readers = [asyncio.create_task(p.read()) for p in peers]
+                try:
+                    async with asyncio.timeout(300):
+                        for p in peers:
+                            await p.ws.send(yproto.encode_sync_step1(p.doc.get_state()))
+                        await asyncio.gather(*(p.synced.wait() for p in peers))
+                        for p in slow:
+                            p.reading.clear()
+                        await asyncio.gather(*(p.type_keys(KEYS, random.Random(i))
+                                               for i, p in enumerate(typists)))
+                        # every typist has everything: the server has relayed it all
+                        await asyncio.gather(*(p.wait_length(final) for p in typists))
+                        assert metric(api, "syncd_collab_peers_over_budget_total") == 0
+                        for p in slow:
+                            p.reading.set()
+                        await asyncio.gather(*(p.wait_length(final) for p in slow))
+                finally:
+                    for p in peers:
+                        p.reading.set()  # a paused reader would hold up the close
+                        await p.ws.close()
+                    await asyncio.gather(*readers, return_exceptions=True)
+                return peers
+
+            peers = asyncio.run(main())
+            assert [p.close_code for p in peers] == [1000] * len(peers)
+            texts = {str(p.text) for p in peers}
+            assert len(texts) == 1
+            text = texts.pop()
+            assert len(text) == final
+            # the slow peers' backlog went out merged: far fewer frames than updates
+            assert metric(api, "syncd_collab_updates_merged_total") >= SLOW * TYPISTS * KEYS / 2
+            assert 0 < metric(api, "syncd_collab_peer_peak_bytes") <= SLOW_BUDGET
+            wait_stored(owner, nid, text, timeout=30)
     finally:
         node.stop()
