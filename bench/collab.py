@@ -42,7 +42,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,6 +52,7 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.collab_workloads import LongRun, SteadyRun, run_long, run_steady
 from bench.common import console, new_id, parser, ratio, table, verdict
 from bench.fanout import machine_line
 from bench.sockets import Cluster, Worker, cluster, pipe_recv, raise_nofile
@@ -376,7 +377,16 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating runs per server")
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated, of {', '.join(SERVERS)} (syncd always runs)")
+    p.add_argument("--workloads", default="flat,long,steady",
+                   help="comma-separated, of flat (the above), long, steady")
+    p.add_argument("--long-edits", type=int, default=50_000,
+                   help="long note: edits before the reader joins")
+    p.add_argument("--steady-clients", type=int, default=200)
+    p.add_argument("--steady-notes", type=int, default=20)
+    p.add_argument("--steady-rate", type=float, default=5.0, help="edits/s per client")
+    p.add_argument("--steady-seconds", type=float, default=10.0)
     args = p.parse_args()
+    workloads = set(args.workloads.split(","))
     others = [s for s in args.servers.split(",") if s and s != "syncd"]
     unknown = set(others) - set(SERVERS)
     if unknown:
@@ -384,6 +394,8 @@ def main() -> int:
     started = time.perf_counter()
     runs: list[CollabRun] = []
     stored: list[tuple[bool, float]] = []
+    longs: list[LongRun] = []
+    steadies: list[SteadyRun] = []
     with cluster(args) as c:
         console.print(f"[bold]bench.collab[/bold] — {machine_line(c)}")
         node = c.server()
@@ -392,7 +404,7 @@ def main() -> int:
         try:
             for name in others:
                 refs[name] = reference(name)
-            for rnd in range(args.rounds):
+            for rnd in range(args.rounds if "flat" in workloads else 0):
                 note_ids = [new_id() for _ in range(args.notes)]
                 dev.push([dev.set_op(n, title=f"collab {k}") for k, n in enumerate(note_ids)])
                 urls = [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in note_ids]
@@ -404,10 +416,43 @@ def main() -> int:
                     runs.append(run_workload(name, [ref.url(room) for room in rooms],
                                              args.clients, args.edits, seed=rnd * 1000,
                                              doc_names=[ref.doc_name(room) for room in rooms]))
+            if "long" in workloads:
+                nid = new_id()
+                dev.push([dev.set_op(nid, title="long")])
+                assert node.proc is not None
+                longs.append(run_long(
+                    "syncd", node.proc.pid, f"{node.ws_url}/v1/collab/{nid}?token={dev.token}",
+                    "", args.long_edits, PROTO, stored_by(node.base_url, dev.token, nid)))
+                for name, ref in refs.items():
+                    longs.append(run_long(name, ref.proc.pid, ref.url("long"),
+                                          ref.doc_name("long"), args.long_edits, PROTO, None))
+            if "steady" in workloads:
+                nids = [new_id() for _ in range(args.steady_notes)]
+                dev.push([dev.set_op(n, title=f"steady {k}") for k, n in enumerate(nids)])
+                steady = (args.steady_clients, args.steady_rate, args.steady_seconds, PROTO)
+                steadies.append(run_steady(
+                    "syncd", [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in nids],
+                    [""] * len(nids), *steady))
+                for name, ref in refs.items():
+                    rooms = [f"steady-{k}" for k in range(args.steady_notes)]
+                    steadies.append(run_steady(name, [ref.url(r) for r in rooms],
+                                               [ref.doc_name(r) for r in rooms], *steady))
         finally:
             for ref in refs.values():
                 ref.stop()
 
+    if longs:
+        report_long(longs)
+    if steadies:
+        report_steady(steadies)
+    if runs:
+        report_flat(args, runs, others, stored)
+    console.print(f"total bench time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def report_flat(args: Any, runs: list[CollabRun], others: list[str],
+                stored: list[tuple[bool, float]]) -> None:
     rows = []
     for r in runs:
         rows.append((r.server, str(r.clients), str(r.notes), str(r.clients * r.edits),
@@ -420,6 +465,7 @@ def main() -> int:
     for r in runs:
         for problem in r.problems[:5]:
             console.print(f"[red]{r.server}: {problem}[/red]")
+
     def mean(server: str, measure: str) -> float:
         values = [float(getattr(r, measure)) for r in runs if r.server == server]
         return sum(values) / len(values)
@@ -439,8 +485,59 @@ def main() -> int:
         ("syncd DB bodies (snapshot) = clients' text",
          ", ".join(f"{ok} after {t * 1000:.0f} ms" for ok, t in stored), verdict(all_stored)),
     ]))
-    console.print(f"total bench time {time.perf_counter() - started:.1f} s")
-    return 0
+
+
+def report_long(longs: list[LongRun]) -> None:
+    s = longs[0]
+    console.print(table(
+        f"long note: a reader joins after {s.edits:,} edits",
+        ("server", "writing s", "stored after s", "join → full document ms", "RSS before MiB",
+         "peak RSS MiB", "full document"),
+        [(r.server, f"{r.write_s:.1f}", f"{r.stored_s:.1f}" if r.server == "syncd" else "-",
+          f"{r.join_s * 1000:,.1f}", f"{r.rss_before_kib / 1024:,.0f}",
+          f"{r.rss_peak_kib / 1024:,.0f}", "yes" if r.ok else "NO") for r in longs]))
+    rows = []
+    for r in longs[1:]:
+        rows.append((f"syncd join ≤ 2 × {r.server}'s", ratio(s.join_s, r.join_s),
+                     verdict(s.join_s <= 2 * r.join_s)))
+        rows.append((f"syncd peak RSS ≤ 2 × {r.server}'s", ratio(s.rss_peak_kib, r.rss_peak_kib),
+                     verdict(s.rss_peak_kib <= 2 * r.rss_peak_kib)))
+    console.print(table("long note targets (y-websocket's is the issue's)",
+                        ("target", "syncd ÷ it", ""), rows))
+
+
+def report_steady(steadies: list[SteadyRun]) -> None:
+    s = steadies[0]
+    console.print(table(
+        f"steady: {s.clients} clients × {s.notes} notes at {s.rate:g} edits/s for "
+        f"{s.seconds:g} s", ("server", "deliveries", "missing", "p50 ms", "p99 ms", "max ms"),
+        [(r.server, f"{len(r.latencies):,}", str(r.missing), f"{r.pct(0.5) * 1000:,.1f}",
+          f"{r.pct(0.99) * 1000:,.1f}", f"{r.pct(1.0) * 1000:,.1f}") for r in steadies]))
+    if len(steadies) > 1:
+        best = min(steadies[1:], key=lambda r: r.pct(0.99))
+        console.print(table("steady target", ("target", "syncd ÷ it", ""), [(
+            f"syncd p99 ≤ the best peer's ({best.server})",
+            ratio(s.pct(0.99), best.pct(0.99)), verdict(s.pct(0.99) <= best.pct(0.99)))]))
+
+
+def stored_by(base_url: str, token: str, nid: str) -> Callable[[str], float]:
+    """Seconds until the note's stored body equals `text` (polled; at most 120 s)."""
+    import httpx
+
+    def wait(text: str) -> float:
+        t0 = time.monotonic()
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            while time.monotonic() - t0 < 120:
+                r = http.get(f"/v1/notes/{nid}", headers={"Authorization": f"Bearer {token}"})
+                if r.status_code == 200 and r.json().get("body") == text:
+                    break
+                time.sleep(0.1)
+        return time.monotonic() - t0
+
+    return wait
+
+
+PROTO = (wrap, unwrap, hocuspocus_auth)
 
 
 if __name__ == "__main__":

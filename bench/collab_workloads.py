@@ -1,0 +1,293 @@
+"""bench.collab's two other workloads, run against each server in the same run:
+
+- **long note**: one writer makes E edits (default 50,000) into one note, one update
+  frame each, then asks for sync step 2 (the server answers messages in order, so by
+  then every edit is applied); for syncd the bench also waits until the stored body
+  equals the writer's text. Then a reader joins (the writer still connected: Hocuspocus
+  unloads a document its last peer left): time to full document =
+  connect → its text holds every edit. Server peak memory = the most RSS of the server's
+  process (read from /proc every 20 ms) from before the writer connects to after the
+  reader has the document.
+- **steady**: C clients over D notes (default 200 × 20), each making R edits/s (default
+  5) for S seconds at its own random phase. Latency = edit sent → its arrival at each
+  other client of the note, from the Yjs state vectors (each client records when each
+  (client id, clock) was sent, and when it first saw it); p50, p99 and max over every
+  (edit, receiver) pair. All clients' clocks are one machine's CLOCK_MONOTONIC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pycrdt import Doc, Text
+from websockets.asyncio.client import connect
+
+from bench.common import console
+from bench.sockets import Worker, pipe_recv, raise_nofile, rss_kib
+from syncd import yproto
+
+PIECE = "ab"
+WORKERS = 2
+
+
+def state_vector(doc: Doc[Any]) -> dict[int, int]:
+    """A document's state vector: client id → clock."""
+    reader = yproto.Reader(doc.get_state())
+    return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
+
+
+class PeakRss:
+    """The most RSS a process reaches while the block runs (sampled every 20 ms), KiB."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = rss_kib(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_kib(self.pid))
+
+
+# --- long note ------------------------------------------------------------------------------
+
+
+@dataclass
+class LongRun:
+    server: str
+    edits: int
+    write_s: float  # writer's first edit → step 2 answered
+    stored_s: float  # then → the stored body equals it (syncd), else 0
+    join_s: float  # reader's connect → full document
+    rss_before_kib: int
+    rss_peak_kib: int
+    ok: bool
+
+
+class Peer:
+    """A y-websocket client on asyncio (Hocuspocus's framing when `doc_name` is set)."""
+
+    def __init__(self, url: str, doc_name: str, wrap: Callable[[str, bytes], bytes],
+                 unwrap: Callable[[str, bytes], list[yproto.Message]],
+                 auth: Callable[[str], bytes], client_id: int) -> None:
+        self.url, self.doc_name = url, doc_name
+        self.wrap, self.unwrap, self.auth = wrap, unwrap, auth
+        self.doc: Doc[Any] = Doc(client_id=client_id)
+        self.text = self.doc.get("body", type=Text)
+        self.step2 = asyncio.Event()
+        self.changed: Callable[[], None] = lambda: None
+
+    async def open(self) -> None:
+        self.ws = await connect(self.url, max_size=None, compression=None, max_queue=None,
+                                open_timeout=60, ping_interval=None)
+        self.reader = asyncio.create_task(self.read())
+        if self.doc_name:
+            await self.ws.send(self.auth(self.doc_name))
+
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send(self.wrap(self.doc_name, frame))
+
+    async def sync(self) -> None:
+        self.step2.clear()
+        await self.send(yproto.encode_sync_step1(self.doc.get_state()))
+        await self.step2.wait()
+
+    async def read(self) -> None:
+        async for frame in self.ws:
+            assert isinstance(frame, bytes)
+            for msg in self.unwrap(self.doc_name, frame):
+                match msg:
+                    case yproto.SyncStep1(sv):
+                        await self.send(yproto.encode_sync_step2(self.doc.get_update(sv)))
+                    case yproto.SyncStep2(update):
+                        self.doc.apply_update(update)
+                        self.step2.set()
+                    case yproto.Update(update):
+                        self.doc.apply_update(update)
+            self.changed()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def long_note(url: str, doc_name: str, edits: int, proto: tuple[Any, Any, Any],
+                    stored: Callable[[str], float] | None) -> tuple[float, float, float, bool]:
+    rng = random.Random(7)
+    writer = Peer(url, doc_name, *proto, client_id=rng.getrandbits(32))
+    await writer.open()
+    await writer.sync()
+    t0 = time.monotonic()
+    for i in range(edits):
+        before = writer.doc.get_state()
+        writer.text.insert(rng.randint(0, len(writer.text)), PIECE)
+        await writer.send(yproto.encode_update(writer.doc.get_update(before)))
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+    await writer.sync()  # answered after every edit before it
+    write_s = time.monotonic() - t0
+    text = str(writer.text)
+    # The writer stays: Hocuspocus unloads a document its last peer left.
+    stored_s = await asyncio.to_thread(stored, text) if stored else 0.0
+    reader = Peer(url, doc_name, *proto, client_id=rng.getrandbits(32))
+    full = asyncio.Event()
+    reader.changed = lambda: full.set() if len(reader.text) >= len(text) else None
+    t1 = time.monotonic()
+    await reader.open()
+    await reader.send(yproto.encode_sync_step1(reader.doc.get_state()))
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(60):
+            await full.wait()
+    join_s = time.monotonic() - t1
+    ok = str(reader.text) == text
+    await writer.close()
+    if not ok:
+        console.print(f"[red]{url}: the reader has {len(reader.text):,} of {len(text):,} "
+                      "characters[/red]")
+    await reader.close()
+    return write_s, stored_s, join_s, ok
+
+
+def run_long(name: str, pid: int, url: str, doc_name: str, edits: int,
+             proto: tuple[Any, Any, Any], stored: Callable[[str], float] | None) -> LongRun:
+    before = rss_kib(pid)
+    with PeakRss(pid) as rss:
+        write_s, stored_s, join_s, ok = asyncio.run(
+            long_note(url, doc_name, edits, proto, stored))
+    return LongRun(name, edits, write_s, stored_s, join_s, before, rss.peak, ok)
+
+
+# --- steady ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SteadyRun:
+    server: str
+    clients: int
+    notes: int
+    rate: float
+    seconds: float
+    latencies: list[float]  # seconds, one per (edit, receiver)
+    missing: int  # (edit, receiver) pairs never seen
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+SteadySpec = tuple[int, str, str, int]  # note, url, doc name, seed
+
+
+def steady_worker(conn: Connection, specs: list[SteadySpec], rate: float, seconds: float,
+                  proto: tuple[Any, Any, Any]) -> None:
+    raise_nofile()
+    asyncio.run(_steady_worker(conn, specs, rate, seconds, proto))
+
+
+async def _steady_worker(conn: Connection, specs: list[SteadySpec], rate: float,
+                         seconds: float, proto: tuple[Any, Any, Any]) -> None:
+    peers: list[tuple[int, Peer]] = []
+    seen: list[dict[tuple[int, int], float]] = []
+    for note, url, doc_name, seed in specs:
+        peer = Peer(url, doc_name, *proto, client_id=random.Random(seed).getrandbits(32))
+        firsts: dict[tuple[int, int], float] = {}
+        last: dict[int, int] = {}
+
+        def observe(peer: Peer = peer, firsts: dict[tuple[int, int], float] = firsts,
+                    last: dict[int, int] = last) -> None:
+            now = time.monotonic()
+            for client, clock in state_vector(peer.doc).items():
+                if clock > last.get(client, 0):
+                    last[client] = clock
+                    firsts[(client, clock)] = now  # every clock up to it arrived by now
+
+        peer.changed = observe
+        peers.append((note, peer))
+        seen.append(firsts)
+    await asyncio.gather(*(p.open() for _, p in peers))
+    await asyncio.gather(*(p.sync() for _, p in peers))
+    conn.send(("ready",))
+    await pipe_recv(conn)
+    sent: list[tuple[int, int, int, float]] = []  # note, client id, clock, time
+
+    async def edit(note: int, peer: Peer, rng: random.Random) -> None:
+        period = 1 / rate
+        await asyncio.sleep(rng.random() * period)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            before = peer.doc.get_state()
+            peer.text.insert(rng.randint(0, len(peer.text)), PIECE)
+            clock = state_vector(peer.doc)[peer.doc.client_id]
+            sent.append((note, peer.doc.client_id, clock, time.monotonic()))
+            await peer.send(yproto.encode_update(peer.doc.get_update(before)))
+            await asyncio.sleep(period)
+
+    await asyncio.gather(*(edit(n, p, random.Random(i)) for i, (n, p) in enumerate(peers)))
+    await asyncio.sleep(3)  # what is in flight arrives
+    received = [(note, p.doc.client_id, sorted(firsts.items()))
+                for (note, p), firsts in zip(peers, seen, strict=True)]
+    conn.send(("done", sent, received))
+    await pipe_recv(conn)
+    for _, p in peers:
+        await p.close()
+    conn.close()
+
+
+def run_steady(name: str, urls: Sequence[str], doc_names: Sequence[str], clients: int,
+               rate: float, seconds: float, proto: tuple[Any, Any, Any]) -> SteadyRun:
+    notes = len(urls)
+    specs = [(i % notes, urls[i % notes], doc_names[i % notes], 9000 + i)
+             for i in range(clients)]
+    workers = [Worker(steady_worker, specs[k::WORKERS], rate, seconds, proto)
+               for k in range(WORKERS)]
+    for w in workers:
+        w.recv()
+    for w in workers:
+        w.send(("go",))
+    replies = [w.recv(timeout=seconds + 300) for w in workers]
+    for w in workers:
+        w.send(("close",))
+        w.stop()
+    sent = [s for r in replies for s in r[1]]
+    received = [x for r in replies for x in r[2]]
+    # A receiver's first time for each client clock it saw: an edit arrived with the first
+    # recorded clock of its client at or past the edit's own.
+    latencies: list[float] = []
+    missing = 0
+    for note, me, firsts in received:
+        by_client: dict[int, tuple[list[int], list[float]]] = {}
+        for (client, clock), t in firsts:  # sorted by client, then clock
+            clocks, times = by_client.setdefault(client, ([], []))
+            clocks.append(clock)
+            times.append(t)
+        for s_note, client, clock, t_sent in sent:
+            if s_note != note or client == me:
+                continue
+            clocks, times = by_client.get(client, ([], []))
+            i = bisect.bisect_left(clocks, clock)
+            if i == len(clocks):
+                missing += 1
+            else:
+                latencies.append(times[i] - t_sent)
+    return SteadyRun(name, clients, notes, rate, seconds, latencies, missing)
