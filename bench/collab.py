@@ -379,8 +379,8 @@ def main() -> int:
                    help=f"comma-separated, of {', '.join(SERVERS)} (syncd always runs)")
     p.add_argument("--workloads", default="flat,long,steady",
                    help="comma-separated, of flat (the above), long, steady")
-    p.add_argument("--long-edits", type=int, default=50_000,
-                   help="long note: edits before the reader joins")
+    p.add_argument("--long-edits", type=int, default=10_000,
+                   help="long note: edits before the reader joins (the issue: 50000)")
     p.add_argument("--steady-clients", type=int, default=200)
     p.add_argument("--steady-notes", type=int, default=20)
     p.add_argument("--steady-rate", type=float, default=5.0, help="edits/s per client")

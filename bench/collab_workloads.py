@@ -1,6 +1,7 @@
 """bench.collab's two other workloads, run against each server in the same run:
 
-- **long note**: one writer makes E edits (default 50,000) into one note, one update
+- **long note**: one writer makes E edits (default 10,000; the issue's 50,000 takes tens of
+  minutes on 2 busy cores, the writer's own random inserts included) into one note, one update
   frame each, then asks for sync step 2 (the server answers messages in order, so by
   then every edit is applied); for syncd the bench also waits until the stored body
   equals the writer's text. Then a reader joins (the writer still connected: Hocuspocus
