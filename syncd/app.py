@@ -17,8 +17,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Scope
 
 from syncd import sync
 from syncd.accounts import Accounts
@@ -125,6 +126,25 @@ class App(Starlette):
         return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
 
 
+# The notes web app (clients/js/app), built into the package; `make run` builds it.
+WEBAPP = Path(__file__).parent / "webapp"
+# What the app needs and nothing more: its own scripts, styles (files, and the
+# constructed sheets its editor adopts), images, and calls to this origin (HTTP, WebSocket).
+WEBAPP_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+              "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class WebApp(StaticFiles):
+    """The web app's files, with the app's Content-Security-Policy. Their names do not
+    change between builds, so a browser revalidates them (ETag) before each use."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = WEBAPP_CSP
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def routes() -> list[BaseRoute]:
     return [*auth_routes.routes, *account_routes.routes, *credential_routes.routes,
             *sync_routes.routes,
@@ -132,7 +152,8 @@ def routes() -> list[BaseRoute]:
             *ops_routes.routes, *ws_sync_routes, *ws_collab_routes,
             *note_routes.routes, *project_routes.routes,
             *history_routes.routes, *search_routes.routes, *conflict_routes.routes,
-            *settings_routes.routes, *oidc_routes.routes]
+            *settings_routes.routes, *oidc_routes.routes,
+            Mount("/app", WebApp(directory=WEBAPP, html=True, check_dir=False), name="app")]
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> Starlette:

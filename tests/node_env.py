@@ -6,6 +6,8 @@ never skip for lack of Node. `ensure_node_modules()` installs the pinned package
 `.cache/node` (ignored by git) under a file lock, and copies the `.mjs` scripts there: ES
 module imports resolve from the importing file's directory and ignore NODE_PATH, so the
 scripts must live next to node_modules. The bench installs `bench/node` the same way.
+`ensure_js_client()` builds the JavaScript SDK, `ensure_webapp()` the notes web app into
+the server package (`python -m tests.node_env` does that: `make run` needs it).
 """
 
 from __future__ import annotations
@@ -132,30 +134,48 @@ def collab_peer_command(node_dir: Path, *args: str) -> list[str]:
 
 
 JS_CLIENT = REPO / "clients" / "js"
+WEBAPP = REPO / "syncd" / "webapp"
 CHROMIUM_HELP = (
     "the browser tests need Chromium: install Debian's package (apt-get install chromium) "
     "or point CHROMIUM at a Chromium binary"
 )
 
 
-def ensure_js_client() -> Path:
-    """Install clients/js's locked packages (once per lock file) and build it; return its dir.
+def _install_js_client(env: dict[str, str]) -> None:
+    """`npm ci` in clients/js when its lock changed (hold `.lock-js`)."""
+    manifests = [JS_CLIENT / "package.json", JS_CLIENT / "package-lock.json"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
+    stamp = JS_CLIENT / "node_modules" / STAMP
+    if not (stamp.exists() and stamp.read_text().strip() == digest):
+        subprocess.run([*npm_command(), "ci", "--no-audit", "--no-fund"],
+                       cwd=JS_CLIENT, env=env, check=True, timeout=900)
+        stamp.write_text(digest + "\n")
+
+
+def _npm_run(script: str) -> None:
+    """Install clients/js's locked packages (once per lock file), then `npm run script`.
 
     Unlike tests/node this runs install scripts: better-sqlite3 compiles its native module.
     """
-    manifests = [JS_CLIENT / "package.json", JS_CLIENT / "package-lock.json"]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in manifests)).hexdigest()
     DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "npm_config_update_notifier": "false"}
     with _file_lock(DEFAULT_CACHE / ".lock-js"):
-        stamp = JS_CLIENT / "node_modules" / STAMP
-        if not (stamp.exists() and stamp.read_text().strip() == digest):
-            subprocess.run([*npm_command(), "ci", "--no-audit", "--no-fund"],
-                           cwd=JS_CLIENT, env=env, check=True, timeout=900)
-            stamp.write_text(digest + "\n")
-        subprocess.run([*npm_command(), "run", "--silent", "build"],
+        _install_js_client(env)
+        subprocess.run([*npm_command(), "run", "--silent", script],
                        cwd=JS_CLIENT, env=env, check=True, timeout=300)
+
+
+def ensure_js_client() -> Path:
+    """Install and build clients/js; return its dir."""
+    _npm_run("build")
     return JS_CLIENT
+
+
+def ensure_webapp() -> Path:
+    """Build the notes web app (clients/js/app) into the package, where `syncd serve`
+    serves it at /app/; return that dir. `make run` and `make test` call this."""
+    _npm_run("build:app")
+    return WEBAPP
 
 
 def chromium_binary() -> str | None:
@@ -168,3 +188,7 @@ def chromium_binary() -> str | None:
         if found is not None:
             return found
     return None
+
+
+if __name__ == "__main__":
+    ensure_webapp()

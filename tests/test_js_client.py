@@ -20,7 +20,14 @@ from syncd_client import SyncClient
 
 from tests.fix_server import ServerProcess
 from tests.helpers import PASSWORD
-from tests.node_env import CHROMIUM_HELP, chromium_binary, ensure_js_client, node_binary
+from tests.node_env import (
+    CHROMIUM_HELP,
+    REPO,
+    chromium_binary,
+    ensure_js_client,
+    ensure_webapp,
+    node_binary,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +67,21 @@ def test_browser(js_dir: Path, server: ServerProcess) -> None:
         pytest.fail(CHROMIUM_HELP)
     run_node(js_dir, ["--test", "--test-concurrency=1", "test/browser/"],
              env={"SYNCD_URL": server.base_url, "CHROMIUM": chromium}, timeout=900)
+
+
+def test_webapp(js_dir: Path, server: ServerProcess) -> None:
+    """The notes web app at /app/ (test/app/webapp.test.mjs): sign up, write, edit offline,
+    reconnect, read on a second device; its screenshot is docs/webapp.png."""
+    chromium = chromium_binary()
+    if chromium is None:
+        pytest.fail(CHROMIUM_HELP)
+    assert (ensure_webapp() / "index.html").is_file()
+    screenshot = REPO / "docs" / "webapp.png"
+    screenshot.unlink(missing_ok=True)
+    run_node(js_dir, ["--test", "test/app/"],
+             env={"SYNCD_URL": server.base_url, "CHROMIUM": chromium,
+                  "SCREENSHOT": str(screenshot)}, timeout=900)
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "the test wrote no screenshot"
 
 
 class JsDevices:
