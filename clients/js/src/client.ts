@@ -64,6 +64,8 @@ export class SyncClient {
   /** per note, the origins whose updates are remote (attached providers) */
   private readonly remoteOrigins = new Map<string, Set<unknown>>()
   private textWrites: Promise<unknown> = Promise.resolve()
+  /** per note, local updates made to its open document and not yet stored as ops */
+  private readonly unsaved = new Map<string, Uint8Array[]>()
   private syncing: Promise<unknown> = Promise.resolve()
   private readonly tabs: TabChannel
   private live: Live | null = null
@@ -334,7 +336,12 @@ export class SyncClient {
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       if (origin === REMOTE) return
       const local = this.remoteOrigins.get(noteId)?.has(origin) !== true
-      this.textWrites = this.textWrites.then(async () => await this.saveText(noteId, doc, update, local))
+      if (local) {
+        const waiting = this.unsaved.get(noteId)
+        if (waiting === undefined) this.unsaved.set(noteId, [update])
+        else waiting.push(update)
+      }
+      this.textWrites = this.textWrites.then(async () => await this.saveText(noteId, doc, local))
         .catch((e: unknown) => { console.error('syncd: saving a text edit failed', e) })
     })
     this.docs.set(noteId, doc)
@@ -368,31 +375,45 @@ export class SyncClient {
     } while (current !== this.textWrites)
   }
 
-  private async saveText (noteId: string, doc: Y.Doc, update: Uint8Array, local: boolean): Promise<void> {
+  /**
+   * Store the note's document, and queue as one op every local update not queued yet.
+   * The stored state is the whole document, which already holds updates whose own save
+   * is still waiting in line: they are queued in this same commit, so a page closed
+   * before their turn loses neither them nor their ops (the stored text and the outbox
+   * always agree).
+   */
+  private async saveText (noteId: string, doc: Y.Doc, local: boolean): Promise<void> {
     if (local) this.requireDevice()
+    let queued = false
     await this.store.exclusive(async () => {
       const row = await this.store.row('note', noteId)
       if (row === undefined) return // revoked meanwhile
       if (local && await this.roleOf(row) === 'viewer') {
         // the server would refuse it: an editor bound to a viewer's document is read-only
         console.warn(`syncd: note ${noteId} is read-only here; the edit is not kept`)
+        this.unsaved.delete(noteId)
         return
       }
       // what another tab stored since this document was loaded
       if (row.bodyState !== null) Y.applyUpdate(doc, row.bodyState, REMOTE)
+      // the state and the updates to queue are taken together, with no await between
       row.body = textOf(doc)
       row.bodyState = Y.encodeStateAsUpdate(doc)
+      const updates = this.unsaved.get(noteId) ?? []
+      this.unsaved.delete(noteId)
       const changes: Changes = { rows: [row] }
-      if (local) {
+      if (updates.length > 0) { // local ones, even when this save is for a provider's update
+        const update = updates.length === 1 ? updates[0] as Uint8Array : Y.mergeUpdates(updates)
         const { hlc, base } = await this.stamp()
         changes.enqueue = [{ hlc, entity: 'note', id: noteId, kind: 'text', field: 'body', update: toBase64(update), base }]
         changes.meta = { last_hlc: hlc }
+        queued = true
       }
       await this.store.commit(changes)
     })
     this.emit({ ids: [noteId], source: local ? 'local' : 'remote' })
     this.tabs.post({ type: 'changed', ids: [noteId] })
-    if (local) {
+    if (queued) {
       this.tabs.post({ type: 'outbox' })
       this.live?.kick()
     }
