@@ -18,6 +18,6 @@ await build({
   outfile: out + 'app.js',
   logLevel: 'warning'
 })
-for (const name of ['index.html', 'app.css', 'icon.svg']) copyFileSync(new URL(name, here), out + name)
+for (const name of ['index.html', 'app.css', 'icon.svg', 'sw.js']) copyFileSync(new URL(name, here), out + name)
 const bytes = readFileSync(out + 'app.js')
 console.log(`web app: ${bytes.length} bytes, ${gzipSync(bytes).length} gzipped`)

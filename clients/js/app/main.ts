@@ -56,4 +56,6 @@ async function boot (): Promise<void> {
   await showSignIn()
 }
 
+// the app's files kept for offline starts (the notes themselves are in IndexedDB)
+if ('serviceWorker' in navigator) void navigator.serviceWorker.register('sw.js').catch(() => undefined)
 void boot()

@@ -48,7 +48,9 @@ async function serverNotes (email) {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ email, password: PASSWORD, device: { name: 'checker', platform: 'test' } })
     })
-    checkers.set(email, (await r.json()).access_token)
+    const login = await r.json()
+    if (!r.ok) throw new Error(`login: ${r.status} ${JSON.stringify(login)}`)
+    checkers.set(email, login.access_token)
   }
   const r = await fetch(SERVER + '/v1/sync/snapshot', { headers: { Authorization: `Bearer ${checkers.get(email)}` } })
   const snapshot = await r.json()
@@ -95,11 +97,18 @@ test('sign up, write a note, edit it offline, reconnect, read it on a second dev
   await eventually(async () => (await serverNotes(email)).some((n) => n.title === 'Groceries' && n.body === 'Milk, bread'),
     'the note reaches the server')
 
+  await a.page.evaluate(async () => { await navigator.serviceWorker.ready })
   a.proxy.cut()
   await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor()
   await body(a).click()
   await a.page.keyboard.press('End')
   await a.page.keyboard.type(' and eggs, typed offline')
+  await a.page.getByText(/changes? to sync/).waitFor()
+  // a reload without the server: the service worker has the app, IndexedDB the notes
+  await a.page.reload()
+  await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor()
+  await a.page.getByRole('button', { name: /Groceries/ }).click()
+  assert.equal(await body(a).textContent(), 'Milk, bread and eggs, typed offline')
   await a.page.getByText(/changes? to sync/).waitFor()
   assert.equal((await serverNotes(email))[0].body, 'Milk, bread', 'nothing reached the server while cut off')
 
@@ -140,6 +149,26 @@ test('sign up, write a note, edit it offline, reconnect, read it on a second dev
   await a.page.getByRole('button', { name: /Reading list/ }).waitFor()
   await b.page.getByText(/changes? to sync/).waitFor({ state: 'detached' })
   writeFileSync(SCREENSHOT, await b.page.screenshot())
+
+  // search is local: it filters the list as you type
+  await b.page.getByLabel('Search notes').fill('coffee')
+  await b.page.getByRole('button', { name: /Reading list/ }).waitFor({ state: 'detached' })
+  await b.page.getByRole('button', { name: /Groceries/ }).waitFor()
+  await b.page.getByLabel('Search notes').fill('')
+
+  // sharing: a project shared with another account, who is then listed as a member
+  const friend = `friend${randomBytes(6).toString('hex')}@example.com`
+  const registered = await fetch(SERVER + '/v1/auth/register', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ email: friend, password: PASSWORD })
+  })
+  assert.equal(registered.status, 201)
+  await b.page.getByRole('button', { name: 'Kitchen' }).click()
+  await b.page.locator('.listhead').getByRole('button', { name: 'Share' }).click()
+  const sharing = b.page.getByRole('region', { name: 'Sharing' })
+  await sharing.getByLabel('Share with (email)').fill(friend)
+  await sharing.getByLabel('Role').selectOption('viewer')
+  await sharing.getByRole('button', { name: 'Share' }).click()
+  await sharing.getByText(friend).waitFor()
 
   for (const d of [a, b]) {
     assert.deepEqual(await d.page.evaluate(() => window.cspViolations), [], 'the app keeps to its CSP')
