@@ -42,12 +42,15 @@ export function workspace (root: HTMLElement, client: SyncClient, signOut: () =>
     if (content !== null) fill(panel, h('button.close', { 'aria-label': 'Close panel', onclick: () => showPanel(null) }, '×'), content)
   }
 
+  let queued = 0
   const renderStatus = async (): Promise<void> => {
     const s = client.status
     fill(status, STATUS[s])
     status.dataset.state = s
     const n = await client.pending()
     fill(pending, n === 0 ? '' : `${n} change${n === 1 ? '' : 's'} to sync`)
+    if (queued > 0 && n === 0) void refreshConflicts() // a push just landed: it may have met one
+    queued = n
   }
 
   async function refreshConflicts (): Promise<void> {

@@ -1,7 +1,8 @@
 // The notes web app as a person uses it: headless Chromium (playwright-core, CHROMIUM)
 // on /app/ of a real syncd (SYNCD_URL), each browser context a device behind its own
-// cutting TCP proxy. Sign up, write a note, keep writing offline, reconnect, and read it
-// on a second device; the server's snapshot has it. A screenshot goes to SCREENSHOT.
+// cutting TCP proxy. Sign up, write a note, keep writing offline, reload offline,
+// reconnect, and read it on a second device, the server's snapshot agreeing; then a
+// conflict listed and settled, local search, and sharing. A screenshot goes to SCREENSHOT.
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -84,14 +85,20 @@ async function signIn (d, email, create) {
 
 const body = (d) => d.page.getByLabel('Note body')
 
+/** Start a note, and wait for its editor (the previous note's one is still there at first). */
+async function newNote (d, title) {
+  await d.page.getByRole('button', { name: 'New note' }).click()
+  await d.page.waitForFunction(() => document.querySelector('input[aria-label="Title"]')?.value === '')
+  await d.page.getByLabel('Title').fill(title)
+}
+
 test('sign up, write a note, edit it offline, reconnect, read it on a second device', async () => {
   const email = `app${randomBytes(6).toString('hex')}@example.com`
   const a = await device()
   assert.match(a.csp, /script-src 'self'/)
   await signIn(a, email, true)
 
-  await a.page.getByRole('button', { name: 'New note' }).click()
-  await a.page.getByLabel('Title').fill('Groceries')
+  await newNote(a, 'Groceries')
   await body(a).click()
   await a.page.keyboard.type('Milk, bread')
   await eventually(async () => (await serverNotes(email)).some((n) => n.title === 'Groceries' && n.body === 'Milk, bread'),
@@ -104,6 +111,9 @@ test('sign up, write a note, edit it offline, reconnect, read it on a second dev
   await a.page.keyboard.press('End')
   await a.page.keyboard.type(' and eggs, typed offline')
   await a.page.getByText(/changes? to sync/).waitFor()
+  // stored: the list shows what the store holds (typing a moment before a page closes
+  // may not be, as in any web app; what is stored is queued with it)
+  await a.page.getByRole('button', { name: /typed offline/ }).waitFor()
   // a reload without the server: the service worker has the app, IndexedDB the notes
   await a.page.reload()
   await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor()
@@ -139,8 +149,7 @@ test('sign up, write a note, edit it offline, reconnect, read it on a second dev
   await b.page.keyboard.press('Enter')
   await b.page.getByRole('button', { name: 'Kitchen' }).waitFor()
   await b.page.getByRole('button', { name: 'All notes' }).click()
-  await b.page.getByRole('button', { name: 'New note' }).click()
-  await b.page.getByLabel('Title').fill('Reading list')
+  await newNote(b, 'Reading list')
   await body(b).click()
   await b.page.keyboard.type('The Dispossessed\nA Wizard of Earthsea')
   await b.page.getByRole('button', { name: /Groceries/ }).click()
@@ -150,10 +159,25 @@ test('sign up, write a note, edit it offline, reconnect, read it on a second dev
   await b.page.getByText(/changes? to sync/).waitFor({ state: 'detached' })
   writeFileSync(SCREENSHOT, await b.page.screenshot())
 
+  // a conflict: both devices retitle the note, one of them offline; the app lists it
+  // once the offline one is back, and settling it there reaches the other device
+  a.proxy.cut()
+  await a.page.getByRole('status').filter({ hasText: 'Offline' }).waitFor()
+  await a.page.getByLabel('Title').fill('Weekend groceries')
+  await a.page.getByText(/changes? to sync/).waitFor()
+  await b.page.getByLabel('Title').fill('Shopping') // b has the note open
+  await eventually(async () => (await serverNotes(email)).some((n) => n.title === 'Shopping'), 'the online title reaches the server')
+  a.proxy.restore()
+  await a.page.getByRole('button', { name: '1 conflict' }).click()
+  await a.page.getByRole('region', { name: 'Conflicts' }).getByRole('button', { name: 'Use "Weekend groceries"' }).click()
+  await eventually(async () => (await serverNotes(email)).some((n) => n.title === 'Weekend groceries'), 'the settled title reaches the server')
+  await b.page.getByRole('button', { name: /Weekend groceries/ }).waitFor()
+  await a.page.getByRole('button', { name: '1 conflict' }).waitFor({ state: 'hidden' })
+
   // search is local: it filters the list as you type
   await b.page.getByLabel('Search notes').fill('coffee')
   await b.page.getByRole('button', { name: /Reading list/ }).waitFor({ state: 'detached' })
-  await b.page.getByRole('button', { name: /Groceries/ }).waitFor()
+  await b.page.getByRole('button', { name: /Weekend groceries/ }).waitFor()
   await b.page.getByLabel('Search notes').fill('')
 
   // sharing: a project shared with another account, who is then listed as a member
