@@ -93,7 +93,8 @@ def rebuild(args: argparse.Namespace) -> int:
         with Progress(transient=not sys.stderr.isatty()) as progress:
             task = progress.add_task("replaying the log", total=total)
             rebuilt = rebuild_from_log(conn, lambda: progress.advance(task))
-        print(f"replayed {rebuilt.ops} ops into {len(rebuilt.entities)} entities")
+        entities = len(rebuilt.entities) + len(rebuilt.settings)
+        print(f"replayed {rebuilt.ops} ops into {entities} entities")
         if args.verify:
             diffs = differences(conn, rebuilt)
             for line in diffs[:200]:

@@ -216,6 +216,10 @@ class Batch:
         if ent is None:
             if op.entity == "settings" and op.id != self.author:
                 raise OpRejected("forbidden", "a user's settings have the user's id")
+            if op.entity != "settings" and op.id == self.author:
+                # The user's id names their settings: a note or project under it would
+                # share a batch's entity map with them.
+                raise OpRejected("validation", "this id is the user's own; pick another")
             ent = Entity.new(op.entity, op.id, self.author)
         elif ent.entity != op.entity or not self.can_see(ent):
             raise OpRejected("forbidden", f"no access to {op.entity} {op.id}")

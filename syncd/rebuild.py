@@ -30,7 +30,10 @@ HELD_TEXT_OPS = 2000  # a note's text ops held before they are applied: bounds t
 
 @dataclass
 class Rebuilt:
-    entities: dict[UUID, Entity] = field(default_factory=dict)
+    entities: dict[UUID, Entity] = field(default_factory=dict)  # notes and projects
+    # Settings apart: their id is their user's, and a note or project may carry any id a
+    # device chose, a user's id included.
+    settings: dict[UUID, Entity] = field(default_factory=dict)
     words: Tally = field(default_factory=new_tally)
     ops: int = 0
 
@@ -50,11 +53,12 @@ def replay(rows: Iterator[dict[str, Any]], on_row: Callable[[], None] | None = N
     for r in rows:
         if on_row:
             on_row()
-        ent = out.entities.get(r["entity_id"])
+        table = out.settings if r["entity"] == "settings" else out.entities
+        ent = table.get(r["entity_id"])
         if ent is None:
             ent = Entity.new(r["entity"], r["entity_id"], r["author_id"])
             ent.created_at = r["at"]
-            out.entities[ent.id] = ent
+            table[ent.id] = ent
         kind = r["kind"]
         if kind == "text":
             when = quarter(r["hlc"], r["at"]) if count_words else None
@@ -150,18 +154,20 @@ def differences(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> list[str]:
     for table, kind in (("notes", "note"), ("projects", "project")):
         for row in conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {table}"):
             live[row["id"]] = entity_from_row(kind, row)
-    for row in conn.cursor(row_factory=dict_row).execute(f"SELECT {SETTINGS_SELECT} FROM settings"):
-        live[row["id"]] = entity_from_row("settings", row)
-    for eid in sorted(set(live) | set(rebuilt.entities)):
-        a, b = live.get(eid), rebuilt.entities.get(eid)
-        if a is None or b is None:
-            where = "missing from the projection" if a is None else "not in the log"
-            diffs.append(f"{eid}: {where}")
-            continue
-        ca, cb = _comparable(a), _comparable(b)
-        for key in ca:
-            if ca[key] != cb[key]:
-                diffs.append(f"{a.entity} {eid}: {key} is {ca[key]!r}, the log says {cb[key]!r}")
+    settings = {row["id"]: entity_from_row("settings", row) for row in conn.cursor(
+        row_factory=dict_row).execute(f"SELECT {SETTINGS_SELECT} FROM settings")}
+    for have, want in ((live, rebuilt.entities), (settings, rebuilt.settings)):
+        for eid in sorted(set(have) | set(want)):
+            a, b = have.get(eid), want.get(eid)
+            if a is None or b is None:
+                where = "missing from the projection" if a is None else "not in the log"
+                diffs.append(f"{eid}: {where}")
+                continue
+            ca, cb = _comparable(a), _comparable(b)
+            for key in ca:
+                if ca[key] != cb[key]:
+                    diffs.append(f"{a.entity} {eid}: {key} is {ca[key]!r}, "
+                                 f"the log says {cb[key]!r}")
     live_words = {(r[0], r[1], r[2]): r[3] for r in conn.execute(
         "SELECT user_id, note_id, quarter, words FROM words_written")}
     for user, note, when in sorted(set(live_words) | set(rebuilt.words)):
@@ -189,7 +195,7 @@ def write_projection(conn: psycopg.Connection[Any], rebuilt: Rebuilt) -> None:
     write_words(conn, rebuilt)
     notes = [e for e in rebuilt.entities.values() if e.entity == "note"]
     projects = [e for e in rebuilt.entities.values() if e.entity == "project"]
-    settings = [e for e in rebuilt.entities.values() if e.entity == "settings"]
+    settings = list(rebuilt.settings.values())
     with conn.cursor() as cur:
         cur.executemany(
                     """INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,

@@ -159,3 +159,20 @@ def test_rebuild_verify_covers_settings(api: Api, pg_url: str,
     assert f"settings {d.user_id}: values is {{'theme': 'tampered'}}" in r.stdout, r.stdout
     assert run_cli(pg_url, "rebuild").returncode == 0
     assert d.get("/v1/settings").json()["values"] == {"theme": "dark"}
+
+
+def test_a_note_named_by_a_users_id_keeps_apart_from_their_settings(
+        api: Api, pg_url: str) -> None:
+    """Devices pick entity ids, so a note may carry another user's id, which is also the
+    id of that user's settings: the two never stand in for each other, live or rebuilt.
+    A note under the pushing user's own id is refused (it would meet their settings in
+    one batch)."""
+    owner, other = api.user(), api.user()
+    other.push([settings_op(other, theme="dark")])
+    r = owner.push([owner.set("note", other.user_id, None, title="named like a user")])
+    assert statuses(r) == ["applied"]
+    own = owner.push([owner.set("note", owner.user_id, None, title="mine")])
+    assert statuses(own) == ["rejected"] and own["results"][0]["code"] == "validation"
+    assert other.get("/v1/settings").json()["values"] == {"theme": "dark"}
+    verify = run_cli(pg_url, "rebuild", "--verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
