@@ -18,6 +18,7 @@ from syncd.errors import BadRequest
 from syncd.export import export_stream
 from syncd.messages import Name, Str
 from syncd.openapi import describe
+from syncd.responses import Me
 from syncd.stats import DAYS, stats, valid_timezone
 
 
@@ -68,20 +69,6 @@ class Stats(msgspec.Struct, rename={"from_": "from"}):
     streak: Streak
     projects: ProjectCounts
     milestones: Milestones
-
-
-class User(msgspec.Struct):
-    id: UUID
-    email: str
-    name: str
-    timezone: str
-    created_at: datetime
-    email_verified: bool = False
-
-
-class Me(msgspec.Struct):
-    user: User
-    device_id: UUID
 
 
 async def update_me(request: Request) -> Response:

@@ -13,6 +13,7 @@ from syncd.api.common import path_uuid, principal, read_body, respond, services
 from syncd.errors import NotFound
 from syncd.messages import LoginRequest, RefreshRequest, RegisterRequest
 from syncd.openapi import describe
+from syncd.responses import Devices, Me, Registered, Session, Tokens
 
 
 async def _limit(request: Request, email: str) -> None:
@@ -81,15 +82,18 @@ async def revoke_device(request: Request) -> Response:
     return Response(status_code=204)
 
 
-describe("/v1/auth/register", "POST", request=RegisterRequest, status=201, errors=(409, 429),
+describe("/v1/auth/register", "POST", request=RegisterRequest, response=Registered,
+         status=201, errors=(409, 429),
          summary="Create an account")
-describe("/v1/auth/login", "POST", request=LoginRequest, errors=(401, 429),
+describe("/v1/auth/login", "POST", request=LoginRequest, response=Session,
+         errors=(401, 429),
          summary="Log in as a new device")
-describe("/v1/auth/refresh", "POST", request=RefreshRequest, errors=(401,),
+describe("/v1/auth/refresh", "POST", request=RefreshRequest, response=Tokens,
+         errors=(401,),
          summary="Rotate the refresh token, get a new access token")
 describe("/v1/auth/logout", "POST", status=204, summary="End the calling device")
-describe("/v1/auth/me", "GET", summary="The caller")
-describe("/v1/devices", "GET", summary="The caller's devices")
+describe("/v1/auth/me", "GET", response=Me, summary="The caller")
+describe("/v1/devices", "GET", response=Devices, summary="The caller's devices")
 describe("/v1/devices/{device_id}", "DELETE", status=204,
          summary="Revoke a device (its tokens and sockets end at once)")
 

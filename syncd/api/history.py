@@ -24,6 +24,7 @@ from syncd.errors import BadRequest
 from syncd.limits import MAX_CURSOR, MAX_HISTORY_PAGE
 from syncd.messages import Str
 from syncd.openapi import describe
+from syncd.responses import HistoryPage, Note, PastNote, PastProject, Project
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_CURSOR)]
 
@@ -84,14 +85,18 @@ async def revert(request: Request) -> Response:
     return entity_response(request, entity)
 
 
-for _base, _kind in (("/v1/notes/{id}", "note"), ("/v1/projects/{id}", "project")):
-    describe(_base + "/history", "GET", summary=f"A {_kind}'s events in the caller's log",
+for _base, _kind, _now, _then in (("/v1/notes/{id}", "note", Note, PastNote),
+                                  ("/v1/projects/{id}", "project", Project, PastProject)):
+    describe(_base + "/history", "GET", response=HistoryPage,
+             summary=f"A {_kind}'s events in the caller's log",
              query={"cursor": Seq, "limit": Annotated[int, msgspec.Meta(ge=1,
                                                                          le=MAX_HISTORY_PAGE)]})
-    describe(_base + "/at", "GET", summary=f"A {_kind} as of a seq or a time (give one)",
+    describe(_base + "/at", "GET", response=_then,
+             summary=f"A {_kind} as of a seq or a time (give one)",
              query={"seq": Seq, "at": Str})
-    describe(_base + "/revert", "POST", request=RevertRequest, headers={"If-Match": Str},
-             errors=(412, 422), summary=f"Make a {_kind} as it was at a seq or a time")
+    describe(_base + "/revert", "POST", request=RevertRequest, response=_now,
+             headers={"If-Match": Str}, errors=(412, 422),
+             summary=f"Make a {_kind} as it was at a seq or a time")
 
 routes = [
     route

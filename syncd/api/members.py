@@ -10,6 +10,7 @@ from syncd import sharing
 from syncd.api.common import path_uuid, principal, read_body, respond, services
 from syncd.messages import MemberRequest
 from syncd.openapi import describe
+from syncd.responses import Added, Members
 
 
 async def list_members(request: Request) -> Response:
@@ -35,8 +36,9 @@ async def remove_member(request: Request) -> Response:
     return Response(status_code=204)
 
 
-describe("/v1/projects/{id}/members", "GET", summary="A project's members")
-describe("/v1/projects/{id}/members", "POST", request=MemberRequest, status=201, errors=(409,),
+describe("/v1/projects/{id}/members", "GET", response=Members, summary="A project's members")
+describe("/v1/projects/{id}/members", "POST", request=MemberRequest, response=Added,
+         status=201, errors=(409,),
          summary="Share a project (owner only)")
 describe("/v1/projects/{id}/members/{user_id}", "DELETE", status=204, errors=(409,),
          summary="Remove a member (owner only)")

@@ -38,6 +38,7 @@ from syncd.limits import MAX_TAG, MAX_TAGS, MAX_TITLE
 from syncd.messages import NO_NUL, UUID_PATTERN, Str
 from syncd.openapi import describe
 from syncd.queries import Page
+from syncd.responses import Note, NotePage
 
 
 def note_filters(request: Request, page: Page) -> None:
@@ -98,7 +99,7 @@ class NotePatch(msgspec.Struct, forbid_unknown_fields=True):
     meta: dict[str, Any] | UnsetType = UNSET
 
 
-notes = Resource("note", note_filters, text_field="body")
+notes = Resource("note", note_filters, Note, NotePage, text_field="body")
 notes.describe(NoteCreate, NotePatch, {"project": ProjectRef, "tag": Tags, "meta_key": Str,
                                        "pinned": Flag, "favorite": Flag})
 
@@ -107,7 +108,8 @@ async def project_notes(request: Request) -> Response:
     return await notes.index(request, within=path_uuid(request, "id"))
 
 
-describe("/v1/projects/{id}/notes", "GET", summary="A page of a project's notes",
+describe("/v1/projects/{id}/notes", "GET", response=NotePage,
+         summary="A page of a project's notes",
          query={"project": ProjectRef, "tag": Tags, "meta_key": Str, "pinned": Flag,
                 "favorite": Flag, "deleted": Deleted, "sort": Sort, "order": Order,
                 "limit": Limit, "cursor": Str},

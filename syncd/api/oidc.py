@@ -23,6 +23,7 @@ from syncd.errors import BadRequest, NotFound
 from syncd.messages import NO_NUL
 from syncd.oidc import Provider
 from syncd.openapi import describe
+from syncd.responses import Session
 
 COOKIE = "syncd_oidc"  # names the browser that started a sign-in
 
@@ -115,7 +116,8 @@ describe("/v1/auth/oidc/start", "GET", status=302, auth=False, errors=(404, 429)
 describe("/v1/auth/oidc/callback", "GET", status=303, auth=False, errors=(401, 404),
          query={"code": str, "state": str, "error": str},
          summary="The provider's answer; sends the browser to the app with a one-time code")
-describe("/v1/auth/oidc/token", "POST", request=OidcTokenRequest, auth=False, errors=(401, 404),
+describe("/v1/auth/oidc/token", "POST", request=OidcTokenRequest, response=Session,
+         auth=False, errors=(401, 404),
          summary="Exchange the one-time sign-in code for a new device's tokens")
 
 routes = [

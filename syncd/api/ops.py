@@ -13,6 +13,7 @@ from starlette.routing import Route
 from syncd.api.common import services
 from syncd.metrics import CONTENT_TYPE
 from syncd.openapi import DOCS_CSP, describe, docs_page, document
+from syncd.responses import Health
 
 CHECK_TIMEOUT = 2.0
 
@@ -70,7 +71,8 @@ async def docs(request: Request) -> Response:
                         headers={"Content-Security-Policy": DOCS_CSP})
 
 
-describe("/health", "GET", summary="Health of PostgreSQL and Redis (503 when degraded)",
+describe("/health", "GET", response=Health,
+         summary="Health of PostgreSQL and Redis (503 when degraded)",
          auth=False)
 describe("/metrics", "GET", summary="Prometheus metrics", content_type=CONTENT_TYPE,
          auth=False)

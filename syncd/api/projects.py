@@ -21,6 +21,7 @@ from syncd.fields import STATUSES
 from syncd.limits import MAX_DESCRIPTION, MAX_TITLE, MAX_WORD_GOAL
 from syncd.messages import NO_NUL, Str
 from syncd.queries import Page
+from syncd.responses import Project, ProjectPage
 
 
 def project_filters(request: Request, page: Page) -> None:
@@ -60,6 +61,6 @@ class ProjectPatch(msgspec.Struct, forbid_unknown_fields=True):
     meta: dict[str, Any] | UnsetType = UNSET
 
 
-projects = Resource("project", project_filters)
+projects = Resource("project", project_filters, Project, ProjectPage)
 projects.describe(ProjectCreate, ProjectPatch, {"status": Status, "meta_key": Str})
 routes = projects.routes()

@@ -131,11 +131,14 @@ def entity_response(request: Request, entity: dict[str, Any], status: int = 200)
 
 
 class Resource:
-    """Handlers for one entity kind; `filters` adds the kind's list filters to a page."""
+    """Handlers for one entity kind; `filters` adds the kind's list filters to a page;
+    `entity` and `page` are the response structs of one entity and of a list's page."""
 
-    def __init__(self, kind: str, filters: Filters, text_field: str | None = None) -> None:
+    def __init__(self, kind: str, filters: Filters, entity: type, page: type,
+                 text_field: str | None = None) -> None:
         self.kind = kind
         self.filters = filters
+        self.entity, self.page = entity, page
         self.text_field = text_field  # a plain-text field written as a CRDT diff
 
     async def _changes(self, request: Request, create: bool) -> Changes:
@@ -231,16 +234,19 @@ class Resource:
         base, kind = f"/v1/{self.kind}s", self.kind
         page = {"sort": Sort, "order": Order, "limit": Limit, "cursor": Str}
         describe(base, "GET", summary=f"A page of the {kind}s the caller can see",
-                 query={**filters, "deleted": Deleted, **page}, description=META_FILTERS)
-        describe(base, "POST", request=create, status=201, errors=(409, 422),
+                 query={**filters, "deleted": Deleted, **page}, description=META_FILTERS,
+                 response=self.page)
+        describe(base, "POST", request=create, response=self.entity, status=201, errors=(409, 422),
                  summary=f"Create a {kind} (through the log, like a device push)")
-        describe(base + "/{id}", "GET", summary=f"One {kind}; ETag is its version",
-                 headers={"If-None-Match": Str})
-        describe(base + "/{id}", "PATCH", request=patch, headers=IF_MATCH, errors=(412, 422),
+        describe(base + "/{id}", "GET", response=self.entity, headers={"If-None-Match": Str},
+                 summary=f"One {kind}; ETag is its version")
+        describe(base + "/{id}", "PATCH", request=patch, response=self.entity, headers=IF_MATCH,
+                 errors=(412, 422),
                  summary=f"Change a {kind}'s fields (If-Match honoured)")
-        describe(base + "/{id}", "DELETE", headers=IF_MATCH, errors=(412,),
+        describe(base + "/{id}", "DELETE", response=self.entity, headers=IF_MATCH, errors=(412,),
                  summary=f"Delete a {kind} (restorable)")
-        describe(base + "/{id}/restore", "POST", request=Empty, body_required=False,
+        describe(base + "/{id}/restore", "POST", request=Empty, response=self.entity,
+                 body_required=False,
                  headers=IF_MATCH, errors=(412,), summary=f"Restore a deleted {kind}")
 
     def routes(self) -> list[Route]:

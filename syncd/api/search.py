@@ -19,6 +19,7 @@ from syncd.errors import BadRequest
 from syncd.limits import MAX_QUERY, MAX_SEARCH_LIMIT
 from syncd.messages import NO_NUL
 from syncd.openapi import describe
+from syncd.responses import SearchResults
 
 
 async def search(request: Request) -> Response:
@@ -32,7 +33,8 @@ async def search(request: Request) -> Response:
     return respond(request, await searching.search(services(request).db, who, q, limit, deleted))
 
 
-describe("/v1/search", "GET", summary="Full-text search over the notes the caller can see",
+describe("/v1/search", "GET", response=SearchResults,
+         summary="Full-text search over the notes the caller can see",
          query={"q": Annotated[str, msgspec.Meta(max_length=MAX_QUERY, pattern=NO_NUL)],
                 "limit": Annotated[int, msgspec.Meta(ge=1, le=MAX_SEARCH_LIMIT)],
                 "deleted": Flag})

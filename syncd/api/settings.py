@@ -7,9 +7,7 @@ the others, and answers the settings as saved; `If-Match` is honoured.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import msgspec
 from starlette.requests import Request
@@ -22,18 +20,11 @@ from syncd.edits import check_fields, etag
 from syncd.limits import MAX_SETTINGS_BYTES
 from syncd.messages import Str
 from syncd.openapi import describe
+from syncd.responses import SettingsView
 
 
 class SettingsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     values: dict[str, Any]
-
-
-class SettingsView(msgspec.Struct):
-    id: UUID
-    values: dict[str, Any]
-    clocks: dict[str, str]
-    version: int
-    updated_at: datetime | None
 
 
 def _respond(request: Request, view: dict[str, Any]) -> Response:

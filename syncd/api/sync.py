@@ -14,6 +14,7 @@ from syncd.api.common import bearer, principal, query_int, read_body, respond, s
 from syncd.limits import DEFAULT_PULL_LIMIT, MAX_CURSOR, MAX_PULL_LIMIT
 from syncd.messages import PullResponse, PushRequest, PushResponse
 from syncd.openapi import describe
+from syncd.responses import Snapshot, SyncStatus
 
 
 async def push(request: Request) -> Response:
@@ -51,8 +52,10 @@ describe("/v1/sync/pull", "GET", response=PullResponse,
          query={"cursor": Annotated[int, msgspec.Meta(ge=0, le=MAX_CURSOR)],
                 "limit": Annotated[int, msgspec.Meta(ge=1, le=MAX_PULL_LIMIT)]},
          summary="Events after a cursor, in order")
-describe("/v1/sync/snapshot", "GET", summary="Everything the caller can see, as of a cursor")
-describe("/v1/sync/status", "GET", summary="Log head, this device's acked, the devices")
+describe("/v1/sync/snapshot", "GET", response=Snapshot,
+         summary="Everything the caller can see, as of a cursor")
+describe("/v1/sync/status", "GET", response=SyncStatus,
+         summary="Log head, this device's acked, the devices")
 
 routes = [
     Route("/v1/sync/push", push, methods=["POST"]),
