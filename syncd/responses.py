@@ -13,6 +13,8 @@ from uuid import UUID
 
 import msgspec
 
+from syncd.messages import Event
+
 # --- accounts and devices -----------------------------------------------------------------
 
 
@@ -260,6 +262,91 @@ class Hit(msgspec.Struct):
 class SearchResults(msgspec.Struct):
     results: list[Hit]
     query: str
+
+
+# --- conflicts (syncd/conflicts.py) -------------------------------------------------------
+
+
+class Write(msgspec.Struct):
+    """One side of a conflict: a write of the field, by whom and when."""
+
+    value: Any
+    hlc: str | None
+    device_id: UUID | None
+    user_id: UUID
+    seq: int | None = None  # theirs: the seq of the write in the caller's log
+
+
+class Resolution(msgspec.Struct):
+    choose: Literal["mine", "theirs", "value"]
+    value: Any
+
+
+class ConflictView(msgspec.Struct):
+    id: UUID
+    entity: Literal["note", "project", "settings"]
+    entity_id: UUID
+    field: str
+    mine: Write
+    theirs: Write
+    winner: Literal["mine", "theirs"]
+    created_at: datetime
+    resolved_at: datetime | None
+    resolution: Resolution | None
+
+
+class Conflicts(msgspec.Struct):
+    conflicts: list[ConflictView]
+
+
+# --- export (syncd/export.py) -------------------------------------------------------------
+
+
+class ExportedUser(msgspec.Struct):
+    id: UUID
+    email: str
+    name: str
+    timezone: str
+    created_at: datetime
+    email_verified_at: datetime | None
+
+
+class ExportedDevice(msgspec.Struct):
+    id: UUID
+    name: str
+    platform: str
+    acked: int
+    created_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+
+
+class ExportedIdentity(msgspec.Struct):
+    issuer: str
+    subject: str
+    created_at: datetime
+
+
+class Membership(msgspec.Struct):
+    project_id: UUID
+    role: Literal["owner", "editor", "viewer"]
+
+
+class Export(msgspec.Struct):
+    """Everything the caller owns (syncd/export.py), in the order it is streamed."""
+
+    format: Literal["syncd-export"]
+    version: int
+    exported_at: datetime
+    user: ExportedUser
+    devices: list[ExportedDevice]
+    identities: list[ExportedIdentity]  # the OpenID identities linked
+    projects: list[Project]  # the caller's own
+    memberships: list[Membership]  # in others' projects
+    conflicts: list[ConflictView]
+    settings: SettingsView
+    notes: list[Note]  # the caller's own
+    events: list[Event]  # the caller's whole log, as pull gives it
 
 
 # --- sharing ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from syncd.errors import BadRequest
 from syncd.export import export_stream
 from syncd.messages import Name, Str
 from syncd.openapi import describe
-from syncd.responses import Me
+from syncd.responses import Export, Me
 from syncd.stats import DAYS, stats, valid_timezone
 
 
@@ -121,7 +121,8 @@ describe("/v1/auth/me", "PATCH", request=MeUpdate, response=Me,
          summary="Set the caller's time zone (IANA) and name")
 describe("/v1/stats", "GET", response=Stats, query={"period": Period},
          summary="Words written per day, streaks, projects and milestones")
-describe("/v1/export", "GET", summary="Everything the caller owns, as one streamed JSON document")
+describe("/v1/export", "GET", response=Export,
+         summary="Everything the caller owns, as one streamed JSON document")
 describe("/v1/account", "DELETE", request=DeleteAccount, status=204,
          summary="Delete the account and everything it owns (needs the password)")
 

@@ -13,6 +13,7 @@ from syncd import conflicts
 from syncd.api.common import path_uuid, principal, query_int, read_body, respond, services
 from syncd.errors import BadRequest
 from syncd.openapi import describe
+from syncd.responses import Conflicts, ConflictView
 
 STATUSES: dict[str, conflicts.Status] = {"open": "open", "resolved": "resolved", "all": "all"}
 
@@ -36,10 +37,12 @@ async def resolve(request: Request) -> Response:
     return respond(request, row)
 
 
-describe("/v1/conflicts", "GET", summary="The user's conflicts (open by default)",
+describe("/v1/conflicts", "GET", response=Conflicts,
+         summary="The user's conflicts (open by default)",
          query={"status": Literal["open", "resolved", "all"],
                 "limit": Annotated[int, msgspec.Meta(ge=1, le=1000)]})
-describe("/v1/conflicts/{id}/resolve", "POST", request=conflicts.ResolveRequest, errors=(409,),
+describe("/v1/conflicts/{id}/resolve", "POST", request=conflicts.ResolveRequest,
+         response=ConflictView, errors=(409,),
          summary="Settle a conflict: mine, theirs, or a value")
 
 routes = [
