@@ -51,6 +51,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     body_required: bool = True
     description: str = ""
+    also: tuple[int, ...] = ()
 
 
 _registry: dict[tuple[str, str], Operation] = {}
@@ -64,18 +65,20 @@ def describe(path: str, method: str, *, request: Any = None, response: Any = Non
              summary: str = "", status: int = 200, query: dict[str, Any] | None = None,
              auth: bool | None = None, content_type: str = "application/json",
              headers: dict[str, Any] | None = None, errors: tuple[int, ...] = (),
-             body_required: bool = True, description: str = "") -> None:
+             body_required: bool = True, description: str = "",
+             also: tuple[int, ...] = ()) -> None:
     """Record an operation's request/response types (msgspec-able) and parameters.
 
     `query` and `headers` map a parameter name to its type (e.g. `int`,
     `Literal["week", "month"]`, an `Annotated` type with its bounds); `status` 204 means no
     body; `auth` defaults to "needs a bearer token" except for the public endpoints;
     `errors` are the error statuses beyond those every operation of its kind may answer;
-    `description` says what parameters cannot (a family of names, how two interact).
+    `description` says what parameters cannot (a family of names, how two interact);
+    `also` are error statuses answered with the `response` struct, not an Error.
     """
     _registry[(path, method.upper())] = Operation(
         summary, request, response, status, dict(query or {}), auth, content_type,
-        dict(headers or {}), errors, body_required, description)
+        dict(headers or {}), errors, body_required, description, also)
 
 
 def _errors(op: Operation, secured: bool, has_path_params: bool) -> list[int]:
@@ -152,6 +155,9 @@ def document(routes: list[BaseRoute], version: str = "1") -> dict[str, Any]:
             else:
                 entry["responses"].update(
                     {str(s): error for s in _errors(op, secured, bool(params))})
+                entry["responses"].update({str(s): {**_ok(op, schema_of), "description":
+                                                    "the success answer's shape"}
+                                           for s in op.also})
             if secured:
                 entry["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = entry

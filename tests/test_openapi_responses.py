@@ -19,9 +19,11 @@ from tests.helpers import PASSWORD, Api, Device, new_id
 DOC = document(routes())
 
 
-def conforms(r: httpx.Response, path: str, method: str = "get") -> Any:
-    """The answer's JSON, after checking it against the operation's schema for its status."""
-    assert r.status_code < 300, r.text
+def conforms(r: httpx.Response, path: str, method: str = "get",
+             status: int | None = None) -> Any:
+    """The answer's JSON, after checking it against the operation's schema for its status
+    (a success unless `status` says which)."""
+    assert r.status_code == status if status else r.status_code < 300, r.text
     op = DOC["paths"][path][method]["responses"][str(r.status_code)]
     schema = {**op["content"]["application/json"]["schema"], "components": DOC["components"]}
     body = r.json()

@@ -71,7 +71,7 @@ async def docs(request: Request) -> Response:
                         headers={"Content-Security-Policy": DOCS_CSP})
 
 
-describe("/health", "GET", response=Health,
+describe("/health", "GET", response=Health, also=(503,),
          summary="Health of PostgreSQL and Redis (503 when degraded)",
          auth=False)
 describe("/metrics", "GET", summary="Prometheus metrics", content_type=CONTENT_TYPE,
