@@ -38,7 +38,7 @@ def project_filters(request: Request, page: Page) -> None:
 Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE, pattern=NO_NUL)]
 Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
 WordGoal = Annotated[int, msgspec.Meta(ge=0, le=MAX_WORD_GOAL)]
-Status = Literal["active", "completed", "archived"]
+Status = Literal["active", "paused", "completed", "archived"]
 
 
 class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True):
