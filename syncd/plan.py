@@ -316,6 +316,9 @@ class Batch:
         self.events.append(event)
         if op.kind in SOURCE_KINDS:
             self.changes.append((ent, event, won))
+            # Its op id is the entity's version now, as a replay of the log says, even
+            # when every field it wrote lost to a newer clock: the row is saved.
+            ent.dirty = True
 
     def _put(self, ent: Entity, users: set[UUID]) -> None:
         if not ent.state_loaded:

@@ -132,3 +132,22 @@ def test_migrate_is_idempotent(pg_url: str) -> None:
     for _ in range(2):
         r = run_cli(pg_url, "migrate")
         assert r.returncode == 0, r.stderr
+
+
+def test_an_op_whose_fields_all_lose_still_versions_its_entity(api: Api, pg_url: str) -> None:
+    """A delete that arrives after a newer restore (an offline device's late op) changes
+    no field, yet it is in the log, and a replay makes it the note's version: the live
+    row must say the same."""
+    phone = api.user()
+    laptop = phone.login_again("laptop")
+    nid = new_id()
+    t = phone.hlc()
+    phone.push([phone.set("note", nid, t, title="n")])
+    wall = int(t[:13])
+    laptop.push([laptop.op("note", nid, "restore", laptop.hlc(wall + 2000))])
+    late = phone.push([phone.op("note", nid, "delete", phone.hlc(wall + 1000))])
+    assert late["results"][0]["status"] == "applied"
+    note = phone.get(f"/v1/notes/{nid}").json()
+    assert note["deleted"] is False
+    verify = run_cli(pg_url, "rebuild", "--verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
