@@ -15,6 +15,9 @@ import msgspec
 
 from syncd.messages import Event
 
+Role = Literal["owner", "editor", "viewer"]
+Status = Literal["active", "paused", "completed", "archived"]
+
 # --- accounts and devices -----------------------------------------------------------------
 
 
@@ -34,14 +37,11 @@ class Tokens(msgspec.Struct):
     expires_in: int  # seconds the access token lives
 
 
-class Session(msgspec.Struct):
+class Session(Tokens):
     """A signed-in device: login's answer, and the OpenID code exchange's."""
 
     user: NewUser
     device_id: UUID
-    access_token: str
-    refresh_token: str
-    expires_in: int
 
 
 class User(msgspec.Struct):
@@ -95,15 +95,10 @@ class SyncStatus(msgspec.Struct):
 # --- notes and projects (syncd/views.py) --------------------------------------------------
 
 
-class Note(msgspec.Struct):
-    """A note as an Entity (docs/protocol.md): its fields, clocks and text."""
+class _Entity(msgspec.Struct):
+    """What every Entity has (syncd/views.py): the derived values, clocks and app fields."""
 
     id: UUID
-    title: str
-    tags: list[str]
-    pinned: bool
-    favorite: bool
-    project_id: UUID | None
     deleted: bool
     word_count: int
     version: int
@@ -112,6 +107,16 @@ class Note(msgspec.Struct):
     clocks: dict[str, str]
     owner_id: UUID
     meta: dict[str, Any]
+
+
+class Note(_Entity):
+    """A note as an Entity (docs/protocol.md): its fields, clocks and text."""
+
+    title: str
+    tags: list[str]
+    pinned: bool
+    favorite: bool
+    project_id: UUID | None
     body: str
     body_state: bytes = b""  # the Yjs document state; lists leave it out
 
@@ -123,24 +128,15 @@ class Milestone(msgspec.Struct):
 
 class ProjectMember(msgspec.Struct):
     user_id: UUID
-    role: Literal["owner", "editor", "viewer"]
+    role: Role
 
 
-class Project(msgspec.Struct):
-    id: UUID
+class Project(_Entity):
     title: str
     description: str
     word_goal: int
-    status: Literal["active", "paused", "completed", "archived"]
+    status: Status
     deadline: date | None
-    deleted: bool
-    word_count: int
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    clocks: dict[str, str]
-    owner_id: UUID
-    meta: dict[str, Any]
     progress: float  # word_count / word_goal, at most 1
     milestones: dict[str, Milestone]  # by percent reached
     members: list[ProjectMember] = []
@@ -230,7 +226,7 @@ class PastProject(msgspec.Struct):
     title: str
     description: str
     word_goal: int
-    status: Literal["active", "paused", "completed", "archived"]
+    status: Status
     deadline: date | None
     deleted: bool
     meta: dict[str, Any]
@@ -329,7 +325,7 @@ class ExportedIdentity(msgspec.Struct):
 
 class Membership(msgspec.Struct):
     project_id: UUID
-    role: Literal["owner", "editor", "viewer"]
+    role: Role
 
 
 class Export(msgspec.Struct):
@@ -354,7 +350,7 @@ class Export(msgspec.Struct):
 
 class Member(msgspec.Struct):
     user_id: UUID
-    role: Literal["owner", "editor", "viewer"]
+    role: Role
     email: str
     name: str
     added_at: datetime
