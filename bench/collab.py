@@ -52,18 +52,24 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.collab_workloads import LongRun, SteadyRun, run_long, run_steady
+from bench.collab_workloads import (
+    NODE_CACHE,
+    NODE_SOURCES,
+    LongRun,
+    SteadyRun,
+    long_script,
+    run_long,
+    run_steady,
+)
 from bench.common import console, new_id, parser, ratio, table, verdict
 from bench.fanout import machine_line
 from bench.sockets import Cluster, Worker, cluster, pipe_recv, raise_nofile
 from syncd import yproto
-from tests.node_env import REPO, ensure_node_modules, node_binary
+from tests.node_env import ensure_node_modules, node_binary
 
 PIECE = "ab"
 WORKERS = 2
 SERVERS = ("syncd", "pycrdt-websocket", "hocuspocus", "y-websocket")
-NODE_SOURCES = REPO / "bench" / "node"
-NODE_CACHE = REPO / ".cache" / "bench-node"
 HOCUSPOCUS_NODE = 22  # @hocuspocus/server 4 declares node >= 22
 
 
@@ -380,7 +386,7 @@ def main() -> int:
     p.add_argument("--workloads", default="flat,long,steady",
                    help="comma-separated, of flat (the above), long, steady")
     p.add_argument("--long-edits", type=int, default=10_000,
-                   help="long note: edits before the reader joins (the issue: 50000)")
+                   help="long note: edits before the reader joins (the target's: 50000)")
     p.add_argument("--steady-clients", type=int, default=200)
     p.add_argument("--steady-notes", type=int, default=20)
     p.add_argument("--steady-rate", type=float, default=5.0, help="edits/s per client")
@@ -417,15 +423,16 @@ def main() -> int:
                                              args.clients, args.edits, seed=rnd * 1000,
                                              doc_names=[ref.doc_name(room) for room in rooms]))
             if "long" in workloads:
+                script = long_script(args.long_edits)
                 nid = new_id()
                 dev.push([dev.set_op(nid, title="long")])
                 assert node.proc is not None
                 longs.append(run_long(
                     "syncd", node.proc.pid, f"{node.ws_url}/v1/collab/{nid}?token={dev.token}",
-                    "", args.long_edits, PROTO, stored_by(node.base_url, dev.token, nid)))
+                    "", script, PROTO, stored_by(node.base_url, dev.token, nid)))
                 for name, ref in refs.items():
                     longs.append(run_long(name, ref.proc.pid, ref.url("long"),
-                                          ref.doc_name("long"), args.long_edits, PROTO, None))
+                                          ref.doc_name("long"), script, PROTO, None))
             if "steady" in workloads:
                 nids = [new_id() for _ in range(args.steady_notes)]
                 dev.push([dev.set_op(n, title=f"steady {k}") for k, n in enumerate(nids)])
@@ -502,7 +509,7 @@ def report_long(longs: list[LongRun]) -> None:
                      verdict(s.join_s <= 2 * r.join_s)))
         rows.append((f"syncd peak RSS ≤ 2 × {r.server}'s", ratio(s.rss_peak_kib, r.rss_peak_kib),
                      verdict(s.rss_peak_kib <= 2 * r.rss_peak_kib)))
-    console.print(table("long note targets (y-websocket's is the issue's)",
+    console.print(table("long note targets (y-websocket's is the one set)",
                         ("target", "syncd ÷ it", ""), rows))
 
 

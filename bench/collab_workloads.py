@@ -1,14 +1,21 @@
 """bench.collab's two other workloads, run against each server in the same run:
 
-- **long note**: one writer makes E edits (default 10,000; the issue's 50,000 takes tens of
-  minutes on 2 busy cores, the writer's own random inserts included) into one note, one update
-  frame each, then asks for sync step 2 (the server answers messages in order, so by
-  then every edit is applied); for syncd the bench also waits until the stored body
-  equals the writer's text. Then a reader joins (the writer still connected: Hocuspocus
-  unloads a document its last peer left): time to full document =
-  connect → its text holds every edit. Server peak memory = the most RSS of the server's
-  process (read from /proc every 20 ms) from before the writer connects to after the
-  reader has the document.
+- **long note**: one writer's E edits (default 10,000; the target is set at 50,000) into
+  one note, then a reader joins. The edits are made before the clock starts, by Yjs
+  (`bench/node/long_writer.mjs`: insert "ab" at a random index, one transaction each,
+  recording each transaction's update: the frame a y-websocket client sends after that
+  edit); pycrdt's own random inserts cost O(length) each, and took tens of minutes for
+  50,000 on 2 busy cores, which measured the writer rather than the servers. The same
+  frames go to every server. The writer connects and syncs, sends the E update frames
+  as fast as the server takes them (the socket's write buffer is the only pacing: a send
+  waits while it is full), then asks for sync step 2 (the server answers messages in
+  order, so by then every edit is applied); for syncd the bench also waits until the
+  stored body equals the writer's text. Then a reader joins (the writer still connected:
+  Hocuspocus unloads a document its last peer left): time to full document = connect →
+  its text holds every edit (sync step 2 applied by the reader's pycrdt: the same client
+  for every server). Server peak memory = the most RSS of the server's process (read
+  from /proc every 20 ms) from before the writer connects to after the reader has the
+  document.
 - **steady**: C clients over D notes (default 200 × 20), each making R edits/s (default
   5) for S seconds at its own random phase. Latency = edit sent → its arrival at each
   other client of the note, from the Yjs state vectors (each client records when each
@@ -22,6 +29,8 @@ import asyncio
 import bisect
 import contextlib
 import random
+import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,9 +44,12 @@ from websockets.asyncio.client import connect
 from bench.common import console
 from bench.sockets import Worker, pipe_recv, raise_nofile, rss_kib
 from syncd import yproto
+from tests.node_env import REPO, ensure_node_modules, node_binary
 
 PIECE = "ab"
 WORKERS = 2
+NODE_SOURCES = REPO / "bench" / "node"
+NODE_CACHE = REPO / ".cache" / "bench-node"
 
 
 def state_vector(doc: Doc[Any]) -> dict[int, int]:
@@ -131,25 +143,55 @@ class Peer:
         self.reader.cancel()
 
 
-async def long_note(url: str, doc_name: str, edits: int, proto: tuple[Any, Any, Any],
+@dataclass
+class Script:
+    """The long note's writer, made ahead: one update per edit, then the whole state."""
+
+    client_id: int
+    updates: list[bytes]
+    state: bytes  # every edit: the writer's document once it sent them all
+    text: str
+
+
+def long_script(edits: int, seed: int = 7) -> Script:
+    """E random inserts of PIECE by one Yjs client (`bench/node/long_writer.mjs`)."""
+    rng = random.Random(seed)
+    client_id = rng.getrandbits(32)
+    positions = "".join(f"{rng.randint(0, i * len(PIECE))}\n" for i in range(edits))
+    node_dir = ensure_node_modules(NODE_CACHE, NODE_SOURCES)
+    out = subprocess.run([node_binary(), str(node_dir / "long_writer.mjs"), str(client_id)],
+                         input=positions.encode(), capture_output=True, check=True,
+                         cwd=node_dir, timeout=600).stdout
+    frames: list[bytes] = []
+    pos = 0
+    while pos < len(out):
+        (size,) = struct.unpack_from("<I", out, pos)
+        frames.append(out[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    *updates, state, text = frames
+    assert len(updates) == edits, (len(updates), edits)
+    return Script(client_id, updates, state, text.decode())
+
+
+async def long_note(url: str, doc_name: str, script: Script, proto: tuple[Any, Any, Any],
                     stored: Callable[[str], float] | None) -> tuple[float, float, float, bool]:
-    rng = random.Random(7)
-    writer = Peer(url, doc_name, *proto, client_id=rng.getrandbits(32))
+    writer = Peer(url, doc_name, *proto, client_id=script.client_id)
     await writer.open()
-    await writer.sync()
+    await writer.sync()  # the server's sync step 1 is answered too (it came first): empty
+    # The writer's document as it will be after its edits: its final sync step 1 then
+    # asks for nothing, and nothing of it is sent but the update frames.
+    writer.doc.apply_update(script.state)
     t0 = time.monotonic()
-    for i in range(edits):
-        before = writer.doc.get_state()
-        writer.text.insert(rng.randint(0, len(writer.text)), PIECE)
-        await writer.send(yproto.encode_update(writer.doc.get_update(before)))
+    for i, update in enumerate(script.updates):
+        await writer.send(yproto.encode_update(update))
         if i % 100 == 0:
             await asyncio.sleep(0)
     await writer.sync()  # answered after every edit before it
     write_s = time.monotonic() - t0
-    text = str(writer.text)
+    text = script.text
     # The writer stays: Hocuspocus unloads a document its last peer left.
     stored_s = await asyncio.to_thread(stored, text) if stored else 0.0
-    reader = Peer(url, doc_name, *proto, client_id=rng.getrandbits(32))
+    reader = Peer(url, doc_name, *proto, client_id=script.client_id ^ 1)
     full = asyncio.Event()
     reader.changed = lambda: full.set() if len(reader.text) >= len(text) else None
     t1 = time.monotonic()
@@ -168,13 +210,13 @@ async def long_note(url: str, doc_name: str, edits: int, proto: tuple[Any, Any, 
     return write_s, stored_s, join_s, ok
 
 
-def run_long(name: str, pid: int, url: str, doc_name: str, edits: int,
+def run_long(name: str, pid: int, url: str, doc_name: str, script: Script,
              proto: tuple[Any, Any, Any], stored: Callable[[str], float] | None) -> LongRun:
     before = rss_kib(pid)
     with PeakRss(pid) as rss:
         write_s, stored_s, join_s, ok = asyncio.run(
-            long_note(url, doc_name, edits, proto, stored))
-    return LongRun(name, edits, write_s, stored_s, join_s, before, rss.peak, ok)
+            long_note(url, doc_name, script, proto, stored))
+    return LongRun(name, len(script.updates), write_s, stored_s, join_s, before, rss.peak, ok)
 
 
 # --- steady ---------------------------------------------------------------------------------
