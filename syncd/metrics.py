@@ -74,6 +74,11 @@ class _Live(Collector):
                                          "Updates sent to a collab peer inside another's frame")
             merged.add_metric([], float(rooms.tally.merged))
             yield merged
+            read = CounterMetricFamily(
+                "syncd_collab_documents_read",
+                "Stored note documents taken into a collab room (new, or idle and rejoined)")
+            read.add_metric([], float(rooms.documents_read))
+            yield read
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))

@@ -42,6 +42,9 @@ nodes subscribes last, each learns the other's. The bus drops awareness under pr
 `Rooms` is the registry and a service the app's lifespan starts and stops: rooms with
 peers are always kept; idle ones stay warm (LRU) so a reconnect does not rebuild the
 document, at most `warm` of them holding at most `warm_bytes` (`SYNCD_COLLAB_WARM_BYTES`).
+A peer joining a room that has peers takes the room's document as it is (`Rooms.live`),
+without the note's stored state: its hub subscribers kept it current; a new room, or an
+idle warm one, is given the stored state (`Rooms.get`, counted in `documents_read`).
 Stopping it (SIGTERM, SIGINT: after the sockets closed) writes every room's queue at
 once, without waiting out the coalescing window.
 
@@ -448,6 +451,7 @@ class Rooms:
         self.peer_bytes = peer_bytes
         self.tally = Tally()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()
+        self.documents_read = 0  # stored documents taken into a room (`get`), for /metrics
 
     async def __aenter__(self) -> Rooms:
         return self
@@ -460,8 +464,24 @@ class Rooms:
         """Write every room's queue to the log now (the server is stopping)."""
         await asyncio.gather(*(room.drain() for room in list(self.rooms.values())))
 
+    def live(self, note_id: UUID) -> Room | None:
+        """The note's room if it has peers: a joining peer takes its document as it is.
+        Every change committed since the room read the stored document reached it through
+        its peers' hub subscribers (each subscribed before its room was read, and a nudge
+        re-reads the body), and what it holds but has not written yet is only here; so
+        neither reading the note's state again nor re-applying it (the whole document,
+        for every join) would add anything."""
+        room = self.rooms.get(note_id)
+        if room is None or room.failed or not room.peers:
+            return None
+        self.rooms.move_to_end(note_id)
+        return room
+
     def get(self, note_id: UUID, state: bytes | None) -> Room:
-        """The note's room, created from `state` or, when warm, with `state` merged in."""
+        """The note's room, created from `state` or, when warm, with `state` merged in (an
+        idle room heard nothing while it had no peers). `state` is the note's stored
+        document, read after the joining peer's hub subscriber started."""
+        self.documents_read += 1
         room = self.rooms.get(note_id)
         if room is None or room.failed:
             room = Room(note_id, state, self)

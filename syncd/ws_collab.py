@@ -3,7 +3,9 @@
 Connect: the token is checked, the note must exist and be visible to the user (its owner
 or a member of its project; a viewer may only read). A refused peer gets the y-protocols
 permission-denied message, then the close: 4401 bad token, 4404 no such note, 4403 a note
-the user cannot see. Then the server sends sync step 1 and the awareness states it knows.
+the user cannot see. The peer joins the note's room: one that has peers as it is, any
+other after the note's stored document is read into it (rooms.py, `Rooms.live`). Then the
+server sends sync step 1 and the awareness states it knows.
 
 Per frame (binary; a text frame closes with 4409, a frame over MAX_DOC_BYTES with 1009):
 every message is decoded first (yproto; garbage closes with 4409 and nothing is applied),
@@ -219,13 +221,26 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
 
 
 async def _load_note(svc: Services, note_id: UUID, user: UUID) -> dict[str, Any] | None:
+    """The caller's access to the note (its owner, project and the caller's role there)."""
+
     async def tx(conn: Any) -> dict[str, Any] | None:
         cur = await conn.execute(
-            """SELECT n.owner_id, n.project_id, n.body_state, m.role FROM notes n
+            """SELECT n.owner_id, n.project_id, m.role FROM notes n
                LEFT JOIN members m ON m.project_id = n.project_id AND m.user_id = %s
                WHERE n.id = %s""", (user, note_id))
         row: dict[str, Any] | None = await cur.fetchone()
         return row
+
+    return await svc.db.run(tx, read_only=True)
+
+
+async def _load_state(svc: Services, note_id: UUID) -> bytes | None:
+    """The note's stored document: only for a room without peers (rooms.Rooms.live)."""
+
+    async def tx(conn: Any) -> bytes | None:
+        cur = await conn.execute("SELECT body_state FROM notes WHERE id = %s", (note_id,))
+        row = await cur.fetchone()
+        return bytes(row["body_state"]) if row and row["body_state"] else None
 
     return await svc.db.run(tx, read_only=True)
 
@@ -259,9 +274,10 @@ async def collab(ws: WebSocket) -> None:
         if conn.role is None:
             await _refuse(ws, 4403, "this note is not shared with you")
             return
-        state = row["body_state"]
-        room = rooms.get(note_id, bytes(state) if state else None)
-        room.join(conn)
+        room = rooms.live(note_id)
+        if room is None:
+            room = rooms.get(note_id, await _load_state(svc, note_id))
+        room.join(conn)  # no await since `live`: the room still has peers
         watch.attach(room, conn)
         svc.metrics.open_sockets.inc()
         try:

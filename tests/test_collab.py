@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from syncd import yproto
 from tests.fix_server import ServerProcess
-from tests.helpers import Api, Device, new_id, text_update
+from tests.helpers import Api, Device, metric, new_id, text_update
 from tests.node_env import collab_peer_command, ensure_node_modules
 
 TIMEOUT = 10.0
@@ -281,6 +281,48 @@ def test_device_push_reaches_a_live_peer(server: ServerProcess, owner: Device) -
                             headers=owner.headers)
         assert r.status_code == 200, r.text
         assert live.wait_text(lambda s: s == "one two three") == "one two three"
+
+
+def test_a_peer_joining_a_live_room_takes_its_document(server: ServerProcess,
+                                                       owner: Device) -> None:
+    """A room with peers is joined as it is: the newcomer gets every edit the room holds
+    (a peer's, a device's push) and the note's stored document is not read again. Once its
+    peers left, the idle room reads it on the next join: a push made meanwhile is there."""
+    nid = make_note(owner, "one")
+
+    def reads() -> float:
+        return metric(server.base_url, "syncd_collab_documents_read_total")
+
+    def push(change: Callable[[Text], None]) -> None:
+        state = base64.b64decode(
+            next(n for n in owner.snapshot()["notes"] if n["id"] == nid)["body_state"])
+        upd, _ = text_update(state, change)
+        owner.push([owner.op("note", nid, "text", field="body",
+                             update=base64.b64encode(upd).decode())])
+
+    before = reads()
+    with YPeer(server, nid, owner.token) as first:
+        first.sync()
+        assert reads() == before + 1  # a new room: the stored document
+        first.edit(append(" two"))
+        first.synced = False
+        first.sync()  # answered in order: the server applied the edit
+        push(prepend("zero "))  # reaches the live room through the hub
+        first.wait_text(lambda s: s == "zero one two")
+        with YPeer(server, nid, owner.token) as second:
+            second.sync()
+            assert str(second.text) == "zero one two"
+        assert reads() == before + 1
+    wait_stored(owner, nid, "zero one two")
+    deadline = time.monotonic() + TIMEOUT  # both sockets closed: the room is idle (warm)
+    while metric(server.base_url, "syncd_open_sockets") > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    push(append(" three"))  # nobody connected: no room hears it
+    with YPeer(server, nid, owner.token) as third:
+        third.sync()
+        assert str(third.text) == "zero one two three"
+    assert reads() == before + 2
 
 
 # --- access -----------------------------------------------------------------------------
