@@ -498,10 +498,11 @@ def report_long(longs: list[LongRun]) -> None:
     s = longs[0]
     console.print(table(
         f"long note: a reader joins after {s.edits:,} edits",
-        ("server", "writing s", "stored after s", "join → full document ms", "RSS before MiB",
-         "peak RSS MiB", "full document"),
+        ("server", "writing s", "stored after s", "join → full document ms",
+         "server CPU in join ms", "RSS before MiB", "peak RSS MiB", "full document"),
         [(r.server, f"{r.write_s:.1f}", f"{r.stored_s:.1f}" if r.server == "syncd" else "-",
-          f"{r.join_s * 1000:,.1f}", f"{r.rss_before_kib / 1024:,.0f}",
+          f"{r.join_s * 1000:,.1f}", f"{r.join_cpu_s * 1000:,.0f}",
+          f"{r.rss_before_kib / 1024:,.0f}",
           f"{r.rss_peak_kib / 1024:,.0f}", "yes" if r.ok else "NO") for r in longs]))
     rows = []
     for r in longs[1:]:

@@ -13,9 +13,10 @@
   stored body equals the writer's text. Then a reader joins (the writer still connected:
   Hocuspocus unloads a document its last peer left): time to full document = connect →
   its text holds every edit (sync step 2 applied by the reader's pycrdt: the same client
-  for every server). Server peak memory = the most RSS of the server's process (read
-  from /proc every 20 ms) from before the writer connects to after the reader has the
-  document.
+  for every server), beside the server's CPU time meanwhile (/proc, 10 ms ticks: what the
+  join cost the server, less shaken by a busy machine than the wall clock). Server peak
+  memory = the most RSS of the server's process (read from /proc every 20 ms) from before
+  the writer connects to after the reader has the document.
 - **steady**: C clients over D notes (default 200 × 20), each making R edits/s (default
   5) for S seconds at its own random phase. Latency = edit sent → its arrival at each
   other client of the note, from the Yjs state vectors (each client records when each
@@ -42,7 +43,7 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
 from bench.common import console
-from bench.sockets import Worker, pipe_recv, raise_nofile, rss_kib
+from bench.sockets import Worker, cpu_s, pipe_recv, raise_nofile, rss_kib
 from syncd import yproto
 from tests.node_env import REPO, ensure_node_modules, node_binary
 
@@ -91,6 +92,7 @@ class LongRun:
     write_s: float  # writer's first edit → step 2 answered
     stored_s: float  # then → the stored body equals it (syncd), else 0
     join_s: float  # reader's connect → full document
+    join_cpu_s: float  # the server's CPU time meanwhile (steadier than join_s on a busy box)
     rss_before_kib: int
     rss_peak_kib: int
     ok: bool
@@ -173,8 +175,9 @@ def long_script(edits: int, seed: int = 7) -> Script:
     return Script(client_id, updates, state, text.decode())
 
 
-async def long_note(url: str, doc_name: str, script: Script, proto: tuple[Any, Any, Any],
-                    stored: Callable[[str], float] | None) -> tuple[float, float, float, bool]:
+async def long_note(pid: int, url: str, doc_name: str, script: Script,
+                    proto: tuple[Any, Any, Any], stored: Callable[[str], float] | None
+                    ) -> tuple[float, float, float, float, bool]:
     writer = Peer(url, doc_name, *proto, client_id=script.client_id)
     await writer.open()
     await writer.sync()  # the server's sync step 1 is answered too (it came first): empty
@@ -194,29 +197,30 @@ async def long_note(url: str, doc_name: str, script: Script, proto: tuple[Any, A
     reader = Peer(url, doc_name, *proto, client_id=script.client_id ^ 1)
     full = asyncio.Event()
     reader.changed = lambda: full.set() if len(reader.text) >= len(text) else None
-    t1 = time.monotonic()
+    cpu0, t1 = cpu_s(pid), time.monotonic()
     await reader.open()
     await reader.send(yproto.encode_sync_step1(reader.doc.get_state()))
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(60):
             await full.wait()
-    join_s = time.monotonic() - t1
+    join_s, join_cpu_s = time.monotonic() - t1, cpu_s(pid) - cpu0
     ok = str(reader.text) == text
     await writer.close()
     if not ok:
         console.print(f"[red]{url}: the reader has {len(reader.text):,} of {len(text):,} "
                       "characters[/red]")
     await reader.close()
-    return write_s, stored_s, join_s, ok
+    return write_s, stored_s, join_s, join_cpu_s, ok
 
 
 def run_long(name: str, pid: int, url: str, doc_name: str, script: Script,
              proto: tuple[Any, Any, Any], stored: Callable[[str], float] | None) -> LongRun:
     before = rss_kib(pid)
     with PeakRss(pid) as rss:
-        write_s, stored_s, join_s, ok = asyncio.run(
-            long_note(url, doc_name, script, proto, stored))
-    return LongRun(name, len(script.updates), write_s, stored_s, join_s, before, rss.peak, ok)
+        write_s, stored_s, join_s, join_cpu_s, ok = asyncio.run(
+            long_note(pid, url, doc_name, script, proto, stored))
+    return LongRun(name, len(script.updates), write_s, stored_s, join_s, join_cpu_s, before,
+                   rss.peak, ok)
 
 
 # --- steady ---------------------------------------------------------------------------------
