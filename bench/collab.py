@@ -385,7 +385,7 @@ def main() -> int:
                    help=f"comma-separated, of {', '.join(SERVERS)} (syncd always runs)")
     p.add_argument("--workloads", default="flat,long,steady",
                    help="comma-separated, of flat (the above), long, steady")
-    p.add_argument("--long-edits", type=int, default=10_000,
+    p.add_argument("--long-edits", type=int, default=50_000,
                    help="long note: edits before the reader joins (the target's: 50000)")
     p.add_argument("--steady-clients", type=int, default=200)
     p.add_argument("--steady-notes", type=int, default=20)

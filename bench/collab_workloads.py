@@ -1,6 +1,6 @@
 """bench.collab's two other workloads, run against each server in the same run:
 
-- **long note**: one writer's E edits (default 10,000; the target is set at 50,000) into
+- **long note**: one writer's E edits (default 50,000, the figure the target is set at) into
   one note, then a reader joins. The edits are made before the clock starts, by Yjs
   (`bench/node/long_writer.mjs`: insert "ab" at a random index, one transaction each,
   recording each transaction's update: the frame a y-websocket client sends after that
