@@ -42,9 +42,10 @@ nodes subscribes last, each learns the other's. The bus drops awareness under pr
 `Rooms` is the registry and a service the app's lifespan starts and stops: rooms with
 peers are always kept; idle ones stay warm (LRU) so a reconnect does not rebuild the
 document, at most `warm` of them holding at most `warm_bytes` (`SYNCD_COLLAB_WARM_BYTES`).
-A peer joining a room that has peers takes the room's document as it is (`Rooms.live`),
-without the note's stored state: its hub subscribers kept it current; a new room, or an
-idle warm one, is given the stored state (`Rooms.get`, counted in `documents_read`).
+A peer joining a room that has open peers takes the room's document as it is
+(`Rooms.live`), without the note's stored state: their hub subscribers kept it current; a
+new room, or any other, is given the stored state (`Rooms.get`, counted in
+`documents_read`).
 Stopping it (SIGTERM, SIGINT: after the sockets closed) writes every room's queue at
 once, without waiting out the coalescing window.
 
@@ -102,6 +103,9 @@ REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols
 
 
 class Peer(Protocol):
+    @property
+    def open(self) -> bool: ...  # not closing (a closing peer may have lost its access)
+
     def send(self, frame: bytes) -> None: ...
 
     def send_update(self, update: bytes) -> None: ...
@@ -465,14 +469,16 @@ class Rooms:
         await asyncio.gather(*(room.drain() for room in list(self.rooms.values())))
 
     def live(self, note_id: UUID) -> Room | None:
-        """The note's room if it has peers: a joining peer takes its document as it is.
-        Every change committed since the room read the stored document reached it through
-        its peers' hub subscribers (each subscribed before its room was read, and a nudge
-        re-reads the body), and what it holds but has not written yet is only here; so
-        neither reading the note's state again nor re-applying it (the whole document,
-        for every join) would add anything."""
+        """The note's room if it has an open peer: a joining peer takes its document as it
+        is. Every change committed since the room read the stored document reached it
+        through its peers' hub subscribers (each subscribed before its room was read, and
+        a nudge re-reads the body), and what it holds but has not written yet is only
+        here; so neither reading the note's state again nor re-applying it (the whole
+        document, for every join) would add anything. A closing peer does not count: it
+        may be closing for lost access, after which its user's log no longer carries the
+        note's changes."""
         room = self.rooms.get(note_id)
-        if room is None or room.failed or not room.peers:
+        if room is None or room.failed or not any(peer.open for peer in room.peers):
             return None
         self.rooms.move_to_end(note_id)
         return room

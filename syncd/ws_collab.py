@@ -3,9 +3,9 @@
 Connect: the token is checked, the note must exist and be visible to the user (its owner
 or a member of its project; a viewer may only read). A refused peer gets the y-protocols
 permission-denied message, then the close: 4401 bad token, 4404 no such note, 4403 a note
-the user cannot see. The peer joins the note's room: one that has peers as it is, any
-other after the note's stored document is read into it (rooms.py, `Rooms.live`). Then the
-server sends sync step 1 and the awareness states it knows.
+the user cannot see. The peer joins the note's room: one that has an open peer as it is,
+any other after the note's stored document is read into it (rooms.py, `Rooms.live`).
+Then the server sends sync step 1 and the awareness states it knows.
 
 Per frame (binary; a text frame closes with 4409, a frame over MAX_DOC_BYTES with 1009):
 every message is decoded first (yproto; garbage closes with 4409 and nothing is applied),
@@ -91,6 +91,10 @@ class Connection:
     @property
     def can_write(self) -> bool:
         return self.role in WRITE_ROLES
+
+    @property
+    def open(self) -> bool:
+        return self.closing is None
 
     def access(self, row: dict[str, Any] | None) -> None:
         """Take the caller's access from the note's row (_load_note); none closes 4403."""
@@ -277,7 +281,7 @@ async def collab(ws: WebSocket) -> None:
         room = rooms.live(note_id)
         if room is None:
             room = rooms.get(note_id, await _load_state(svc, note_id))
-        room.join(conn)  # no await since `live`: the room still has peers
+        room.join(conn)  # no await since `live`: the room still has an open peer
         watch.attach(room, conn)
         svc.metrics.open_sockets.inc()
         try:

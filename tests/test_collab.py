@@ -455,3 +455,32 @@ def test_an_evicted_room_and_its_document_are_freed() -> None:
     assert not rooms.rooms
     gc.collect()
     assert ref() is None
+
+
+def test_a_room_whose_peers_all_close_is_read_again() -> None:
+    """A closing peer may have lost its access (its user's log then no longer carries the
+    note's changes): a room left with closing peers only is not joined as it is."""
+    import uuid
+
+    from syncd.db import Database
+    from syncd.fanout import Hub
+    from syncd.outbox import Outbox
+    from syncd.rooms import Rooms
+    from syncd.types import Principal
+    from syncd.ws_collab import Connection
+
+    rooms = Rooms(Database("postgresql://unused"), Hub())  # never connects
+    nid = uuid.uuid4()
+    assert rooms.live(nid) is None  # no room yet
+    room = rooms.get(nid, None)
+    assert rooms.live(nid) is None  # no peers
+    peers = [Connection(None, Principal(uuid.uuid4(), uuid.uuid4()),  # type: ignore[arg-type]
+                        Outbox(rooms.peer_bytes, rooms.tally)) for _ in range(2)]
+    for peer in peers:
+        room.join(peer)
+    assert rooms.live(nid) is room
+    peers[0].close(4403, "you were removed from the note's project")
+    assert rooms.live(nid) is room  # the other peer's subscriber still hears the note
+    peers[1].close(4403, "you were removed from the note's project")
+    assert rooms.live(nid) is None
+    assert rooms.get(nid, None) is room  # the stored document is merged into it
