@@ -76,7 +76,7 @@ class _Live(Collector):
             yield merged
             read = CounterMetricFamily(
                 "syncd_collab_documents_read",
-                "Stored note documents taken into a collab room (new, or idle and rejoined)")
+                "Stored note documents read into a collab room (one without an open peer)")
             read.add_metric([], float(rooms.documents_read))
             yield read
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])

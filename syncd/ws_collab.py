@@ -239,7 +239,7 @@ async def _load_note(svc: Services, note_id: UUID, user: UUID) -> dict[str, Any]
 
 
 async def _load_state(svc: Services, note_id: UUID) -> bytes | None:
-    """The note's stored document: only for a room without peers (rooms.Rooms.live)."""
+    """The note's stored document: for a room without an open peer (rooms.Rooms.live)."""
 
     async def tx(conn: Any) -> bytes | None:
         cur = await conn.execute("SELECT body_state FROM notes WHERE id = %s", (note_id,))
