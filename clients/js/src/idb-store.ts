@@ -10,7 +10,7 @@
  * several tabs of one app take turns.
  */
 import { Mutex } from './mutex.js'
-import type { Changes, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
+import type { Changes, CommitOptions, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
 const VERSION = 2
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
@@ -18,33 +18,38 @@ const BULK = 200
 const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'notes', project: 'projects', settings: 'settings' }
 const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'settings', 'documents', 'rejections', 'notifications']
 
-/** A row as kept: the indexed columns beside the row's parts, the state apart. */
+/**
+ * A row as kept: the indexed columns beside the row's parts, the state apart. The
+ * indexed columns are sparse: a note out of every project, unpinned, live or untagged
+ * has no such key and so no entry in that index (a put then writes fewer index
+ * entries; a whole bootstrap is mostly such notes). Records written before had
+ * '' and 0 there: those entries stay but are never looked up, as a query for "none"
+ * reads the table and filters.
+ */
 interface Record_ {
   id: string
   fields: Row['fields']
   clocks: Row['clocks']
   body: string
   derived: Row['derived']
-  project: string
-  pinned: 0 | 1
-  deleted: 0 | 1
-  tags: string[]
+  project?: string
+  pinned?: 1 | 0
+  deleted?: 1 | 0
+  tags?: string[]
 }
 
 function toRecord (row: Row): Record_ {
-  const tags = Array.isArray(row.fields.tags) ? row.fields.tags.filter((t): t is string => typeof t === 'string') : []
-  return {
-    id: row.id,
-    fields: row.fields,
-    clocks: row.clocks,
-    body: row.body,
-    derived: row.derived,
-    // IndexedDB keys cannot be null or boolean: '' is "no project", 0/1 the flags
-    project: typeof row.fields.project_id === 'string' ? row.fields.project_id : '',
-    pinned: row.fields.pinned === true ? 1 : 0,
-    deleted: row.fields.deleted === true ? 1 : 0,
-    tags
+  const r: Record_ = { id: row.id, fields: row.fields, clocks: row.clocks, body: row.body, derived: row.derived }
+  const f = row.fields
+  // IndexedDB keys cannot be null or boolean: the flags are kept as 1
+  if (typeof f.project_id === 'string' && f.project_id !== '') r.project = f.project_id
+  if (f.pinned === true) r.pinned = 1
+  if (f.deleted === true) r.deleted = 1
+  if (Array.isArray(f.tags) && f.tags.length > 0) {
+    const tags = f.tags.filter((t): t is string => typeof t === 'string')
+    if (tags.length > 0) r.tags = tags
   }
+  return r
 }
 
 function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
@@ -120,9 +125,10 @@ export class IndexedDbStore implements Store {
 
   /** Run `fn` in one transaction; resolve with what it leaves in `out` once committed. */
   private async run<T> (stores: string[], mode: IDBTransactionMode,
-    fn: (t: IDBTransaction, out: { value: T }) => void, initial: T): Promise<T> {
+    fn: (t: IDBTransaction, out: { value: T }) => void, initial: T,
+    durability: IDBTransactionDurability = 'strict'): Promise<T> {
     return await new Promise<T>((resolve, reject) => {
-      const t = this.db.transaction(stores, mode, { durability: 'strict' })
+      const t = this.db.transaction(stores, mode, { durability })
       const out = { value: initial }
       t.oncomplete = () => resolve(out.value)
       t.onerror = () => reject(t.error)
@@ -197,19 +203,21 @@ export class IndexedDbStore implements Store {
     const deleted = filter.deleted === undefined ? false : filter.deleted
     return await this.run<Row[]>(['notes'], 'readonly', (t, out) => {
       const notes = t.objectStore('notes')
-      // the most selective index given, then the other filters on what it returned
-      const request = filter.projectId !== undefined
-        ? notes.index('project').getAll(filter.projectId ?? '')
+      // the most selective index given (an index holds only notes with a project, a
+      // tag, pinned or deleted), then the other filters on what it returned
+      const request = typeof filter.projectId === 'string'
+        ? notes.index('project').getAll(filter.projectId)
         : filter.tag !== undefined
           ? notes.index('tags').getAll(filter.tag)
-          : filter.pinned !== undefined
-            ? notes.index('pinned').getAll(filter.pinned ? 1 : 0)
-            : deleted !== null ? notes.index('deleted').getAll(deleted ? 1 : 0) : notes.getAll()
+          : filter.pinned === true
+            ? notes.index('pinned').getAll(1)
+            : deleted === true ? notes.index('deleted').getAll(1) : notes.getAll()
       request.onsuccess = () => {
         for (const r of request.result as Record_[]) {
-          if (deleted !== null && r.deleted !== (deleted ? 1 : 0)) continue
-          if (filter.pinned !== undefined && r.pinned !== (filter.pinned ? 1 : 0)) continue
-          if (filter.tag !== undefined && !r.tags.includes(filter.tag)) continue
+          if (deleted !== null && (r.deleted === 1) !== deleted) continue
+          if (filter.pinned !== undefined && (r.pinned === 1) !== filter.pinned) continue
+          if (filter.projectId !== undefined && (r.project ?? '') !== (filter.projectId ?? '')) continue
+          if (filter.tag !== undefined && !(r.tags ?? []).includes(filter.tag)) continue
           out.value.push(toRow('note', r, null))
         }
       }
@@ -265,8 +273,11 @@ export class IndexedDbStore implements Store {
     }, [])
   }
 
-  async commit (c: Changes): Promise<number[]> {
-    return await this.run<number[]>(ALL, 'readwrite', (t, out) => { write(t, c, out) }, [])
+  async commit (c: Changes, options: CommitOptions = {}): Promise<number[]> {
+    // 'relaxed': complete once written to the operating system, not yet flushed to the
+    // disk; the next strict commit flushes the same log, this one included
+    return await this.run<number[]>(ALL, 'readwrite', (t, out) => { write(t, c, out) }, [],
+      options.durable === false ? 'relaxed' : 'strict')
   }
 
   async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {

@@ -165,6 +165,12 @@ export interface Changes {
   notifications?: Event[]
 }
 
+/**
+ * How `commit` writes. `durable: false` is for a chunk of a larger write whose last
+ * commit, durable, follows it: the store may report it done before it reaches the disk.
+ */
+export interface CommitOptions { durable?: boolean }
+
 /** A row to read: which entity, which id. */
 export interface RowKey { entity: EntityName, id: string }
 
@@ -210,8 +216,12 @@ export interface Store {
    * aborts the transaction and is thrown. Returns the numbers given to `enqueue`.
    */
   update: (metaKeys: string[], first: RowKey[], decide: Decide) => Promise<number[]>
-  /** Apply `changes` in one transaction; return the numbers given to `changes.enqueue`. */
-  commit: (changes: Changes) => Promise<number[]>
+  /**
+   * Apply `changes` in one transaction; return the numbers given to `changes.enqueue`.
+   * Commits are applied in the order they are called, even when the caller does not
+   * wait for one before calling the next.
+   */
+  commit: (changes: Changes, options?: CommitOptions) => Promise<number[]>
   /** Renumber the queued ops contiguously from `first`, keeping their order. */
   renumber: (first: number) => Promise<void>
   /** Drop every entity, op, sent entry, rejection and notification (meta stays). */
