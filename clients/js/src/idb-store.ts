@@ -1,7 +1,8 @@
 /**
  * The `Store` for browsers: one IndexedDB database per account, with object stores
  * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`, `settings`,
- * `documents` (each note's Yjs state, apart so that listing notes never reads them),
+ * `documents` (each note's Yjs state, apart so that listing notes never reads them, or
+ * packs of states: see `PACK_MIN`),
  * `rejections` and `notifications`.
  *
  * Every method is one transaction whose requests are all issued from callbacks, with
@@ -16,6 +17,19 @@ const VERSION = 2
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
 const BULK = 200
 const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'notes', project: 'projects', settings: 'settings' }
+/**
+ * A commit bringing at least this many new notes with a document state (a bootstrap, a
+ * large pull of shared notes) keeps their states in packs, each one record of the
+ * `documents` store under an array key (never equal to a note id, a string), of up to
+ * `PACK_BYTES`: one put for hundreds of notes instead of one each, which halved the
+ * writes of a bootstrap. The note's record names its pack. A state leaves its pack
+ * when it is next written (it is then kept on its own), which leaves a stale copy in the
+ * pack: at most one per note, as only new notes are packed.
+ */
+const PACK_MIN = 32
+const PACK_BYTES = 256 * 1024
+/** A larger state is kept on its own: reading one note never reads a large pack. */
+const PACK_STATE_MAX = 16 * 1024
 const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'settings', 'documents', 'rejections', 'notifications']
 
 /**
@@ -36,10 +50,16 @@ interface Record_ {
   pinned?: 1 | 0
   deleted?: 1 | 0
   tags?: string[]
+  /** the key (`[pack]` in `documents`) of the pack holding the note's state */
+  pack?: string
 }
 
-function toRecord (row: Row): Record_ {
+/** States of notes written together, by note id. */
+interface Pack { ids: string[], states: Uint8Array[] }
+
+function toRecord (row: Row, pack: string | undefined): Record_ {
   const r: Record_ = { id: row.id, fields: row.fields, clocks: row.clocks, body: row.body, derived: row.derived }
+  if (pack !== undefined) r.pack = pack
   const f = row.fields
   // IndexedDB keys cannot be null or boolean: the flags are kept as 1
   if (typeof f.project_id === 'string' && f.project_id !== '') r.project = f.project_id
@@ -53,7 +73,43 @@ function toRecord (row: Row): Record_ {
 }
 
 function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
-  return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived }
+  return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived, stateRef: r.pack ?? null }
+}
+
+/** A note's state from its pack (undefined: the pack is gone, which a write never does). */
+function fromPack (pack: Pack | undefined, id: string): Uint8Array | null {
+  const i = pack === undefined ? -1 : pack.ids.indexOf(id)
+  return i < 0 ? null : (pack as Pack).states[i] ?? null
+}
+
+/** Group the new notes' states into packs when there are many; return each note's pack. */
+function packStates (t: IDBTransaction, rows: readonly Row[]): Map<Row, string> {
+  const fresh = rows.filter((r) => r.entity === 'note' && r.stateRef === undefined && r.bodyState !== null &&
+    r.bodyState.length <= PACK_STATE_MAX)
+  const out = new Map<Row, string>()
+  if (fresh.length < PACK_MIN) return out
+  // unique without a read: other tabs write packs too
+  const prefix = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 10)}.`
+  let pack: Pack = { ids: [], states: [] }
+  let n = 0
+  let bytes = 0
+  const put = (): void => {
+    if (pack.ids.length > 0) t.objectStore('documents').put(pack, [prefix + String(n++)])
+  }
+  for (const row of fresh) {
+    const state = row.bodyState as Uint8Array
+    if (bytes + state.length > PACK_BYTES) {
+      put()
+      pack = { ids: [], states: [] }
+      bytes = 0
+    }
+    pack.ids.push(row.id)
+    pack.states.push(state)
+    bytes += state.length
+    out.set(row, prefix + String(n))
+  }
+  put()
+  return out
 }
 
 /** Create what versions after `from` added (0: a new database). */
@@ -84,10 +140,24 @@ function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
     if (value === null) meta.delete(key)
     else meta.put(String(value), key)
   }
-  for (const row of c.rows ?? []) {
-    t.objectStore(TABLE[row.entity]).put(toRecord(row))
-    // a row read without its state (a query) leaves the stored state as it is
-    if (row.entity === 'note' && row.bodyState !== null) t.objectStore('documents').put(row.bodyState, row.id)
+  const rows = c.rows ?? []
+  const packed = packStates(t, rows)
+  for (const row of rows) {
+    const table = t.objectStore(TABLE[row.entity])
+    const pack = packed.get(row)
+    if (row.entity !== 'note' || pack !== undefined) {
+      table.put(toRecord(row, pack))
+    } else if (row.bodyState !== null) {
+      t.objectStore('documents').put(row.bodyState, row.id)
+      table.put(toRecord(row, undefined))
+    } else if (row.stateRef !== undefined) {
+      // a row read without its state (a query) leaves the stored state where it is
+      table.put(toRecord(row, row.stateRef ?? undefined))
+    } else {
+      // not read from here: the stored record, if any, says where its state is
+      const g = table.get(row.id)
+      g.onsuccess = () => { table.put(toRecord(row, (g.result as Record_ | undefined)?.pack)) }
+    }
   }
   for (const d of c.drop ?? []) {
     t.objectStore(TABLE[d.entity]).delete(d.id)
@@ -174,6 +244,7 @@ export class IndexedDbStore implements Store {
     const stores = state ? [TABLE[entity], 'documents'] : [TABLE[entity]]
     return await this.run<Row[]>(stores, 'readonly', (t, out) => {
       const table = t.objectStore(TABLE[entity])
+      const pending = new Map<string, IDBRequest>()
       const add = (r: Record_): void => {
         if (!state) {
           out.value.push(toRow(entity, r, null))
@@ -181,8 +252,19 @@ export class IndexedDbStore implements Store {
         }
         const row = toRow(entity, r, null)
         out.value.push(row)
-        const d = t.objectStore('documents').get(r.id)
-        d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
+        if (r.pack === undefined) {
+          const d = t.objectStore('documents').get(r.id)
+          d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
+          return
+        }
+        // one read of each pack, however many of its notes are asked for
+        let p = pending.get(r.pack)
+        if (p === undefined) {
+          p = t.objectStore('documents').get([r.pack])
+          pending.set(r.pack, p)
+        }
+        const request = p
+        request.addEventListener('success', () => { row.bodyState = fromPack(request.result as Pack | undefined, r.id) })
       }
       if (ids === undefined || ids.length > BULK) {
         // one getAll is far cheaper than thousands of gets

@@ -64,6 +64,13 @@ export interface Row {
   bodyState: Uint8Array | null
   /** Values the server derives (word_count, members, progress...), as last sent. */
   derived: Json
+  /**
+   * Where the store that read this row keeps its document state (the IndexedDB store:
+   * the pack holding it, or null when kept on its own); absent on a row not read from a
+   * store. A store uses it to leave the state where it is when the row is saved
+   * without it.
+   */
+  stateRef?: string | null
 }
 
 export function newRow (entity: EntityName, id: string): Row {
