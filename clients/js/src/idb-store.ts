@@ -21,10 +21,12 @@ const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'no
  * A commit bringing at least this many new notes with a document state (a bootstrap, a
  * large pull of shared notes) keeps their states in packs, each one record of the
  * `documents` store under an array key (never equal to a note id, a string), of up to
- * `PACK_BYTES`: one put for hundreds of notes instead of one each, which halved the
- * writes of a bootstrap. The note's record names its pack. A state leaves its pack
- * when it is next written (it is then kept on its own), which leaves a stale copy in the
- * pack: at most one per note, as only new notes are packed.
+ * `PACK_BYTES`: one put for hundreds of notes instead of one each (a put of a small
+ * state costs IndexedDB about as much as the note's own record). The note's record
+ * names its pack. A state leaves its pack when it is next written (it is then kept on
+ * its own) and the pack keeps a stale copy: one per note written new in bulk, which
+ * `wipe` clears. Packs are not rewritten to drop such copies: that would cost the
+ * bulk writes they save.
  */
 const PACK_MIN = 32
 const PACK_BYTES = 256 * 1024
