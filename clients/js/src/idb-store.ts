@@ -78,10 +78,19 @@ function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
   return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived, stateRef: r.pack ?? null }
 }
 
+/** Positions in packs read: reading many notes of one pack looks each up once. */
+const positions = new WeakMap<Pack, Map<string, number>>()
+
 /** A note's state from its pack (undefined: the pack is gone, which a write never does). */
 function fromPack (pack: Pack | undefined, id: string): Uint8Array | null {
-  const i = pack === undefined ? -1 : pack.ids.indexOf(id)
-  return i < 0 ? null : (pack as Pack).states[i] ?? null
+  if (pack === undefined) return null
+  let at = positions.get(pack)
+  if (at === undefined) {
+    at = new Map(pack.ids.map((k, i) => [k, i]))
+    positions.set(pack, at)
+  }
+  const i = at.get(id)
+  return i === undefined ? null : pack.states[i] ?? null
 }
 
 /** Group the new notes' states into packs when there are many; return each note's pack. */
