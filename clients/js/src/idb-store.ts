@@ -1,7 +1,8 @@
 /**
  * The `Store` for browsers: one IndexedDB database per account, with object stores
  * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`, `settings`,
- * `documents` (each note's Yjs state, apart so that listing notes never reads them),
+ * `documents` (each note's Yjs state, apart so that listing notes never reads them, or
+ * packs of states: see `PACK_MIN`),
  * `rejections` and `notifications`.
  *
  * Every method is one transaction whose requests are all issued from callbacks, with
@@ -10,45 +11,116 @@
  * several tabs of one app take turns.
  */
 import { Mutex } from './mutex.js'
-import type { Changes, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
+import type { Changes, CommitOptions, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
 const VERSION = 2
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
 const BULK = 200
 const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'notes', project: 'projects', settings: 'settings' }
+/**
+ * A commit bringing at least this many new notes with a document state (a bootstrap, a
+ * large pull of shared notes) keeps their states in packs, each one record of the
+ * `documents` store under an array key (never equal to a note id, a string), of up to
+ * `PACK_BYTES`: one put for hundreds of notes instead of one each (a put of a small
+ * state costs IndexedDB about as much as the note's own record). The note's record
+ * names its pack. A state leaves its pack when it is next written (it is then kept on
+ * its own) and the pack keeps a stale copy: one per note written new in bulk, which
+ * `wipe` clears. Packs are not rewritten to drop such copies: that would cost the
+ * bulk writes they save.
+ */
+const PACK_MIN = 32
+const PACK_BYTES = 256 * 1024
+/** A larger state is kept on its own: reading one note never reads a large pack. */
+const PACK_STATE_MAX = 16 * 1024
 const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'settings', 'documents', 'rejections', 'notifications']
 
-/** A row as kept: the indexed columns beside the row's parts, the state apart. */
+/**
+ * A row as kept: the indexed columns beside the row's parts, the state apart. The
+ * indexed columns are sparse: a note out of every project, unpinned, live or untagged
+ * has no such key and so no entry in that index (a put then writes fewer index
+ * entries; a whole bootstrap is mostly such notes). Records written before had
+ * '' and 0 there: those entries stay but are never looked up, as a query for "none"
+ * reads the table and filters.
+ */
 interface Record_ {
   id: string
   fields: Row['fields']
   clocks: Row['clocks']
   body: string
   derived: Row['derived']
-  project: string
-  pinned: 0 | 1
-  deleted: 0 | 1
-  tags: string[]
+  project?: string
+  pinned?: 1 | 0
+  deleted?: 1 | 0
+  tags?: string[]
+  /** the key (`[pack]` in `documents`) of the pack holding the note's state */
+  pack?: string
 }
 
-function toRecord (row: Row): Record_ {
-  const tags = Array.isArray(row.fields.tags) ? row.fields.tags.filter((t): t is string => typeof t === 'string') : []
-  return {
-    id: row.id,
-    fields: row.fields,
-    clocks: row.clocks,
-    body: row.body,
-    derived: row.derived,
-    // IndexedDB keys cannot be null or boolean: '' is "no project", 0/1 the flags
-    project: typeof row.fields.project_id === 'string' ? row.fields.project_id : '',
-    pinned: row.fields.pinned === true ? 1 : 0,
-    deleted: row.fields.deleted === true ? 1 : 0,
-    tags
+/** States of notes written together, by note id. */
+interface Pack { ids: string[], states: Uint8Array[] }
+
+function toRecord (row: Row, pack: string | undefined): Record_ {
+  const r: Record_ = { id: row.id, fields: row.fields, clocks: row.clocks, body: row.body, derived: row.derived }
+  if (pack !== undefined) r.pack = pack
+  const f = row.fields
+  // IndexedDB keys cannot be null or boolean: the flags are kept as 1
+  if (typeof f.project_id === 'string' && f.project_id !== '') r.project = f.project_id
+  if (f.pinned === true) r.pinned = 1
+  if (f.deleted === true) r.deleted = 1
+  if (Array.isArray(f.tags) && f.tags.length > 0) {
+    const tags = f.tags.filter((t): t is string => typeof t === 'string')
+    if (tags.length > 0) r.tags = tags
   }
+  return r
 }
 
 function toRow (entity: EntityName, r: Record_, state: Uint8Array | null): Row {
-  return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived }
+  return { entity, id: r.id, fields: r.fields, clocks: r.clocks, body: r.body, bodyState: state, derived: r.derived, stateRef: r.pack ?? null }
+}
+
+/** Positions in packs read: reading many notes of one pack looks each up once. */
+const positions = new WeakMap<Pack, Map<string, number>>()
+
+/** A note's state from its pack (undefined: the pack is gone, which a write never does). */
+function fromPack (pack: Pack | undefined, id: string): Uint8Array | null {
+  if (pack === undefined) return null
+  let at = positions.get(pack)
+  if (at === undefined) {
+    at = new Map(pack.ids.map((k, i) => [k, i]))
+    positions.set(pack, at)
+  }
+  const i = at.get(id)
+  return i === undefined ? null : pack.states[i] ?? null
+}
+
+/** Group the new notes' states into packs when there are many; return each note's pack. */
+function packStates (t: IDBTransaction, rows: readonly Row[]): Map<Row, string> {
+  const fresh = rows.filter((r) => r.entity === 'note' && r.stateRef === undefined && r.bodyState !== null &&
+    r.bodyState.length <= PACK_STATE_MAX)
+  const out = new Map<Row, string>()
+  if (fresh.length < PACK_MIN) return out
+  // unique without a read: other tabs write packs too
+  const prefix = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 10)}.`
+  let pack: Pack = { ids: [], states: [] }
+  let n = 0
+  let bytes = 0
+  const put = (): void => {
+    if (pack.ids.length > 0) t.objectStore('documents').put(pack, [prefix + String(n++)])
+  }
+  for (const row of fresh) {
+    const state = row.bodyState as Uint8Array
+    if (bytes + state.length > PACK_BYTES) {
+      put()
+      pack = { ids: [], states: [] }
+      bytes = 0
+    }
+    pack.ids.push(row.id)
+    pack.states.push(state)
+    bytes += state.length
+    out.set(row, prefix + String(n))
+  }
+  put()
+  return out
 }
 
 /** Create what versions after `from` added (0: a new database). */
@@ -79,10 +151,24 @@ function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
     if (value === null) meta.delete(key)
     else meta.put(String(value), key)
   }
-  for (const row of c.rows ?? []) {
-    t.objectStore(TABLE[row.entity]).put(toRecord(row))
-    // a row read without its state (a query) leaves the stored state as it is
-    if (row.entity === 'note' && row.bodyState !== null) t.objectStore('documents').put(row.bodyState, row.id)
+  const rows = c.rows ?? []
+  const packed = packStates(t, rows)
+  for (const row of rows) {
+    const table = t.objectStore(TABLE[row.entity])
+    const pack = packed.get(row)
+    if (row.entity !== 'note' || pack !== undefined) {
+      table.put(toRecord(row, pack))
+    } else if (row.bodyState !== null) {
+      t.objectStore('documents').put(row.bodyState, row.id)
+      table.put(toRecord(row, undefined))
+    } else if (row.stateRef !== undefined) {
+      // a row read without its state (a query) leaves the stored state where it is
+      table.put(toRecord(row, row.stateRef ?? undefined))
+    } else {
+      // not read from here: the stored record, if any, says where its state is
+      const g = table.get(row.id)
+      g.onsuccess = () => { table.put(toRecord(row, (g.result as Record_ | undefined)?.pack)) }
+    }
   }
   for (const d of c.drop ?? []) {
     t.objectStore(TABLE[d.entity]).delete(d.id)
@@ -120,9 +206,10 @@ export class IndexedDbStore implements Store {
 
   /** Run `fn` in one transaction; resolve with what it leaves in `out` once committed. */
   private async run<T> (stores: string[], mode: IDBTransactionMode,
-    fn: (t: IDBTransaction, out: { value: T }) => void, initial: T): Promise<T> {
+    fn: (t: IDBTransaction, out: { value: T }) => void, initial: T,
+    durability: IDBTransactionDurability = 'strict'): Promise<T> {
     return await new Promise<T>((resolve, reject) => {
-      const t = this.db.transaction(stores, mode, { durability: 'strict' })
+      const t = this.db.transaction(stores, mode, { durability })
       const out = { value: initial }
       t.oncomplete = () => resolve(out.value)
       t.onerror = () => reject(t.error)
@@ -168,6 +255,7 @@ export class IndexedDbStore implements Store {
     const stores = state ? [TABLE[entity], 'documents'] : [TABLE[entity]]
     return await this.run<Row[]>(stores, 'readonly', (t, out) => {
       const table = t.objectStore(TABLE[entity])
+      const pending = new Map<string, IDBRequest>()
       const add = (r: Record_): void => {
         if (!state) {
           out.value.push(toRow(entity, r, null))
@@ -175,8 +263,19 @@ export class IndexedDbStore implements Store {
         }
         const row = toRow(entity, r, null)
         out.value.push(row)
-        const d = t.objectStore('documents').get(r.id)
-        d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
+        if (r.pack === undefined) {
+          const d = t.objectStore('documents').get(r.id)
+          d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
+          return
+        }
+        // one read of each pack, however many of its notes are asked for
+        let p = pending.get(r.pack)
+        if (p === undefined) {
+          p = t.objectStore('documents').get([r.pack])
+          pending.set(r.pack, p)
+        }
+        const request = p
+        request.addEventListener('success', () => { row.bodyState = fromPack(request.result as Pack | undefined, r.id) })
       }
       if (ids === undefined || ids.length > BULK) {
         // one getAll is far cheaper than thousands of gets
@@ -197,19 +296,21 @@ export class IndexedDbStore implements Store {
     const deleted = filter.deleted === undefined ? false : filter.deleted
     return await this.run<Row[]>(['notes'], 'readonly', (t, out) => {
       const notes = t.objectStore('notes')
-      // the most selective index given, then the other filters on what it returned
-      const request = filter.projectId !== undefined
-        ? notes.index('project').getAll(filter.projectId ?? '')
+      // the most selective index given (an index holds only notes with a project, a
+      // tag, pinned or deleted), then the other filters on what it returned
+      const request = typeof filter.projectId === 'string'
+        ? notes.index('project').getAll(filter.projectId)
         : filter.tag !== undefined
           ? notes.index('tags').getAll(filter.tag)
-          : filter.pinned !== undefined
-            ? notes.index('pinned').getAll(filter.pinned ? 1 : 0)
-            : deleted !== null ? notes.index('deleted').getAll(deleted ? 1 : 0) : notes.getAll()
+          : filter.pinned === true
+            ? notes.index('pinned').getAll(1)
+            : deleted === true ? notes.index('deleted').getAll(1) : notes.getAll()
       request.onsuccess = () => {
         for (const r of request.result as Record_[]) {
-          if (deleted !== null && r.deleted !== (deleted ? 1 : 0)) continue
-          if (filter.pinned !== undefined && r.pinned !== (filter.pinned ? 1 : 0)) continue
-          if (filter.tag !== undefined && !r.tags.includes(filter.tag)) continue
+          if (deleted !== null && (r.deleted === 1) !== deleted) continue
+          if (filter.pinned !== undefined && (r.pinned === 1) !== filter.pinned) continue
+          if (filter.projectId !== undefined && (r.project ?? '') !== (filter.projectId ?? '')) continue
+          if (filter.tag !== undefined && !(r.tags ?? []).includes(filter.tag)) continue
           out.value.push(toRow('note', r, null))
         }
       }
@@ -265,8 +366,11 @@ export class IndexedDbStore implements Store {
     }, [])
   }
 
-  async commit (c: Changes): Promise<number[]> {
-    return await this.run<number[]>(ALL, 'readwrite', (t, out) => { write(t, c, out) }, [])
+  async commit (c: Changes, options: CommitOptions = {}): Promise<number[]> {
+    // 'relaxed': complete once written to the operating system, not yet flushed to the
+    // disk; the next strict commit flushes the same log, this one included
+    return await this.run<number[]>(ALL, 'readwrite', (t, out) => { write(t, c, out) }, [],
+      options.durable === false ? 'relaxed' : 'strict')
   }
 
   async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {

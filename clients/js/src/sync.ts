@@ -12,10 +12,25 @@ import { type Changes, type EntityName, type Event, type Row, type Sent, type St
 
 const CHUNK = 1000
 
-/** Write `rows` in chunks, the last one together with `final`. */
+/**
+ * Write `rows` in chunks, the last one together with `final` (the cursor).
+ *
+ * The chunks before the last are all handed to the store at once, not durable: the
+ * store builds one while it writes the one before, and none waits for the disk. This
+ * stays crash-safe because the cursor moves only in the last commit, which is durable,
+ * is called only once every chunk before it succeeded, and is applied after them (the
+ * store keeps the order of commits). A crash before it reaches the disk loses at most
+ * chunks whose events are then applied again from the old cursor; once it is on the
+ * disk, so is every chunk written before it (one log, flushed in order).
+ */
 async function commitInChunks (store: Store, rows: Row[], final: Changes): Promise<void> {
+  const chunks: Array<Promise<number[]>> = []
   let start = 0
-  for (; rows.length - start > CHUNK; start += CHUNK) await store.commit({ rows: rows.slice(start, start + CHUNK) })
+  for (; rows.length - start > CHUNK; start += CHUNK) {
+    chunks.push(store.commit({ rows: rows.slice(start, start + CHUNK) }, { durable: false }))
+  }
+  // every chunk settles before the lock is let go; the first failure is thrown
+  for (const r of await Promise.allSettled(chunks)) if (r.status === 'rejected') throw r.reason
   await store.commit({ ...final, rows: rows.slice(start) })
 }
 

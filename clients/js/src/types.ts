@@ -64,6 +64,13 @@ export interface Row {
   bodyState: Uint8Array | null
   /** Values the server derives (word_count, members, progress...), as last sent. */
   derived: Json
+  /**
+   * Where the store that read this row keeps its document state (the IndexedDB store:
+   * the pack holding it, or null when kept on its own); absent on a row not read from a
+   * store. A store uses it to leave the state where it is when the row is saved
+   * without it.
+   */
+  stateRef?: string | null
 }
 
 export function newRow (entity: EntityName, id: string): Row {
@@ -165,6 +172,12 @@ export interface Changes {
   notifications?: Event[]
 }
 
+/**
+ * How `commit` writes. `durable: false` is for a chunk of a larger write whose last
+ * commit, durable, follows it: the store may report it done before it reaches the disk.
+ */
+export interface CommitOptions { durable?: boolean }
+
 /** A row to read: which entity, which id. */
 export interface RowKey { entity: EntityName, id: string }
 
@@ -210,8 +223,12 @@ export interface Store {
    * aborts the transaction and is thrown. Returns the numbers given to `enqueue`.
    */
   update: (metaKeys: string[], first: RowKey[], decide: Decide) => Promise<number[]>
-  /** Apply `changes` in one transaction; return the numbers given to `changes.enqueue`. */
-  commit: (changes: Changes) => Promise<number[]>
+  /**
+   * Apply `changes` in one transaction; return the numbers given to `changes.enqueue`.
+   * Commits are applied in the order they are called, even when the caller does not
+   * wait for one before calling the next.
+   */
+  commit: (changes: Changes, options?: CommitOptions) => Promise<number[]>
   /** Renumber the queued ops contiguously from `first`, keeping their order. */
   renumber: (first: number) => Promise<void>
   /** Drop every entity, op, sent entry, rejection and notification (meta stays). */

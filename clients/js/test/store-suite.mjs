@@ -70,6 +70,51 @@ export const cases = {
     eq([got.fields.title, Array.from(got.bodyState)], ['b', [9, 9]])
   },
 
+  async 'many new notes written at once keep their documents, however they are read and saved again' (store) {
+    const state = (i) => new Uint8Array([i % 256, Math.floor(i / 256), 7])
+    const n = 300
+    await store.commit({ rows: Array.from({ length: n }, (_, i) => row(`n${i}`, { title: `t${i}` }, { bodyState: state(i) })) })
+    // a second bulk write of other new notes leaves the first one's states as they are
+    await store.commit({ rows: Array.from({ length: 50 }, (_, i) => row(`m${i}`, {}, { bodyState: state(1000 + i) })) })
+    const bytes = (r) => r.bodyState === null ? null : Array.from(r.bodyState)
+    const all = await store.rows('note')
+    eq(all.length, n + 50)
+    for (const r of all) {
+      const i = r.id.startsWith('m') ? 1000 + Number(r.id.slice(1)) : Number(r.id.slice(1))
+      eq(bytes(r), Array.from(state(i)), r.id)
+    }
+    const byId = async (ids, withState = true) => (await store.rows('note', ids, withState)).sort((a, b) => ids.indexOf(a.id) - ids.indexOf(b.id))
+    eq((await byId(['n5', 'n299', 'm3'])).map(bytes), [state(5), state(299), state(1003)].map((s) => Array.from(s)))
+    eq(bytes(await store.row('note', 'n7')), Array.from(state(7)))
+    eq((await store.rows('note', ['n5'], false)).map(bytes), [null], 'without state')
+    // saved again without the state: from a query, from a read without state, and as
+    // a row that was never read from the store
+    const [listed] = (await store.queryNotes({})).filter((r) => r.id === 'n1')
+    const [plain] = await store.rows('note', ['n2'], false)
+    await store.commit({ rows: [{ ...listed, fields: { title: 'b' } }, { ...plain, fields: { title: 'c' } }, row('n3', { title: 'd' })] })
+    eq((await byId(['n1', 'n2', 'n3'])).map((r) => [r.fields.title, bytes(r)]),
+      [['b', [1, 0, 7]], ['c', [2, 0, 7]], ['d', [3, 0, 7]]])
+    // a new state replaces the first one, and stays when saved again without it
+    const [n4] = await store.rows('note', ['n4'])
+    await store.commit({ rows: [{ ...n4, bodyState: new Uint8Array([42]) }] })
+    const [again] = await store.rows('note', ['n4'], false)
+    await store.commit({ rows: [{ ...again, fields: { title: 'e' } }] })
+    eq([bytes(await store.row('note', 'n4')), bytes(await store.row('note', 'n6'))], [[42], Array.from(state(6))])
+    await store.commit({ drop: [{ entity: 'note', id: 'n6' }] })
+    eq(await store.row('note', 'n6'), undefined)
+    // the same id new again without a state: no state, not the dropped note's
+    await store.commit({ rows: [row('n6', { title: 'new' })] })
+    eq(bytes(await store.row('note', 'n6')), null)
+    await store.wipe()
+    eq((await store.rows('note')).length, 0)
+  },
+
+  async 'commits called without waiting apply in the order called' (store) {
+    const writes = [1, 2, 3].map((v) => store.commit({ rows: [row('n', { title: String(v) })], meta: { last: v } }, { durable: v === 3 }))
+    await Promise.all(writes)
+    eq([(await store.row('note', 'n')).fields.title, await store.getMeta('last')], ['3', '3'])
+  },
+
   async 'queued ops are numbered contiguously across commits' (store) {
     eq(await store.commit({ enqueue: [op('a', '1'), op('a', '2')] }), [1, 2])
     eq(await store.commit({ enqueue: [op('b', '3')] }), [3])
@@ -105,19 +150,29 @@ export const cases = {
     await store.commit({ rows: [
       row('a', { project_id: 'p', pinned: true, tags: ['x', 'y'], deleted: false }),
       row('b', { project_id: null, pinned: false, tags: ['y'], deleted: false }),
-      row('c', { project_id: 'p', pinned: false, tags: [], deleted: true })
+      row('c', { project_id: 'p', pinned: false, tags: [], deleted: true }),
+      row('d', { project_id: null, pinned: true, tags: ['x'], deleted: true })
     ] })
     const ids = async (f) => (await store.queryNotes(f)).map((r) => r.id).sort()
     eq(await ids({}), ['a', 'b'])
-    eq(await ids({ deleted: true }), ['c'])
-    eq(await ids({ deleted: null }), ['a', 'b', 'c'])
+    eq(await ids({ deleted: true }), ['c', 'd'])
+    eq(await ids({ deleted: null }), ['a', 'b', 'c', 'd'])
     eq(await ids({ projectId: 'p' }), ['a'])
     eq(await ids({ projectId: 'p', deleted: null }), ['a', 'c'])
     eq(await ids({ projectId: null }), ['b'])
+    eq(await ids({ projectId: null, deleted: true }), ['d'])
     eq(await ids({ pinned: true }), ['a'])
+    eq(await ids({ pinned: true, deleted: null }), ['a', 'd'])
     eq(await ids({ pinned: false }), ['b'])
+    eq(await ids({ pinned: false, deleted: true }), ['c'])
     eq(await ids({ tag: 'y' }), ['a', 'b'])
+    eq(await ids({ tag: 'x', deleted: null }), ['a', 'd'])
     eq(await ids({ tag: 'y', pinned: false }), ['b'])
+    // a note leaving a project, unpinned, restored: found as such, no longer as before
+    await store.commit({ rows: [row('d', { project_id: null, pinned: false, tags: [], deleted: false })] })
+    eq(await ids({ pinned: true, deleted: null }), ['a'])
+    eq(await ids({ tag: 'x', deleted: null }), ['a'])
+    eq(await ids({ pinned: false }), ['b', 'd'])
   },
 
   async 'rejections and notifications are kept in order' (store) {

@@ -124,6 +124,10 @@ test('the store suite passes against IndexedDB', async () => {
   assert.ok(results.length >= 10)
   const failed = results.filter((r) => !r.ok)
   assert.deepEqual(failed, [])
+  const layout = await d.page.evaluate(() => window.checkIndexedDbLayout())
+  assert.ok(layout.packed <= 5, `500 new notes' states in ${layout.packed} records`)
+  assert.equal(layout.few, 5, 'a few new notes keep a record each')
+  assert.deepEqual(layout.old, [true, true, true, false, false])
 })
 
 test('two devices offline edit one note, reconnect and converge to the server', async () => {

@@ -52,6 +52,53 @@ window.runStoreSuite = async () => {
   return results
 }
 
+/** Count the records of one object store of database `name`, beside the Store. */
+async function countRecords (name, storeName) {
+  const db = await new Promise((resolve, reject) => {
+    const r = indexedDB.open(name)
+    r.onsuccess = () => resolve(r.result)
+    r.onerror = () => reject(r.error)
+  })
+  try {
+    return await new Promise((resolve, reject) => {
+      const r = db.transaction(storeName).objectStore(storeName).count()
+      r.onsuccess = () => resolve(r.result)
+      r.onerror = () => reject(r.error)
+    })
+  } finally {
+    db.close()
+  }
+}
+
+/**
+ * What only IndexedDB does: new notes written in bulk keep their states in a few
+ * records, not one each; and notes written before the indexes became sparse ('' for
+ * no project, 0 for unpinned and live) are still found by every query.
+ */
+window.checkIndexedDbLayout = async () => {
+  const name = `layout-${Date.now()}`
+  const store = await openIndexedDbStore(name)
+  try {
+    const note = (id, extra = {}) => ({ entity: 'note', id, fields: { title: id }, clocks: {}, body: '', bodyState: new Uint8Array([1, 2, 3]), derived: {}, ...extra })
+    await store.commit({ rows: Array.from({ length: 500 }, (_, i) => note(`n${i}`)) })
+    const packed = await countRecords(name, 'documents')
+    await store.commit({ rows: Array.from({ length: 5 }, (_, i) => note(`few${i}`)) })
+    const few = await countRecords(name, 'documents') - packed
+    const db = await new Promise((resolve) => { const r = indexedDB.open(name); r.onsuccess = () => resolve(r.result) })
+    await new Promise((resolve, reject) => {
+      const t = db.transaction('notes', 'readwrite')
+      t.objectStore('notes').put({ id: 'old', fields: { title: 'old', tags: [], pinned: false, project_id: null, deleted: false }, clocks: {}, body: '', derived: {}, project: '', pinned: 0, deleted: 0, tags: [] })
+      t.oncomplete = resolve
+      t.onerror = () => reject(t.error)
+    })
+    db.close()
+    const found = async (filter) => (await store.queryNotes(filter)).some((r) => r.id === 'old')
+    return { packed, few, old: [await found({}), await found({ projectId: null }), await found({ pinned: false }), await found({ deleted: true }), await found({ pinned: true })] }
+  } finally {
+    await store.close()
+  }
+}
+
 /** Push the next batch and drop the answer on the floor: a response lost in transit. */
 window.lostPush = async () => {
   const c = window.client
