@@ -87,7 +87,8 @@ class ProjectionFloor:
         row = self.rows.setdefault(op["id"], {
             "id": op["id"], "owner_id": self.user_id, "project_id": None, "title": "",
             "tags": [], "pinned": False, "favorite": False, "deleted": False, "body": "",
-            "body_state": None, "word_count": 0, "clocks": {}, "version": 0, "writers": {}})
+            "body_state": None, "word_count": 0, "clocks": {}, "version": 0, "writers": {},
+            "meta": {}})
         for name, value in op["fields"].items():
             row[name] = value
             row["clocks"][name] = op["hlc"]
@@ -102,7 +103,7 @@ class ProjectionFloor:
         ids = ["{" + ",".join(sorted(op["id"] for op in ops)) + "}" for ops in batches]
         bufs = [copy_buffer(ev) for ev in events]
         cols = "id, owner_id, project_id, title, tags, pinned, favorite, deleted, body, "\
-               "body_state, word_count, clocks, version, writers"
+               "body_state, word_count, clocks, version, writers, meta"
         lat: list[float] = []
         total = time.perf_counter()
         for doc, id_array, buf, update in zip(docs, ids, bufs, updates, strict=True):
@@ -117,7 +118,8 @@ class ProjectionFloor:
                     cur.execute(f"""UPDATE bench_floor_notes n SET title = v.title,
                         tags = v.tags, project_id = v.project_id, pinned = v.pinned,
                         favorite = v.favorite, deleted = v.deleted, clocks = v.clocks,
-                        version = v.version, writers = v.writers, updated_at = now()
+                        version = v.version, writers = v.writers, meta = v.meta,
+                        updated_at = now()
                         FROM {NOTE_ROWS} WHERE n.id = v.id""", (doc,))
                 else:
                     cur.execute(f"INSERT INTO bench_floor_notes ({cols})"
