@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from syncd import log
 from syncd.db import Conn
 from syncd.fields import META, NOTE_COLS, PROJECT_COLS, app_values, meta_fields
 from syncd.merge import Entity
@@ -273,21 +274,35 @@ async def add_members(conn: Conn, rows: list[tuple[UUID, UUID, str]]) -> None:
 async def load_writers(conn: Conn, user: UUID, entities: dict[UUID, Entity],
                        ops: Iterable[Op]) -> dict[int, Writer]:
     """Where, in the user's own log, the current values that ops carrying `base` meet were
-    written: one query for the whole batch (the (entity_id, op_id) index)."""
+    written: one query for the whole batch (the (entity_id, op_id) index).
+
+    Called with the entities locked: every event that wrote their current values was
+    committed before the lock was granted, so it sits at or below the log's head read
+    now. An op whose base is at or past that head (a device that had pulled everything
+    when it made its edits) meets no unseen write, and its writers are not looked up."""
+    based = [op for op in ops if op.base is not None and op.id in entities]
+    if not based:
+        return {}
+    head = await log.head(conn, user)
     wanted: dict[int, UUID] = {}
-    for op in ops:
-        ent = entities.get(op.id)
-        if op.base is None or ent is None:
+    for op in based:
+        if op.base is None or op.base >= head:
             continue
+        ent = entities[op.id]
         for name in (op.fields or {}) if op.kind == "set" else ("deleted",):
             if name in ent.writers:
                 wanted[ent.writers[name]] = ent.id
     if not wanted:
         return {}
+    # One index probe per (entity, op id) pair: `entity_id = ANY(…) AND op_id = ANY(…)`
+    # probed every combination of the two arrays, a million for a batch of 1000.
+    op_ids = sorted(wanted)
     cur = await conn.execute(
-        """SELECT op_id, seq, device_id, author_id FROM events
-           WHERE user_id = %s AND entity_id = ANY(%s) AND op_id = ANY(%s)""",
-        (user, sorted(set(wanted.values())), sorted(wanted)))
+        """SELECT e.op_id, e.seq, e.device_id, e.author_id
+           FROM unnest(%s::uuid[], %s::bigint[]) AS w(entity_id, op_id)
+           JOIN events e ON e.entity_id = w.entity_id AND e.op_id = w.op_id
+           WHERE e.user_id = %s""",
+        (_uuid_array(wanted[i] for i in op_ids), "{" + ",".join(map(str, op_ids)) + "}", user))
     return {r["op_id"]: Writer(r["seq"], r["device_id"], r["author_id"])
             for r in await cur.fetchall()}
 
