@@ -119,6 +119,14 @@ def test_one_batch_finds_exactly_the_unseen_writes_among_many_notes(api: Api) ->
     assert {c["theirs"]["device_id"] for c in conflicts} == {laptop.device_id}
     assert all(c["theirs"]["value"] == f"laptop {ids.index(c['entity_id'])}"
                for c in conflicts)
+    # One stale op far behind the head (its writer looked up by its note, not by reading
+    # the log since its base).
+    seen = cursor_of(phone)
+    laptop.push([set_title(laptop, i, f"laptop again {k}", seen) for k, i in enumerate(ids)])
+    cursor_of(phone)
+    phone.push([set_title(phone, ids[1], "phone, late", seen)])
+    late = [c for c in open_conflicts(laptop) if c["mine"]["value"] == "phone, late"]
+    assert [(c["entity_id"], c["theirs"]["value"]) for c in late] == [(ids[1], "laptop again 1")]
 
 
 def test_conflicts_are_private_and_rebuild_still_agrees(api: Api, pg_url: str) -> None:
