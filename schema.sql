@@ -155,7 +155,9 @@ END $$;
 -- trigger only when a write sets the body: a title, tags or move write then joins it
 -- with the other parts instead of parsing the whole body again (most of such an UPDATE's
 -- time on a note of a few sentences). Generated columns are computed after BEFORE
--- triggers, so `search` always sees the body's new words.
+-- triggers, so `search` sees the body's new words; with a BEFORE UPDATE trigger on the
+-- table PostgreSQL computes them on every UPDATE, from body_words (a join, no parse). The
+-- expression names `body` too, parsed only should body_words be missing.
 CREATE OR REPLACE FUNCTION note_body_words(body text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')
@@ -174,7 +176,7 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_schema = current_schema() AND table_name = 'notes'
                      AND column_name = 'search'
-                     AND generation_expression LIKE '%body_words%') THEN
+                     AND generation_expression LIKE '%note_body_words(body)%') THEN
         UPDATE notes SET body_words = note_body_words(body);
         ALTER TABLE notes DROP COLUMN IF EXISTS search;
     END IF;
@@ -182,7 +184,7 @@ END $$;
 ALTER TABLE notes ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (
     setweight(to_tsvector('simple', translate(title, '<>', '  ')), 'A')
     || setweight(to_tsvector('simple', tags), 'B')
-    || coalesce(body_words, ''::tsvector)
+    || coalesce(body_words, note_body_words(body))
     || array_to_tsvector(ARRAY['~o' || owner_id::text, '~p' || coalesce(project_id::text, '')])
     ) STORED;
 CREATE INDEX IF NOT EXISTS notes_search ON notes USING gin (search);

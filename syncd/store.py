@@ -142,9 +142,9 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
     if new_notes:
         await _save_notes(conn, new_notes, True)
     # Updates are grouped by the columns they change, and each SETs only those. PostgreSQL
-    # recomputes a generated column only when an UPDATE sets a column it is made of (the
-    # search vector: title, tags, project, body), and rewrites a TOASTed value it is sent
-    # again: a pinned toggle on a long chapter no longer re-parses and rewrites its body.
+    # rewrites a TOASTed value it is sent again, and parses the body into its search words
+    # (notes.body_words, by a trigger) only when an UPDATE sets it: a pinned toggle on a
+    # long chapter neither re-parses nor rewrites its body.
     groups: dict[tuple[str, ...], list[Entity]] = {}
     for e in dirty:
         if e.entity == "note" and not e.is_new:

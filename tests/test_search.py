@@ -143,6 +143,14 @@ def test_the_stored_vector_is_the_notes_own_after_every_kind_of_write(
     call(dev, "PATCH", f"/v1/notes/{a}", json={"favorite": True})
     assert [r["id"] for r in search(dev, "drifts erg")] == [b]
     assert stale_vectors(pg_url) == []
+    # The body set alone, in SQL (rolled back: the log never wrote it).
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE notes SET body = 'zebra crossing' WHERE id = %s", (b,))
+        assert conn.execute("SELECT search @@ 'zebra' AND NOT search @@ 'drifts' FROM notes"
+                            " WHERE id = %s", (b,)).fetchone() == (True,)
+        assert conn.execute(f"SELECT search = ({FROM_SCRATCH}) FROM notes WHERE id = %s",
+                            (b,)).fetchone() == (True,)
+        conn.rollback()
 
 
 def test_a_vector_from_before_body_words_is_made_again_by_migrate(pg_admin_url: str) -> None:
@@ -162,6 +170,14 @@ def test_a_vector_from_before_body_words_is_made_again_by_migrate(pg_admin_url: 
             assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname ="
                                 " 'notes_search'").fetchone() == (1,)
         assert stale_vectors(url) == []
+        # Once made again, the vector stays: a later migrate (every start) keeps it.
+        attnum = "SELECT attnum FROM pg_attribute WHERE attrelid = 'notes'::regclass" \
+                 " AND attname = 'search'"
+        with psycopg.connect(url) as conn:
+            before = conn.execute(attnum).fetchone()
+        migrate_sync(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute(attnum).fetchone() == before
     finally:
         drop_database(pg_admin_url, url)
 
