@@ -151,13 +151,14 @@ DO $$ BEGIN
         ALTER TABLE notes DROP COLUMN search;
     END IF;
 END $$;
--- The body's part of the vector (weight C) is kept in a column of its own, made by a
--- trigger only when a write sets the body: a title, tags or move write then joins it
--- with the other parts instead of parsing the whole body again (most of such an UPDATE's
--- time on a note of a few sentences). Generated columns are computed after BEFORE
--- triggers, so `search` sees the body's new words; with a BEFORE UPDATE trigger on the
--- table PostgreSQL computes them on every UPDATE, from body_words (a join, no parse). The
--- expression names `body` too, parsed only should body_words be missing.
+-- The body's part of the vector (weight C) is kept in a column of its own, made only
+-- when a write sets the body: a title, tags or move write then joins it with the other
+-- parts instead of parsing the whole body again (most of such an UPDATE's time on a note
+-- of a few sentences). An INSERT gets it from a trigger; an UPDATE that sets the body
+-- sets it too (store.py: the notes' one UPDATE path). No BEFORE UPDATE trigger: with one
+-- on the table PostgreSQL computes generated columns on every UPDATE, and a pinned toggle
+-- on a long chapter would write its whole vector again. The expression names `body` too,
+-- parsed only should body_words be missing.
 CREATE OR REPLACE FUNCTION note_body_words(body text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')
@@ -168,7 +169,7 @@ BEGIN
     RETURN NEW;
 END $$;
 ALTER TABLE notes ADD COLUMN IF NOT EXISTS body_words tsvector;
-CREATE OR REPLACE TRIGGER notes_body_words BEFORE INSERT OR UPDATE OF body ON notes
+CREATE OR REPLACE TRIGGER notes_body_words BEFORE INSERT ON notes
     FOR EACH ROW EXECUTE FUNCTION notes_body_words();
 -- A vector that parses the body itself is from before body_words: fill body_words, and
 -- make the vector again from it.

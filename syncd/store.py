@@ -142,9 +142,10 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
     if new_notes:
         await _save_notes(conn, new_notes, True)
     # Updates are grouped by the columns they change, and each SETs only those. PostgreSQL
-    # rewrites a TOASTed value it is sent again, and parses the body into its search words
-    # (notes.body_words, by a trigger) only when an UPDATE sets it: a pinned toggle on a
-    # long chapter neither re-parses nor rewrites its body.
+    # recomputes a generated column only when an UPDATE sets a column it is made of (the
+    # search vector: title, tags, project, and the body's words, set with the body), and
+    # rewrites a TOASTed value it is sent again: a pinned toggle on a long chapter neither
+    # re-parses nor rewrites its body or its vector.
     groups: dict[tuple[str, ...], list[Entity]] = {}
     for e in dirty:
         if e.entity == "note" and not e.is_new:
@@ -177,7 +178,9 @@ _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, own
 # What a note update SETs besides its cheap fields, by group, and the row keys that only
 # that group reads: a document of megabytes is neither encoded nor sent when unchanged.
 _SETS = {
-    "body": ("body = v.body, word_count = v.word_count,", ("body", "word_count")),
+    # body_words: the body's search words (schema.sql), parsed here only when the body is set.
+    "body": ("body = v.body, body_words = note_body_words(v.body), word_count = v.word_count,",
+             ("body", "word_count")),
     "doc": ("body_state = v.body_state,", ("body_state",)),
     "searched": ("title = v.title, tags = v.tags, project_id = v.project_id,", ()),
 }
