@@ -151,10 +151,41 @@ DO $$ BEGIN
         ALTER TABLE notes DROP COLUMN search;
     END IF;
 END $$;
+-- The body's part of the vector (weight C) is kept in a column of its own, made only
+-- when a write sets the body: a title, tags or move write then joins it with the other
+-- parts instead of parsing the whole body again (most of such an UPDATE's time on a note
+-- of a few sentences). An INSERT gets it from a trigger; an UPDATE that sets the body
+-- sets it too (store.py: the notes' one UPDATE path). No BEFORE UPDATE trigger: with one
+-- on the table PostgreSQL computes generated columns on every UPDATE, and a pinned toggle
+-- on a long chapter would write its whole vector again. The expression names `body` too,
+-- parsed only should body_words be missing.
+CREATE OR REPLACE FUNCTION note_body_words(body text) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')
+$$;
+CREATE OR REPLACE FUNCTION notes_body_words() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.body_words := note_body_words(NEW.body);
+    RETURN NEW;
+END $$;
+ALTER TABLE notes ADD COLUMN IF NOT EXISTS body_words tsvector;
+CREATE OR REPLACE TRIGGER notes_body_words BEFORE INSERT ON notes
+    FOR EACH ROW EXECUTE FUNCTION notes_body_words();
+-- A vector that parses the body itself is from before body_words: fill body_words, and
+-- make the vector again from it.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'notes'
+                     AND column_name = 'search'
+                     AND generation_expression LIKE '%note_body_words(body)%') THEN
+        UPDATE notes SET body_words = note_body_words(body);
+        ALTER TABLE notes DROP COLUMN IF EXISTS search;
+    END IF;
+END $$;
 ALTER TABLE notes ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (
     setweight(to_tsvector('simple', translate(title, '<>', '  ')), 'A')
     || setweight(to_tsvector('simple', tags), 'B')
-    || setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')
+    || coalesce(body_words, note_body_words(body))
     || array_to_tsvector(ARRAY['~o' || owner_id::text, '~p' || coalesce(project_id::text, '')])
     ) STORED;
 CREATE INDEX IF NOT EXISTS notes_search ON notes USING gin (search);

@@ -1,8 +1,9 @@
 """Push throughput and latency: `set` ops (creations and updates) in batches of 1, 100 and
-1000, and `text` ops (pycrdt Yjs updates, base64), against a real `syncd serve` over HTTP,
-side by side with PostgreSQL COPYing the same event rows into a scratch `events` table,
-and, for `set` batches, with the floor: PostgreSQL alone making every write the batch needs
-(ProjectionFloor).
+1000, 1000-op batches of title updates carrying `base` onto notes with a body (an offline
+device's edits as the JavaScript client sends them), and `text` ops (pycrdt Yjs updates,
+base64), against a real `syncd serve` over HTTP, side by side with PostgreSQL COPYing the
+same event rows into a scratch `events` table, and, for `set` creations and updates, with
+the floor: PostgreSQL alone making every write the batch needs (ProjectionFloor).
 
     python -m bench.push [--database-url URL] [--scale 1.0]
 
@@ -87,7 +88,8 @@ class ProjectionFloor:
         row = self.rows.setdefault(op["id"], {
             "id": op["id"], "owner_id": self.user_id, "project_id": None, "title": "",
             "tags": [], "pinned": False, "favorite": False, "deleted": False, "body": "",
-            "body_state": None, "word_count": 0, "clocks": {}, "version": 0, "writers": {}})
+            "body_state": None, "word_count": 0, "clocks": {}, "version": 0, "writers": {},
+            "meta": {}})
         for name, value in op["fields"].items():
             row[name] = value
             row["clocks"][name] = op["hlc"]
@@ -102,7 +104,7 @@ class ProjectionFloor:
         ids = ["{" + ",".join(sorted(op["id"] for op in ops)) + "}" for ops in batches]
         bufs = [copy_buffer(ev) for ev in events]
         cols = "id, owner_id, project_id, title, tags, pinned, favorite, deleted, body, "\
-               "body_state, word_count, clocks, version, writers"
+               "body_state, word_count, clocks, version, writers, meta"
         lat: list[float] = []
         total = time.perf_counter()
         for doc, id_array, buf, update in zip(docs, ids, bufs, updates, strict=True):
@@ -117,7 +119,8 @@ class ProjectionFloor:
                     cur.execute(f"""UPDATE bench_floor_notes n SET title = v.title,
                         tags = v.tags, project_id = v.project_id, pinned = v.pinned,
                         favorite = v.favorite, deleted = v.deleted, clocks = v.clocks,
-                        version = v.version, writers = v.writers, updated_at = now()
+                        version = v.version, writers = v.writers, meta = v.meta,
+                        updated_at = now()
                         FROM {NOTE_ROWS} WHERE n.id = v.id""", (doc,))
                 else:
                     cur.execute(f"INSERT INTO bench_floor_notes ({cols})"
@@ -201,6 +204,25 @@ def main() -> int:
                                  floor))
             runs.append(scenario(dev, rows, baseline, "set, update", batch, n(count), update,
                                  floor))
+        # An offline device's title edits as the JavaScript client sends them
+        # (bench.js_browser): each op carries the `base` it was made at (the log's head
+        # when it last pulled), onto notes that have a tag and a Yjs body of 150
+        # characters.
+        ids = [new_id() for _ in range(1000 * n(10))]
+        for k in range(0, len(ids), 1000):
+            dev.push([dev.set_op(i, title=f"Note {k + j}", tags=[f"t{j % 7}"])
+                      for j, i in enumerate(ids[k:k + 1000])])
+            dev.push([dev.text_op(i, base64.b64encode(yjs_update(
+                f"The body of note {k + j}, a sentence or two long. " * 3)).decode())
+                for j, i in enumerate(ids[k:k + 1000])])
+        _, status = dev.get("/v1/sync/status")
+
+        def offline(i: int, ids: list[str] = ids, base: int = status["cursor"],
+                    ) -> dict[str, Any]:
+            return {**dev.set_op(ids[i], title=f"Offline {i}"), "base": base}
+
+        runs.append(scenario(dev, rows, baseline, "set, update, base + body", 1000, n(10),
+                             offline))
         # Text: each op is a Yjs update (made with pycrdt) to an existing note's body.
         for batch, count in ((1, 200), (100, 20), (1000, 5)):
             ids = [new_id() for _ in range(batch * n(count))]

@@ -87,6 +87,10 @@ class Batch:
         # order: once op ids exist, they are recorded (projection.record), so the last
         # write of a field is its writer.
         self.changes: list[tuple[Entity, Planned, tuple[str, ...]]] = []
+        # The (entity id, field) pairs those changes won, kept as they are appended: a
+        # conflict check asks it once per op, and rebuilding it each time made a batch
+        # quadratic in its length.
+        self._rewritten: set[tuple[UUID, str]] = set()
         self.conflicts: list[dict[str, Any]] = []
         # Each note's contribution to a project's word count before the batch.
         self._baseline = {e.id: contribution(e) for e in entities.values() if e.entity == "note"}
@@ -270,12 +274,11 @@ class Batch:
         event past the op's `base`: one the device had not seen when the user made it."""
         if op.base is None or ent.is_new:
             return []
-        rewritten = {(e.id, name) for e, _, won in self.changes for name in won}
         out = []
         for name, value in changes.items():
             writer = self.writers.get(ent.writers.get(name, 0))
             if (writer is None or writer.seq <= op.base or writer.device_id == self.device
-                    or (ent.id, name) in rewritten or ent.fields.get(name) == value):
+                    or (ent.id, name) in self._rewritten or ent.fields.get(name) == value):
                 continue
             out.append({
                 "id": str(uuid.uuid4()), "entity": ent.entity, "entity_id": str(ent.id),
@@ -316,6 +319,7 @@ class Batch:
         self.events.append(event)
         if op.kind in SOURCE_KINDS:
             self.changes.append((ent, event, won))
+            self._rewritten.update((ent.id, name) for name in won)
             # Its op id is the entity's version now, as a replay of the log says, even
             # when every field it wrote lost to a newer clock: the row is saved.
             ent.dirty = True

@@ -98,6 +98,37 @@ def test_no_conflict_when_the_device_had_seen_the_value(api: Api) -> None:
     assert open_conflicts(laptop) == []
 
 
+def test_one_batch_finds_exactly_the_unseen_writes_among_many_notes(api: Api) -> None:
+    """A long offline batch: ops made before the other device's writes conflict, ops made
+    after pulling them (base at the log's head) do not, and a second write of a field in
+    the same batch is the device's own, not another conflict."""
+    laptop = api.user("laptop")
+    phone = laptop.login_again("phone")
+    ids = [new_id() for _ in range(40)]
+    laptop.push([laptop.set("note", i, title=f"start {k}") for k, i in enumerate(ids)])
+    early = cursor_of(phone)
+    laptop.push([set_title(laptop, i, f"laptop {k}", early) for k, i in enumerate(ids)])
+    head = cursor_of(phone)
+    stale = set(ids[::3])
+    ops = [set_title(phone, i, f"phone {k}", early if i in stale else head)
+           for k, i in enumerate(ids)]
+    ops += [set_title(phone, ids[0], "phone, again", early)]
+    phone.push(ops)
+    conflicts = open_conflicts(laptop)
+    assert sorted(c["entity_id"] for c in conflicts) == sorted(stale)
+    assert {c["theirs"]["device_id"] for c in conflicts} == {laptop.device_id}
+    assert all(c["theirs"]["value"] == f"laptop {ids.index(c['entity_id'])}"
+               for c in conflicts)
+    # One stale op far behind the head (its writer looked up by its note, not by reading
+    # the log since its base).
+    seen = cursor_of(phone)
+    laptop.push([set_title(laptop, i, f"laptop again {k}", seen) for k, i in enumerate(ids)])
+    cursor_of(phone)
+    phone.push([set_title(phone, ids[1], "phone, late", seen)])
+    late = [c for c in open_conflicts(laptop) if c["mine"]["value"] == "phone, late"]
+    assert [(c["entity_id"], c["theirs"]["value"]) for c in late] == [(ids[1], "laptop again 1")]
+
+
 def test_conflicts_are_private_and_rebuild_still_agrees(api: Api, pg_url: str) -> None:
     laptop, _, _ = two_offline_titles(api)
     [c] = open_conflicts(laptop)

@@ -3,10 +3,28 @@ and only over the notes the caller can see."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from tests.helpers import Api, Device
+import psycopg
+
+from syncd.migrate import migrate_sync
+from tests.fix_services import drop_database, fresh_database
+from tests.helpers import Api, Device, new_id, text_update
 from tests.test_rest_notes import call, create
+
+# The vector as made from the note's columns alone, before the body's words had a column
+# of their own (schema.sql): the stored one must always equal it.
+FROM_SCRATCH = """setweight(to_tsvector('simple', translate(title, '<>', '  ')), 'A')
+    || setweight(to_tsvector('simple', tags), 'B')
+    || setweight(to_tsvector('simple', translate(left(body, 100000), '<>', '  ')), 'C')
+    || array_to_tsvector(ARRAY['~o' || owner_id::text, '~p' || coalesce(project_id::text, '')])"""
+
+
+def stale_vectors(url: str) -> list[Any]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT id FROM notes WHERE search IS DISTINCT FROM"
+                            f" ({FROM_SCRATCH})").fetchall()
 
 
 def search(dev: Device, q: str, **params: Any) -> list[dict[str, Any]]:
@@ -102,6 +120,66 @@ def test_search_and_body_follow_each_kind_of_write(api: Api) -> None:
     got = call(dev, "GET", f"/v1/notes/{nid}").json()
     assert (got["title"], got["body"], got["word_count"]) == ("Diary", "thaw in march", 3)
     assert (got["pinned"], got["favorite"], got["tags"]) == (False, False, ["climate"])
+
+
+def test_the_stored_vector_is_the_notes_own_after_every_kind_of_write(
+        api: Api, pg_url: str) -> None:
+    """The body's words are parsed only when a write sets the body, and the vector joins
+    them with the title's, tags' and scope's: after creations, title, tag and
+    toggle writes, moves, text ops and REST body writes, every vector is the one its
+    note's columns make."""
+    dev = api.user()
+    a, b = new_id(), new_id()
+    project = new_id()
+    update, _ = text_update(b"", lambda t: t.insert(0, "glacier <b>melt</b> water"))
+    dev.push([dev.set("note", a, title="Tide", tags=["sea"]),
+              dev.op("note", a, "text", field="body", update=base64.b64encode(update).decode()),
+              dev.set("note", b, title="Dune"), dev.set("project", project, title="Coast")])
+    assert [r["id"] for r in search(dev, "melt")] == [a]
+    dev.push([dev.set("note", a, title="Current", tags=["ocean"], pinned=True),
+              dev.set("note", b, project_id=project)])
+    assert [r["id"] for r in search(dev, "glacier current")] == [a]
+    call(dev, "PATCH", f"/v1/notes/{b}", json={"body": "sand <i>drifts</i>", "title": "Erg"})
+    call(dev, "PATCH", f"/v1/notes/{a}", json={"favorite": True})
+    assert [r["id"] for r in search(dev, "drifts erg")] == [b]
+    assert stale_vectors(pg_url) == []
+    # A row written without body_words (in SQL, rolled back) is still searched by its body.
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("ALTER TABLE notes DISABLE TRIGGER notes_body_words")
+        conn.execute("INSERT INTO notes (id, owner_id, body) VALUES (%s, %s, 'zebra')",
+                     (new_id(), dev.user_id))
+        assert conn.execute(f"SELECT body_words IS NULL, search = ({FROM_SCRATCH}) FROM notes"
+                            " WHERE body = 'zebra'").fetchone() == (True, True)
+        conn.rollback()
+
+
+def test_a_vector_from_before_body_words_is_made_again_by_migrate(pg_admin_url: str) -> None:
+    url = fresh_database(pg_admin_url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER notes_body_words ON notes")
+            conn.execute("ALTER TABLE notes DROP COLUMN search, DROP COLUMN body_words")
+            conn.execute(f"ALTER TABLE notes ADD COLUMN search tsvector"
+                         f" GENERATED ALWAYS AS ({FROM_SCRATCH}) STORED")
+            conn.execute("""INSERT INTO notes (id, owner_id, title, body)
+                            VALUES (gen_random_uuid(), gen_random_uuid(), 'Old', 'kept words')""")
+        migrate_sync(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM notes WHERE search @@ 'kept & old'"
+                                ).fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname ="
+                                " 'notes_search'").fetchone() == (1,)
+        assert stale_vectors(url) == []
+        # Once made again, the vector stays: a later migrate (every start) keeps it.
+        attnum = "SELECT attnum FROM pg_attribute WHERE attrelid = 'notes'::regclass" \
+                 " AND attname = 'search'"
+        with psycopg.connect(url) as conn:
+            before = conn.execute(attnum).fetchone()
+        migrate_sync(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute(attnum).fetchone() == before
+    finally:
+        drop_database(pg_admin_url, url)
 
 
 def test_search_never_returns_another_users_note(api: Api) -> None:
