@@ -510,9 +510,12 @@ def report_steady(steadies: list[SteadyRun]) -> None:
     s = steadies[0]
     console.print(table(
         f"steady: {s.clients} clients × {s.notes} notes at {s.rate:g} edits/s for "
-        f"{s.seconds:g} s", ("server", "deliveries", "missing", "p50 ms", "p99 ms", "max ms"),
-        [(r.server, f"{len(r.latencies):,}", str(r.missing), f"{r.pct(0.5) * 1000:,.1f}",
-          f"{r.pct(0.99) * 1000:,.1f}", f"{r.pct(1.0) * 1000:,.1f}") for r in steadies]))
+        f"{s.seconds:g} s", ("server", "edits sent", "deliveries", "missing", "p50 ms",
+                             "p99 ms", "max ms", "client workers' CPU"),
+        [(r.server, f"{r.sent:,}", f"{len(r.latencies):,}", str(r.missing),
+          f"{r.pct(0.5) * 1000:,.1f}", f"{r.pct(0.99) * 1000:,.1f}",
+          f"{r.pct(1.0) * 1000:,.1f}", " + ".join(f"{c:.0%}" for c in r.client_cpu))
+         for r in steadies]))
     if len(steadies) > 1:
         best = min(steadies[1:], key=lambda r: r.pct(0.99))
         console.print(table("steady target", ("target", "syncd ÷ it", ""), [(
