@@ -12,12 +12,15 @@ awareness states they announced, and a queue of document changes not yet in the 
   root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
   apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
   relayed and cannot be taken back, so nothing the log will refuse may get that far.
-- Peer changes are broadcast at once and persisted right after (write-behind) by one writer
+- Peer changes are broadcast at the end of the event loop's turn that applied them, all of
+  the turn's merged into one update for every peer (an author gets its own edits back
+  inside the merge, which Yjs ignores), and persisted right after (write-behind) by one writer
   task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
   everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
   one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
-  `sync.write` as `text` ops, one transaction per author. Changes arriving while a write
-  is in flight are batched into the next one. The room vouches for what it admitted
+  `sync.write` as `text` ops, one transaction per author, one at a time per user across
+  the node's rooms (`Turns`). Changes arriving while a write waits or is in flight are
+  batched into the next one. The room vouches for what it admitted
   (`sync.write(..., vouched=note)`): once relayed, an update is in every peer's document
   and comes back on every reconnect, so the log records it as the room admitted it,
   judged by the access its author had then; a demotion or removal, or a push that took
@@ -56,6 +59,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol
 from uuid import UUID
@@ -139,6 +143,7 @@ class Room:
         self._sub = self.doc.observe(self._captured)
         self.size = 0
         self.peers: set[Peer] = set()
+        self.outgoing: list[tuple[bytes, Peer | None]] = []  # updates to send, and by whom
         self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
         self.remote: OrderedDict[int, tuple[AwarenessEntry, float]] = OrderedDict()
         self.channel: DocChannels | None = None  # the bus, while the room has peers
@@ -269,14 +274,40 @@ class Room:
             self.remote.clear()
 
     def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
+        self._send_outgoing()  # the document updates before it keep their place
         for peer in list(self.peers):
             if peer is not exclude:
                 peer.send(frame)
 
     def broadcast_update(self, update: bytes, exclude: Peer | None = None) -> None:
+        """Send `update` to every peer but `exclude` at the end of this turn of the event
+        loop, merged with the room's other updates of the turn (`_send_outgoing`)."""
+        self.outgoing.append((update, exclude))
+        if len(self.outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._send_outgoing)
+
+    def _send_outgoing(self) -> None:
+        """The updates applied since the last call, merged once for every peer. Merging per
+        peer (each peer's outbox merging the same updates) was the largest part of a busy
+        room's fan-out: with many typing at once, one turn of the loop applies several
+        updates. A peer gets the merge even when some of it is its own: Yjs ignores what a
+        document already has (the reference y-websocket server echoes every update); only
+        a peer that wrote all of it is skipped."""
+        batch, self.outgoing = self.outgoing, []
+        if not batch:
+            return
+        if len(batch) == 1:
+            update, only = batch[0]
+        else:
+            update = merge_all([u for u, _ in batch])
+            authors = {author for _, author in batch}
+            only = authors.pop() if len(authors) == 1 else None
+        sent = 0
         for peer in list(self.peers):
-            if peer is not exclude:
+            if peer is not only:
                 peer.send_update(update)
+                sent += 1
+        self.rooms.tally.merged += (len(batch) - 1) * sent  # went out inside another's frame
 
     def awareness_entries(self) -> list[AwarenessEntry]:
         """Every awareness state known here: local peers', and other nodes' still fresh."""
@@ -401,7 +432,8 @@ class Room:
         op = Op(client_seq=0, hlc="", entity="note", id=self.note_id, kind="text",
                 field="body", update=update)
         try:
-            [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
+            async with self.rooms.turns.turn(who.user_id):
+                [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
         except Exception:
             log.exception("note %s: could not persist a collab update; reloading the room",
                           self.note_id)
@@ -431,6 +463,38 @@ class Room:
             await asyncio.shield(self.writer)
 
 
+class Turns:
+    """One write-behind transaction per user at a time, across the node's rooms.
+
+    Every append to a user's log locks the user's row until it commits (log.py), so
+    several rooms writing as one user queue in PostgreSQL anyway, each holding a pooled
+    connection meanwhile: twenty such rooms took every connection, and requests waiting
+    for one timed out. Queued here instead, they hold none, and a room's changes arriving
+    while it waits join its next write."""
+
+    def __init__(self) -> None:
+        self._locks: dict[UUID, tuple[asyncio.Lock, int]] = {}  # the lock, its holder and waiters
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user: UUID) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[user] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[user]
+            if users == 1:
+                del self._locks[user]
+            else:
+                self._locks[user] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Rooms:
     """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU).
 
@@ -447,6 +511,7 @@ class Rooms:
         self.coalesce = coalesce
         self.peer_bytes = peer_bytes
         self.tally = Tally()
+        self.turns = Turns()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()
 
     async def __aenter__(self) -> Rooms:
