@@ -430,11 +430,14 @@ def main() -> int:
                 nids = [new_id() for _ in range(args.steady_notes)]
                 dev.push([dev.set_op(n, title=f"steady {k}") for k, n in enumerate(nids)])
                 steady = (args.steady_clients, args.steady_rate, args.steady_seconds, PROTO)
-                steadies.append(run_steady(
-                    "syncd", [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in nids],
-                    [""] * len(nids), *steady))
+                urls = [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in nids]
+                for url in urls:
+                    open_room(url, "")
+                steadies.append(run_steady("syncd", urls, [""] * len(nids), *steady))
                 for name, ref in refs.items():
                     rooms = [f"steady-{k}" for k in range(args.steady_notes)]
+                    for room in rooms:
+                        open_room(ref.url(room), ref.doc_name(room))
                     steadies.append(run_steady(name, [ref.url(r) for r in rooms],
                                                [ref.doc_name(r) for r in rooms], *steady))
         finally:

@@ -306,7 +306,8 @@ class SteadyPeer:
         if self.doc_name:
             await self.ws.send(self.auth(self.doc_name))
         await self.ws.send(self.wrap(self.doc_name, yproto.encode_sync_step1(b"\x00")))
-        await self.synced.wait()
+        async with asyncio.timeout(60):
+            await self.synced.wait()
 
     async def read(self) -> None:
         empty = self.wrap(self.doc_name, yproto.encode_sync_step2(b"\x00\x00"))
