@@ -187,8 +187,9 @@ class Room:
                 raise
             raise Refused(4409, "not a valid Yjs update") from None
         try:
-            check_update(new)  # its own bytes: another root, a nested type, NUL
-            check_applies(new)  # and yrs applies it (to a scratch document)
+            writes = check_update(new)  # its own bytes: another root, a nested type, NUL
+            if writes.from_zero:  # and yrs applies it (to a scratch document, where only
+                check_applies(new)  # what starts at a clock 0 would be integrated)
         except OpRejected as e:  # what the log would answer a push with: `rejected`
             raise Refused(4422, f"{e.code}: {e.message}") from None
         if self.size + len(new) > MAX_DOC_BYTES:
