@@ -12,10 +12,9 @@ awareness states they announced, and a queue of document changes not yet in the 
   root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
   apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
   relayed and cannot be taken back, so nothing the log will refuse may get that far.
-- Peer changes are broadcast at the end of the event loop's turn that applied them, or
-  FANOUT_WINDOW after the room's previous update frame if that is later, all of them
-  merged into one update for every peer (an author gets its own edits back inside the
-  merge, which Yjs ignores), and persisted right after (write-behind) by one writer
+- Peer changes are broadcast at the end of the event loop's turn that applied them, all of
+  the turn's merged into one update for every peer (an author gets its own edits back
+  inside the merge, which Yjs ignores), and persisted right after (write-behind) by one writer
   task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
   everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
   one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
@@ -101,10 +100,6 @@ AWARENESS_STATES = 512  # states of local peers a room holds (each newcomer gets
 PEER_AWARENESS = 8  # awareness clients one connection may announce (a stock client: one)
 AWARENESS_STATE_BYTES = 8 * 1024  # one state's JSON (a name, a colour, a cursor)
 REMOTE_TTL = 30.0  # seconds a remote state is kept without renewal (y-protocols' timeout)
-# A room sends its peers at most one update frame per window (a screen refresh): a lone
-# keystroke goes out at once, while many typing share frames. Each frame is a write to
-# every peer's socket, the largest cost of a busy room (200 peers × 5 keystrokes/s).
-FANOUT_WINDOW = 0.016
 
 
 class Peer(Protocol):
@@ -149,7 +144,6 @@ class Room:
         self.size = 0
         self.peers: set[Peer] = set()
         self.outgoing: list[tuple[bytes, Peer | None]] = []  # updates to send, and by whom
-        self.sent_at = 0.0  # when the last update frame went out (time.monotonic)
         self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
         self.remote: OrderedDict[int, tuple[AwarenessEntry, float]] = OrderedDict()
         self.channel: DocChannels | None = None  # the bus, while the room has peers
@@ -288,16 +282,10 @@ class Room:
 
     def broadcast_update(self, update: bytes, exclude: Peer | None = None) -> None:
         """Send `update` to every peer but `exclude` at the end of this turn of the event
-        loop, or FANOUT_WINDOW after the room's last update frame if that is later, merged
-        with the room's other updates meanwhile (`_send_outgoing`)."""
+        loop, merged with the room's other updates of the turn (`_send_outgoing`)."""
         self.outgoing.append((update, exclude))
         if len(self.outgoing) == 1:
-            loop = asyncio.get_running_loop()
-            wait = self.sent_at + FANOUT_WINDOW - time.monotonic()
-            if wait > 0:
-                loop.call_later(wait, self._send_outgoing)
-            else:
-                loop.call_soon(self._send_outgoing)
+            asyncio.get_running_loop().call_soon(self._send_outgoing)
 
     def _send_outgoing(self) -> None:
         """The updates applied since the last call, merged once for every peer. Merging per
@@ -309,7 +297,6 @@ class Room:
         batch, self.outgoing = self.outgoing, []
         if not batch:
             return
-        self.sent_at = time.monotonic()
         if len(batch) == 1:
             update, only = batch[0]
         else:
