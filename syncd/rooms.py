@@ -12,9 +12,7 @@ awareness states they announced, and a queue of document changes not yet in the 
   root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
   apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
   relayed and cannot be taken back, so nothing the log will refuse may get that far.
-- Peer changes are broadcast at the end of the event loop's turn that applied them, all of
-  the turn's merged into one update for every peer (an author gets its own edits back
-  inside the merge, which Yjs ignores), and persisted right after (write-behind) by one writer
+- Peer changes are broadcast at once and persisted right after (write-behind) by one writer
   task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
   everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
   one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
@@ -143,7 +141,6 @@ class Room:
         self._sub = self.doc.observe(self._captured)
         self.size = 0
         self.peers: set[Peer] = set()
-        self.outgoing: list[tuple[bytes, Peer | None]] = []  # updates to send, and by whom
         self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
         self.remote: OrderedDict[int, tuple[AwarenessEntry, float]] = OrderedDict()
         self.channel: DocChannels | None = None  # the bus, while the room has peers
@@ -275,40 +272,14 @@ class Room:
             self.remote.clear()
 
     def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
-        self._send_outgoing()  # the document updates before it keep their place
         for peer in list(self.peers):
             if peer is not exclude:
                 peer.send(frame)
 
     def broadcast_update(self, update: bytes, exclude: Peer | None = None) -> None:
-        """Send `update` to every peer but `exclude` at the end of this turn of the event
-        loop, merged with the room's other updates of the turn (`_send_outgoing`)."""
-        self.outgoing.append((update, exclude))
-        if len(self.outgoing) == 1:
-            asyncio.get_running_loop().call_soon(self._send_outgoing)
-
-    def _send_outgoing(self) -> None:
-        """The updates applied since the last call, merged once for every peer. Merging per
-        peer (each peer's outbox merging the same updates) was the largest part of a busy
-        room's fan-out: with many typing at once, one turn of the loop applies several
-        updates. A peer gets the merge even when some of it is its own: Yjs ignores what a
-        document already has (the reference y-websocket server echoes every update); only
-        a peer that wrote all of it is skipped."""
-        batch, self.outgoing = self.outgoing, []
-        if not batch:
-            return
-        if len(batch) == 1:
-            update, only = batch[0]
-        else:
-            update = merge_all([u for u, _ in batch])
-            authors = {author for _, author in batch}
-            only = authors.pop() if len(authors) == 1 else None
-        sent = 0
         for peer in list(self.peers):
-            if peer is not only:
+            if peer is not exclude:
                 peer.send_update(update)
-                sent += 1
-        self.rooms.tally.merged += (len(batch) - 1) * sent  # went out inside another's frame
 
     def awareness_entries(self) -> list[AwarenessEntry]:
         """Every awareness state known here: local peers', and other nodes' still fresh."""
