@@ -437,11 +437,14 @@ def main() -> int:
                 nids = [new_id() for _ in range(args.steady_notes)]
                 dev.push([dev.set_op(n, title=f"steady {k}") for k, n in enumerate(nids)])
                 steady = (args.steady_clients, args.steady_rate, args.steady_seconds, PROTO)
-                steadies.append(run_steady(
-                    "syncd", [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in nids],
-                    [""] * len(nids), *steady))
+                urls = [f"{node.ws_url}/v1/collab/{n}?token={dev.token}" for n in nids]
+                for url in urls:
+                    open_room(url, "")
+                steadies.append(run_steady("syncd", urls, [""] * len(nids), *steady))
                 for name, ref in refs.items():
                     rooms = [f"steady-{k}" for k in range(args.steady_notes)]
+                    for room in rooms:
+                        open_room(ref.url(room), ref.doc_name(room))
                     steadies.append(run_steady(name, [ref.url(r) for r in rooms],
                                                [ref.doc_name(r) for r in rooms], *steady))
         finally:
@@ -518,9 +521,12 @@ def report_steady(steadies: list[SteadyRun]) -> None:
     s = steadies[0]
     console.print(table(
         f"steady: {s.clients} clients × {s.notes} notes at {s.rate:g} edits/s for "
-        f"{s.seconds:g} s", ("server", "deliveries", "missing", "p50 ms", "p99 ms", "max ms"),
-        [(r.server, f"{len(r.latencies):,}", str(r.missing), f"{r.pct(0.5) * 1000:,.1f}",
-          f"{r.pct(0.99) * 1000:,.1f}", f"{r.pct(1.0) * 1000:,.1f}") for r in steadies]))
+        f"{s.seconds:g} s", ("server", "edits sent", "deliveries", "missing", "p50 ms",
+                             "p99 ms", "max ms", "client workers' CPU"),
+        [(r.server, f"{r.sent:,}", f"{len(r.latencies):,}", str(r.missing),
+          f"{r.pct(0.5) * 1000:,.1f}", f"{r.pct(0.99) * 1000:,.1f}",
+          f"{r.pct(1.0) * 1000:,.1f}", " + ".join(f"{c:.0%}" for c in r.client_cpu))
+         for r in steadies]))
     if len(steadies) > 1:
         best = min(steadies[1:], key=lambda r: r.pct(0.99))
         console.print(table("steady target", ("target", "syncd ÷ it", ""), [(

@@ -235,6 +235,8 @@ class SteadyRun:
     seconds: float
     latencies: list[float]  # seconds, one per (edit, receiver)
     missing: int  # (edit, receiver) pairs never seen
+    client_cpu: list[float]  # each client worker's CPU over the run, fraction of one core
+    sent: int = 0  # edits sent
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -244,6 +246,133 @@ class SteadyRun:
 
 
 SteadySpec = tuple[int, str, str, int]  # note, url, doc name, seed
+STRING, DELETED, GC, SKIP = 4, 1, 0, 10
+
+
+def struct_ranges(update: bytes) -> list[tuple[int, int, int]]:
+    """(client, first clock, end clock) of each struct a Yjs v1 update carries, skips left
+    out: what a receiver learns from it, read without a document. Knows the structs this
+    workload makes (text inserts; GC and deleted ranges, which merged updates may hold)."""
+    reader = yproto.Reader(update)
+    out: list[tuple[int, int, int]] = []
+    for _ in range(reader.var_uint()):
+        structs, client, clock = reader.var_uint(), reader.var_uint(), reader.var_uint()
+        for _ in range(structs):
+            info = update[reader.pos]
+            reader.pos += 1
+            ref = info & 0x1F
+            if ref in (GC, SKIP):
+                length = reader.var_uint()
+            else:
+                if info & 0x80:
+                    reader.var_uint(), reader.var_uint()
+                if info & 0x40:
+                    reader.var_uint(), reader.var_uint()
+                if not info & 0xC0:
+                    if reader.var_uint() == 1:
+                        reader.var_string()
+                    else:
+                        reader.var_uint(), reader.var_uint()
+                    if info & 0x20:
+                        reader.var_string()
+                if ref == STRING:
+                    length = len(reader.var_string().encode("utf-16-le")) // 2
+                elif ref == DELETED:
+                    length = reader.var_uint()
+                else:
+                    raise ValueError(f"struct content {ref} is not made by this workload")
+            if ref != SKIP:
+                out.append((client, clock, clock + length))
+            clock += length
+    return out
+
+
+class Receiver:
+    """What a client has of each other client's edits, as Yjs would integrate them: a
+    client's structs count from the first clock it lacks on, later ones wait (pending)."""
+
+    def __init__(self) -> None:
+        self.have: dict[int, int] = {}
+        self.pending: dict[int, list[tuple[int, int]]] = {}
+        self.firsts: dict[tuple[int, int], float] = {}  # (client, clock) → first seen
+
+    def update(self, update: bytes, now: float) -> None:
+        for client, start, end in struct_ranges(update):
+            have = self.have.get(client, 0)
+            if start > have:
+                self.pending.setdefault(client, []).append((start, end))
+                continue
+            if end <= have:
+                continue
+            have = end
+            waiting = self.pending.get(client)
+            while waiting:
+                waiting.sort()
+                if waiting[0][0] > have:
+                    break
+                have = max(have, waiting.pop(0)[1])
+            self.have[client] = have
+            self.firsts[(client, have)] = now  # every clock up to it arrived by now
+
+
+def precompute(client_id: int, seed: int, count: int, doc_name: str,
+               wrap: Callable[[str, bytes], bytes]) -> list[tuple[int, bytes]]:
+    """A client's edits made before the clock starts: (its clock after the edit, the frame).
+    Each inserts PIECE at a random index of the client's own text, so no client spends the
+    run integrating the others' edits: the workers stay cheap and the figure is the
+    server's. (The server still integrates every edit into one document per note.)"""
+    rng = random.Random(seed)
+    doc: Doc[Any] = Doc(client_id=client_id)
+    text = doc.get("body", type=Text)
+    frames = []
+    for _ in range(count):
+        before = doc.get_state()
+        text.insert(rng.randint(0, len(text)), PIECE)
+        frames.append((state_vector(doc)[client_id],
+                       wrap(doc_name, yproto.encode_update(doc.get_update(before)))))
+    return frames
+
+
+class SteadyPeer:
+    """A steady client: sends precomputed edits, reads what arrives without a document."""
+
+    def __init__(self, note: int, url: str, doc_name: str, seed: int,
+                 proto: tuple[Any, Any, Any], count: int) -> None:
+        self.note, self.url, self.doc_name = note, url, doc_name
+        self.wrap, self.unwrap, self.auth = proto
+        self.client_id = random.Random(seed).getrandbits(32)
+        self.frames = precompute(self.client_id, seed, count, doc_name, self.wrap)
+        self.received = Receiver()
+        self.synced = asyncio.Event()
+
+    async def open(self) -> None:
+        self.ws = await connect(self.url, max_size=None, compression=None, max_queue=None,
+                                open_timeout=60, ping_interval=None)
+        self.reader = asyncio.create_task(self.read())
+        if self.doc_name:
+            await self.ws.send(self.auth(self.doc_name))
+        await self.ws.send(self.wrap(self.doc_name, yproto.encode_sync_step1(b"\x00")))
+        async with asyncio.timeout(60):
+            await self.synced.wait()
+
+    async def read(self) -> None:
+        empty = self.wrap(self.doc_name, yproto.encode_sync_step2(b"\x00\x00"))
+        async for frame in self.ws:
+            assert isinstance(frame, bytes)
+            now = time.monotonic()
+            for msg in self.unwrap(self.doc_name, frame):
+                match msg:
+                    case yproto.SyncStep1(_):  # nothing sent yet: nothing to offer
+                        await self.ws.send(empty)
+                    case yproto.SyncStep2(update):
+                        self.received.update(update, now)
+                        self.synced.set()
+                    case yproto.Update(update):
+                        self.received.update(update, now)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
 
 
 def steady_worker(conn: Connection, specs: list[SteadySpec], rate: float, seconds: float,
@@ -254,49 +383,37 @@ def steady_worker(conn: Connection, specs: list[SteadySpec], rate: float, second
 
 async def _steady_worker(conn: Connection, specs: list[SteadySpec], rate: float,
                          seconds: float, proto: tuple[Any, Any, Any]) -> None:
-    peers: list[tuple[int, Peer]] = []
-    seen: list[dict[tuple[int, int], float]] = []
-    for note, url, doc_name, seed in specs:
-        peer = Peer(url, doc_name, *proto, client_id=random.Random(seed).getrandbits(32))
-        firsts: dict[tuple[int, int], float] = {}
-        last: dict[int, int] = {}
-
-        def observe(peer: Peer = peer, firsts: dict[tuple[int, int], float] = firsts,
-                    last: dict[int, int] = last) -> None:
-            now = time.monotonic()
-            for client, clock in state_vector(peer.doc).items():
-                if clock > last.get(client, 0):
-                    last[client] = clock
-                    firsts[(client, clock)] = now  # every clock up to it arrived by now
-
-        peer.changed = observe
-        peers.append((note, peer))
-        seen.append(firsts)
-    await asyncio.gather(*(p.open() for _, p in peers))
-    await asyncio.gather(*(p.sync() for _, p in peers))
+    count = int(rate * seconds) + 1
+    peers = [SteadyPeer(note, url, doc_name, seed, proto, count)
+             for note, url, doc_name, seed in specs]
+    await asyncio.gather(*(p.open() for p in peers))
     conn.send(("ready",))
     await pipe_recv(conn)
     sent: list[tuple[int, int, int, float]] = []  # note, client id, clock, time
+    period = 1 / rate
+    t0, cpu0 = time.monotonic(), time.process_time()
+    end = t0 + seconds
 
-    async def edit(note: int, peer: Peer, rng: random.Random) -> None:
-        period = 1 / rate
-        await asyncio.sleep(rng.random() * period)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            before = peer.doc.get_state()
-            peer.text.insert(rng.randint(0, len(peer.text)), PIECE)
-            clock = state_vector(peer.doc)[peer.doc.client_id]
-            sent.append((note, peer.doc.client_id, clock, time.monotonic()))
-            await peer.send(yproto.encode_update(peer.doc.get_update(before)))
-            await asyncio.sleep(period)
+    async def edit(peer: SteadyPeer, rng: random.Random) -> None:
+        # On a fixed schedule at the client's own phase: a late send does not push the
+        # later ones back, so every server is offered the same load.
+        first = t0 + rng.random() * period
+        for k, (clock, frame) in enumerate(peer.frames):
+            at = first + k * period
+            if at >= end:
+                break
+            if (delay := at - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            sent.append((peer.note, peer.client_id, clock, time.monotonic()))
+            await peer.ws.send(frame)
 
-    await asyncio.gather(*(edit(n, p, random.Random(i)) for i, (n, p) in enumerate(peers)))
+    await asyncio.gather(*(edit(p, random.Random(i)) for i, p in enumerate(peers)))
+    cpu = (time.process_time() - cpu0) / (time.monotonic() - t0)
     await asyncio.sleep(3)  # what is in flight arrives
-    received = [(note, p.doc.client_id, sorted(firsts.items()))
-                for (note, p), firsts in zip(peers, seen, strict=True)]
-    conn.send(("done", sent, received))
+    received = [(p.note, p.client_id, sorted(p.received.firsts.items())) for p in peers]
+    conn.send(("done", sent, received, cpu))
     await pipe_recv(conn)
-    for _, p in peers:
+    for p in peers:
         await p.close()
     conn.close()
 
@@ -337,4 +454,5 @@ def run_steady(name: str, urls: Sequence[str], doc_names: Sequence[str], clients
                 missing += 1
             else:
                 latencies.append(times[i] - t_sent)
-    return SteadyRun(name, clients, notes, rate, seconds, latencies, missing)
+    return SteadyRun(name, clients, notes, rate, seconds, latencies, missing,
+                     [r[3] for r in replies], len(sent))

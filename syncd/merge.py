@@ -32,7 +32,7 @@ from pycrdt import Doc, Text, get_update, merge_updates
 from syncd.errors import OpRejected
 from syncd.fields import DEFAULTS
 from syncd.limits import MAX_DOC_BYTES
-from syncd.yupdate import MalformedUpdate, read_update
+from syncd.yupdate import MalformedUpdate, Writes, read_update
 
 BODY = "body"
 
@@ -186,7 +186,7 @@ def _ranges(buf: bytes, pos: int) -> Iterator[tuple[int, int, int]]:
             yield client, clock, length
 
 
-def check_update(update: bytes) -> None:
+def check_update(update: bytes) -> Writes:
     """Refuse a text update from its own bytes, before it touches a document: one that is
     not a Yjs v1 update (`validation`), writes outside the note's `body` Text (another
     root, a nested type or subdocument: `outside_body`), or inserts NUL, which PostgreSQL
@@ -203,13 +203,17 @@ def check_update(update: bytes) -> None:
                          f"a text update may only write the note's Y.Text {BODY!r}, not {where}")
     if writes.nul:
         raise OpRejected("validation", "the body must not contain NUL characters")
+    return writes
 
 
 def check_applies(update: bytes) -> None:
     """Refuse an update yrs fails to apply, tried on a scratch document: for a document
     others share live (a collab room), which a failed application would leave half
     applied. A note's document in a batch is rebuilt instead (apply_text), so pushes skip
-    this (a scratch document per op was most of a 1000-op push's time)."""
+    this (a scratch document per op was most of a 1000-op push's time). A fresh document
+    integrates only what starts at a client's clock 0, the rest waiting for the clocks
+    before it: callers skip the trial when nothing does (`Writes.from_zero`), as for every
+    keystroke after a client's first."""
     scratch: Doc[Any] = Doc()
     try:
         scratch.apply_update(update)

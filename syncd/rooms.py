@@ -16,8 +16,9 @@ awareness states they announced, and a queue of document changes not yet in the 
   task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
   everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
   one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
-  `sync.write` as `text` ops, one transaction per author. Changes arriving while a write
-  is in flight are batched into the next one. The room vouches for what it admitted
+  `sync.write` as `text` ops, one transaction per author, one at a time per user across
+  the node's rooms (`Turns`). Changes arriving while a write waits or is in flight are
+  batched into the next one. The room vouches for what it admitted
   (`sync.write(..., vouched=note)`): once relayed, an update is in every peer's document
   and comes back on every reconnect, so the log records it as the room admitted it,
   judged by the access its author had then; a demotion or removal, or a push that took
@@ -60,6 +61,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol
 from uuid import UUID
@@ -189,8 +191,9 @@ class Room:
                 raise
             raise Refused(4409, "not a valid Yjs update") from None
         try:
-            check_update(new)  # its own bytes: another root, a nested type, NUL
-            check_applies(new)  # and yrs applies it (to a scratch document)
+            writes = check_update(new)  # its own bytes: another root, a nested type, NUL
+            if writes.from_zero:  # and yrs applies it (to a scratch document, where only
+                check_applies(new)  # what starts at a clock 0 would be integrated)
         except OpRejected as e:  # what the log would answer a push with: `rejected`
             raise Refused(4422, f"{e.code}: {e.message}") from None
         if self.size + len(new) > MAX_DOC_BYTES:
@@ -408,7 +411,8 @@ class Room:
         op = Op(client_seq=0, hlc="", entity="note", id=self.note_id, kind="text",
                 field="body", update=update)
         try:
-            [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
+            async with self.rooms.turns.turn(who.user_id):
+                [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
         except Exception:
             log.exception("note %s: could not persist a collab update; reloading the room",
                           self.note_id)
@@ -438,6 +442,38 @@ class Room:
             await asyncio.shield(self.writer)
 
 
+class Turns:
+    """One write-behind transaction per user at a time, across the node's rooms.
+
+    Every append to a user's log locks the user's row until it commits (log.py), so
+    several rooms writing as one user queue in PostgreSQL anyway, each holding a pooled
+    connection meanwhile: twenty such rooms took every connection, and requests waiting
+    for one timed out. Queued here instead, they hold none, and a room's changes arriving
+    while it waits join its next write."""
+
+    def __init__(self) -> None:
+        self._locks: dict[UUID, tuple[asyncio.Lock, int]] = {}  # the lock, its holder and waiters
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user: UUID) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[user] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[user]
+            if users == 1:
+                del self._locks[user]
+            else:
+                self._locks[user] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Rooms:
     """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU).
 
@@ -454,6 +490,7 @@ class Rooms:
         self.coalesce = coalesce
         self.peer_bytes = peer_bytes
         self.tally = Tally()
+        self.turns = Turns()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()
         self.documents_read = 0  # stored documents taken into a room (`get`), for /metrics
 

@@ -19,7 +19,7 @@ insert. It knows nothing of notes: merge.py decides what to refuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, SUBDOC, SKIP = range(11)
 ORIGIN, RIGHT_ORIGIN, PARENT_SUB = 0x80, 0x40, 0x20
@@ -40,6 +40,9 @@ class Writes:
     roots: frozenset[str]  # the root types named as a parent (items after an origin inherit it)
     nested: bool  # an item is a shared type or a subdocument, or is parented on one
     nul: bool  # an inserted string holds U+0000
+    # A client's structs start at clock 0: only those can a fresh document integrate (the
+    # rest waits for the clocks before it), so only then does a trial on one try anything.
+    from_zero: bool = field(default=False, compare=False)
 
 
 def read_update(update: bytes) -> Writes:
@@ -54,11 +57,11 @@ def read_update(update: bytes) -> Writes:
         raise MalformedUpdate("truncated update") from None
     except UnicodeDecodeError:
         raise MalformedUpdate("a name is not UTF-8") from None
-    return Writes(frozenset(reader.roots), reader.nested, reader.nul)
+    return Writes(frozenset(reader.roots), reader.nested, reader.nul, reader.from_zero)
 
 
 class _Reader:
-    __slots__ = ("buf", "nested", "nul", "pos", "roots")
+    __slots__ = ("buf", "from_zero", "nested", "nul", "pos", "roots")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
@@ -66,6 +69,7 @@ class _Reader:
         self.roots: set[str] = set()
         self.nested = False
         self.nul = False
+        self.from_zero = False
 
     def uint(self) -> int:
         buf, pos = self.buf, self.pos
@@ -95,7 +99,8 @@ class _Reader:
         for _ in range(self.uint()):
             structs = self.uint()
             self.uint()  # client
-            self.uint()  # clock of the first struct
+            if self.uint() == 0:  # clock of the first struct
+                self.from_zero = True
             for _ in range(structs):
                 self.struct()
         for _ in range(self.uint()):  # the delete set

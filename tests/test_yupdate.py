@@ -118,6 +118,22 @@ def test_a_whole_state_names_its_root_and_the_text_it_holds() -> None:
     assert read_update(b"\x00\x00") == Writes(frozenset(), False, False)  # the empty update
 
 
+def test_from_zero_when_a_clients_structs_start_at_clock_zero() -> None:
+    """Only then would a fresh document integrate anything (a collab room's trial)."""
+    doc = seeded()
+    assert read_update(doc.get_update()).from_zero  # client 3 from its first keystroke
+    later = edit(doc, lambda d: body(d).insert(5, ","))
+    assert not read_update(later).from_zero
+    other: Doc[Any] = Doc(client_id=4)
+    other.apply_update(doc.get_update())
+    first = edit(other, lambda d: body(d).insert(0, ">"))
+    assert read_update(first).from_zero  # client 4's first, after client 3's clocks
+    assert not read_update(edit(doc, lambda d: body(d).__delitem__(slice(0, 2)))).from_zero
+    fresh: Doc[Any] = Doc()
+    fresh.apply_update(later)  # nothing of it integrates: it waits for clocks 0-10
+    assert str(body(fresh)) == ""
+
+
 def test_an_item_inside_a_nested_type_is_nested() -> None:
     doc = seeded()
     edit(doc, map_in_body)
