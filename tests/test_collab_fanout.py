@@ -25,6 +25,10 @@ class Recorder:
         self.updates: list[bytes] = []
         self.closed: tuple[int, str] | None = None
 
+    @property
+    def open(self) -> bool:
+        return self.closed is None
+
     def send(self, frame: bytes) -> None:
         pass
 
