@@ -179,7 +179,8 @@ function repack (db: IDBDatabase, t: IDBTransaction, packs: IDBObjectStore): voi
  * (all its gets issued first, each put from its get's callback; requests on one store
  * run in order, so a later read in this transaction sees the puts).
  */
-function writeNotes (t: IDBTransaction, rows: readonly Row[], drops: readonly string[], packed: Map<Row, string>): void {
+function writeNotes (t: IDBTransaction, rows: readonly Row[], drops: readonly string[], packed: Map<Row, string>,
+  read: ReadonlyMap<number, NotePack | undefined>): void {
   const touched = new Map<number, Array<Row | string>>()
   const touch = (id: string, change: Row | string): void => {
     const k = packOf(id)
@@ -197,31 +198,38 @@ function writeNotes (t: IDBTransaction, rows: readonly Row[], drops: readonly st
     touch(id, id)
   }
   const store = t.objectStore('notePacks')
-  for (const [k, changes] of touched) {
-    const g = store.get(k)
-    g.onsuccess = () => {
-      const pack = (g.result as NotePack | undefined) ?? { rows: {} }
-      for (const c of changes) {
-        if (typeof c === 'string') {
-          delete pack.rows[c]
-          continue
-        }
-        // where the state is: a new pack of states, its own record, where the store
-        // said when the row was read without it (a query), or else where the stored
-        // record says (a row not read from here)
-        const ref = packed.get(c) ?? (c.bodyState !== null
-          ? undefined
-          : c.stateRef !== undefined ? c.stateRef ?? undefined : pack.rows[c.id]?.pack)
-        pack.rows[c.id] = toRecord(c, ref)
+  const change = (k: number, changes: Array<Row | string>, stored: NotePack | undefined): void => {
+    const pack = stored ?? { rows: {} }
+    for (const c of changes) {
+      if (typeof c === 'string') {
+        delete pack.rows[c]
+        continue
       }
-      if (Object.keys(pack.rows).length === 0) store.delete(k)
-      else store.put(pack, k)
+      // where the state is: a new pack of states, its own record, where the store
+      // said when the row was read without it (a query), or else where the stored
+      // record says (a row not read from here)
+      const ref = packed.get(c) ?? (c.bodyState !== null
+        ? undefined
+        : c.stateRef !== undefined ? c.stateRef ?? undefined : pack.rows[c.id]?.pack)
+      pack.rows[c.id] = toRecord(c, ref)
     }
+    if (Object.keys(pack.rows).length === 0) store.delete(k)
+    else store.put(pack, k)
+  }
+  for (const [k, changes] of touched) {
+    // a pack this transaction read already (a local edit's) is not read again
+    if (read.has(k)) {
+      change(k, changes, read.get(k))
+      continue
+    }
+    const g = store.get(k)
+    g.onsuccess = () => { change(k, changes, g.result as NotePack | undefined) }
   }
 }
 
 /** Apply `c` within the readwrite transaction `t` over every store. */
-function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
+function write (t: IDBTransaction, c: Changes, out: { value: number[] },
+  read: ReadonlyMap<number, NotePack | undefined> = new Map()): void {
   const meta = t.objectStore('meta')
   for (const [key, value] of Object.entries(c.meta ?? {})) {
     if (value === null) meta.delete(key)
@@ -238,7 +246,7 @@ function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
     if (d.entity === 'note') drops.push(d.id)
     else t.objectStore(TABLE[d.entity]).delete(d.id)
   }
-  if (notes.length > 0 || drops.length > 0) writeNotes(t, notes, drops, packStates(t, notes))
+  if (notes.length > 0 || drops.length > 0) writeNotes(t, notes, drops, packStates(t, notes), read)
   const outbox = t.objectStore('outbox')
   // consumed ops leave before new ones are numbered (a new device numbers from 1 again)
   for (const s of c.dropOps ?? []) outbox.delete(s)
@@ -477,19 +485,27 @@ export class IndexedDbStore implements Store {
       options.durable === false ? 'relaxed' : 'strict')
   }
 
+  /** Notes by pack (the other rows first): a chunk then rewrites only the packs it fills. */
+  bulkOrder (rows: readonly Row[]): Row[] {
+    return rows.map((row) => ({ row, k: row.entity === 'note' ? packOf(row.id) : -1 }))
+      .sort((a, b) => a.k - b.k).map((x) => x.row)
+  }
+
   async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {
     let failure: unknown
     try {
       return await this.run<number[]>(ALL, 'readwrite', (t, out) => {
         const rows = new Map<string, Row | undefined>()
         const packs = new Map<number, IDBRequest>()
+        // the packs read so far, by number (undefined: none yet), for the write
+        const packsRead = new Map<number, NotePack | undefined>()
         const meta: Record<string, string | undefined> = {}
         let waiting = 0
         const settle = (): void => {
           if (waiting > 0) return
           try {
             const d = decide(rows, meta)
-            if ('changes' in d) write(t, d.changes, out)
+            if ('changes' in d) write(t, d.changes, out, packsRead)
             else if (!read(d.read)) throw new Error('update: the rows asked for are read already')
           } catch (e) {
             // thrown from a request's callback, it would abort with a bare AbortError
@@ -520,7 +536,14 @@ export class IndexedDbStore implements Store {
               packs.set(k, p)
             }
             const request = p
-            request.addEventListener('success', () => { got((request.result as NotePack | undefined)?.rows[id]) })
+            request.addEventListener('success', () => {
+              const pack = request.result as NotePack | undefined
+              packsRead.set(k, pack)
+              // the row gets its own maps: the pack is written as read, so a change
+              // `decide` makes to a row it does not write must not reach it
+              const r = pack?.rows[id]
+              got(r === undefined ? undefined : { ...r, fields: { ...r.fields }, clocks: { ...r.clocks }, derived: { ...r.derived } })
+            })
           }
           return fresh.length > 0
         }
