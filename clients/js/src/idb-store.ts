@@ -1,8 +1,8 @@
 /**
  * The `Store` for browsers: one IndexedDB database per account, with object stores
- * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notes`, `projects`, `settings`,
- * `documents` (each note's Yjs state, apart so that listing notes never reads them, or
- * packs of states: see `PACK_MIN`),
+ * `meta` (device, tokens, cursor, clock), `outbox`, `sent`, `notePacks` (the notes, many
+ * to a record: see `PACKS`), `projects`, `settings`, `documents` (each note's Yjs state,
+ * apart so that listing notes never reads them, or packs of states: see `PACK_MIN`),
  * `rejections` and `notifications`.
  *
  * Every method is one transaction whose requests are all issued from callbacks, with
@@ -13,10 +13,23 @@
 import { Mutex } from './mutex.js'
 import type { Changes, CommitOptions, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
-const VERSION = 2
+const VERSION = 3
 /** Past this many ids, `rows` reads the whole table once instead of one get per id. */
 const BULK = 200
-const TABLE: Record<EntityName, 'notes' | 'projects' | 'settings'> = { note: 'notes', project: 'projects', settings: 'settings' }
+/**
+ * The notes live in this many records of `notePacks`, a note in the one numbered
+ * `packOf(id)`: a put costs IndexedDB about the same whatever the record's size, and it
+ * has no batch put, so writing every note (a bootstrap, a pulled batch renaming them all)
+ * costs at most this many puts instead of one per note. The trade-off: a local edit
+ * rewrites its note's whole pack (about 40 notes at 10,000), and more packs would make
+ * that cheaper and bulk writes dearer. The pack follows from the id alone, with no
+ * directory, so tabs never disagree about where a note is. Changing this (or `packOf`)
+ * moves notes: it needs a new VERSION that repacks them.
+ */
+const PACKS = 256
+/** Past this many packs, `rows` reads every pack in one getAll instead of one get each. */
+const PACKS_BULK = 64
+const TABLE: Record<'project' | 'settings', 'projects' | 'settings'> = { project: 'projects', settings: 'settings' }
 /**
  * A commit bringing at least this many new notes with a document state (a bootstrap, a
  * large pull of shared notes) keeps their states in packs, each one record of the
@@ -32,28 +45,27 @@ const PACK_MIN = 32
 const PACK_BYTES = 256 * 1024
 /** A larger state is kept on its own: reading one note never reads a large pack. */
 const PACK_STATE_MAX = 16 * 1024
-const ALL = ['meta', 'outbox', 'sent', 'notes', 'projects', 'settings', 'documents', 'rejections', 'notifications']
+const ALL = ['meta', 'outbox', 'sent', 'notePacks', 'projects', 'settings', 'documents', 'rejections', 'notifications']
 
-/**
- * A row as kept: the indexed columns beside the row's parts, the state apart. The
- * indexed columns are sparse: a note out of every project, unpinned, live or untagged
- * has no such key and so no entry in that index (a put then writes fewer index
- * entries; a whole bootstrap is mostly such notes). Records written before had
- * '' and 0 there: those entries stay but are never looked up, as a query for "none"
- * reads the table and filters.
- */
+/** A row as kept (in `notePacks`, `projects` or `settings`): the row's parts, the state apart. */
 interface Record_ {
   id: string
   fields: Row['fields']
   clocks: Row['clocks']
   body: string
   derived: Row['derived']
-  project?: string
-  pinned?: 1 | 0
-  deleted?: 1 | 0
-  tags?: string[]
   /** the key (`[pack]` in `documents`) of the pack holding the note's state */
   pack?: string
+}
+
+/** One record of `notePacks`: the notes whose ids hash to its number. */
+interface NotePack { rows: Record<string, Record_> }
+
+/** The `notePacks` record of note `id`: FNV-1a of its UTF-16 code units, mod `PACKS`. */
+function packOf (id: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % PACKS
 }
 
 /** States of notes written together, by note id. */
@@ -62,15 +74,6 @@ interface Pack { ids: string[], states: Uint8Array[] }
 function toRecord (row: Row, pack: string | undefined): Record_ {
   const r: Record_ = { id: row.id, fields: row.fields, clocks: row.clocks, body: row.body, derived: row.derived }
   if (pack !== undefined) r.pack = pack
-  const f = row.fields
-  // IndexedDB keys cannot be null or boolean: the flags are kept as 1
-  if (typeof f.project_id === 'string' && f.project_id !== '') r.project = f.project_id
-  if (f.pinned === true) r.pinned = 1
-  if (f.deleted === true) r.deleted = 1
-  if (Array.isArray(f.tags) && f.tags.length > 0) {
-    const tags = f.tags.filter((t): t is string => typeof t === 'string')
-    if (tags.length > 0) r.tags = tags
-  }
   return r
 }
 
@@ -123,57 +126,127 @@ function packStates (t: IDBTransaction, rows: readonly Row[]): Map<Row, string> 
   return out
 }
 
-/** Create what versions after `from` added (0: a new database). */
-function upgrade (db: IDBDatabase, from: number): void {
+/**
+ * Create what versions after `from` added (0: a new database), within the versionchange
+ * transaction `t`.
+ */
+function upgrade (db: IDBDatabase, t: IDBTransaction, from: number): void {
   if (from < 1) createV1(db)
   if (from < 2) db.createObjectStore('settings', { keyPath: 'id' })
+  if (from < 3) {
+    const packs = db.createObjectStore('notePacks')
+    if (from >= 1) repack(db, t, packs)
+  }
 }
 
+/**
+ * The stores of version 1, but for `notes` (one record per note, with indexes on
+ * project, tags, pinned and deleted), which version 3 replaced by `notePacks`.
+ */
 function createV1 (db: IDBDatabase): void {
   db.createObjectStore('meta')
   db.createObjectStore('outbox', { keyPath: 'client_seq' })
   db.createObjectStore('sent', { keyPath: 'client_seq' })
-  const notes = db.createObjectStore('notes', { keyPath: 'id' })
-  notes.createIndex('project', 'project')
-  notes.createIndex('pinned', 'pinned')
-  notes.createIndex('deleted', 'deleted')
-  notes.createIndex('tags', 'tags', { multiEntry: true })
   db.createObjectStore('projects', { keyPath: 'id' })
   db.createObjectStore('documents')
   db.createObjectStore('rejections', { keyPath: 'client_seq' })
   db.createObjectStore('notifications', { keyPath: 'seq' }).createIndex('kind', 'kind')
 }
 
+/**
+ * Move the notes of a version 1 or 2 database into packs, then drop their store and its
+ * indexes. One read of them all: every note must be in memory anyway before its pack can
+ * be written once.
+ */
+function repack (db: IDBDatabase, t: IDBTransaction, packs: IDBObjectStore): void {
+  const all = t.objectStore('notes').getAll()
+  all.onsuccess = () => {
+    const grouped = new Map<number, NotePack>()
+    for (const old of all.result as Record_[]) {
+      const k = packOf(old.id)
+      let pack = grouped.get(k)
+      if (pack === undefined) grouped.set(k, pack = { rows: {} })
+      // the index columns of the old layout are left behind
+      pack.rows[old.id] = { id: old.id, fields: old.fields, clocks: old.clocks, body: old.body, derived: old.derived, ...(old.pack === undefined ? {} : { pack: old.pack }) }
+    }
+    for (const [k, pack] of grouped) packs.put(pack, k)
+    db.deleteObjectStore('notes')
+  }
+}
+
+/**
+ * Write note rows, then drop notes: each pack touched is read once, changed and put back
+ * (all its gets issued first, each put from its get's callback; requests on one store
+ * run in order, so a later read in this transaction sees the puts).
+ */
+function writeNotes (t: IDBTransaction, rows: readonly Row[], drops: readonly string[], packed: Map<Row, string>,
+  read: ReadonlyMap<number, NotePack | undefined>): void {
+  const touched = new Map<number, Array<Row | string>>()
+  const touch = (id: string, change: Row | string): void => {
+    const k = packOf(id)
+    const list = touched.get(k)
+    if (list === undefined) touched.set(k, [change])
+    else list.push(change)
+  }
+  const documents = t.objectStore('documents')
+  for (const row of rows) {
+    if (!packed.has(row) && row.bodyState !== null) documents.put(row.bodyState, row.id)
+    touch(row.id, row)
+  }
+  for (const id of drops) {
+    documents.delete(id)
+    touch(id, id)
+  }
+  const store = t.objectStore('notePacks')
+  const change = (k: number, changes: Array<Row | string>, stored: NotePack | undefined): void => {
+    const pack = stored ?? { rows: {} }
+    for (const c of changes) {
+      if (typeof c === 'string') {
+        delete pack.rows[c]
+        continue
+      }
+      // where the state is: a new pack of states, its own record, where the store
+      // said when the row was read without it (a query), or else where the stored
+      // record says (a row not read from here)
+      const ref = packed.get(c) ?? (c.bodyState !== null
+        ? undefined
+        : c.stateRef !== undefined ? c.stateRef ?? undefined : pack.rows[c.id]?.pack)
+      pack.rows[c.id] = toRecord(c, ref)
+    }
+    if (Object.keys(pack.rows).length === 0) store.delete(k)
+    else store.put(pack, k)
+  }
+  for (const [k, changes] of touched) {
+    // a pack this transaction read already (a local edit's) is not read again
+    if (read.has(k)) {
+      change(k, changes, read.get(k))
+      continue
+    }
+    const g = store.get(k)
+    g.onsuccess = () => { change(k, changes, g.result as NotePack | undefined) }
+  }
+}
+
 /** Apply `c` within the readwrite transaction `t` over every store. */
-function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
+function write (t: IDBTransaction, c: Changes, out: { value: number[] },
+  read: ReadonlyMap<number, NotePack | undefined> = new Map()): void {
   const meta = t.objectStore('meta')
   for (const [key, value] of Object.entries(c.meta ?? {})) {
     if (value === null) meta.delete(key)
     else meta.put(String(value), key)
   }
   const rows = c.rows ?? []
-  const packed = packStates(t, rows)
+  const notes: Row[] = []
   for (const row of rows) {
-    const table = t.objectStore(TABLE[row.entity])
-    const pack = packed.get(row)
-    if (row.entity !== 'note' || pack !== undefined) {
-      table.put(toRecord(row, pack))
-    } else if (row.bodyState !== null) {
-      t.objectStore('documents').put(row.bodyState, row.id)
-      table.put(toRecord(row, undefined))
-    } else if (row.stateRef !== undefined) {
-      // a row read without its state (a query) leaves the stored state where it is
-      table.put(toRecord(row, row.stateRef ?? undefined))
-    } else {
-      // not read from here: the stored record, if any, says where its state is
-      const g = table.get(row.id)
-      g.onsuccess = () => { table.put(toRecord(row, (g.result as Record_ | undefined)?.pack)) }
-    }
+    if (row.entity === 'note') notes.push(row)
+    else t.objectStore(TABLE[row.entity]).put(toRecord(row, undefined))
   }
+  const drops: string[] = []
   for (const d of c.drop ?? []) {
-    t.objectStore(TABLE[d.entity]).delete(d.id)
-    if (d.entity === 'note') t.objectStore('documents').delete(d.id)
+    if (d.entity === 'note') drops.push(d.id)
+    else t.objectStore(TABLE[d.entity]).delete(d.id)
   }
+  if (notes.length > 0 || drops.length > 0) writeNotes(t, notes, drops, packStates(t, notes), read)
   const outbox = t.objectStore('outbox')
   // consumed ops leave before new ones are numbered (a new device numbers from 1 again)
   for (const s of c.dropOps ?? []) outbox.delete(s)
@@ -197,6 +270,54 @@ function write (t: IDBTransaction, c: Changes, out: { value: number[] }): void {
   if (c.unsentFrom !== undefined) sent.delete(IDBKeyRange.lowerBound(c.unsentFrom))
   for (const r of c.rejections ?? []) t.objectStore('rejections').put(r)
   for (const n of c.notifications ?? []) t.objectStore('notifications').put(n)
+}
+
+/** Read the records of `ids` (all when omitted) from `table`, one per row, calling `add` on each. */
+function readRecords (table: IDBObjectStore, ids: readonly string[] | undefined, add: (r: Record_) => void): void {
+  if (ids === undefined || ids.length > BULK) {
+    // one getAll is far cheaper than thousands of gets
+    const wanted = ids === undefined ? null : new Set(ids)
+    const all = table.getAll()
+    all.onsuccess = () => { for (const r of all.result as Record_[]) if (wanted === null || wanted.has(r.id)) add(r) }
+    return
+  }
+  for (const id of ids) {
+    const g = table.get(id)
+    g.onsuccess = () => { if (g.result !== undefined) add(g.result as Record_) }
+  }
+}
+
+/** Read the notes `ids` (all when omitted): each pack holding one once, calling `add` on each. */
+function readNotes (t: IDBTransaction, ids: readonly string[] | undefined, add: (r: Record_) => void): void {
+  const store = t.objectStore('notePacks')
+  const byPack = new Map<number, string[]>()
+  for (const id of ids ?? []) {
+    const k = packOf(id)
+    const list = byPack.get(k)
+    if (list === undefined) byPack.set(k, [id])
+    else list.push(id)
+  }
+  if (ids === undefined || byPack.size > PACKS_BULK) {
+    const wanted = ids === undefined ? null : new Set(ids)
+    const all = store.getAll()
+    all.onsuccess = () => {
+      for (const pack of all.result as NotePack[]) {
+        for (const r of Object.values(pack.rows)) if (wanted === null || wanted.has(r.id)) add(r)
+      }
+    }
+    return
+  }
+  for (const [k, list] of byPack) {
+    const g = store.get(k)
+    g.onsuccess = () => {
+      const pack = g.result as NotePack | undefined
+      if (pack === undefined) return
+      for (const id of list) {
+        const r = pack.rows[id]
+        if (r !== undefined) add(r)
+      }
+    }
+  }
 }
 
 export class IndexedDbStore implements Store {
@@ -252,17 +373,13 @@ export class IndexedDbStore implements Store {
 
   async rows (entity: EntityName, ids?: readonly string[], withState = true): Promise<Row[]> {
     const state = withState && entity === 'note'
-    const stores = state ? [TABLE[entity], 'documents'] : [TABLE[entity]]
-    return await this.run<Row[]>(stores, 'readonly', (t, out) => {
-      const table = t.objectStore(TABLE[entity])
+    const stores = entity !== 'note' ? [TABLE[entity]] : state ? ['notePacks', 'documents'] : ['notePacks']
+    const found = await this.run<Row[]>(stores, 'readonly', (t, out) => {
       const pending = new Map<string, IDBRequest>()
       const add = (r: Record_): void => {
-        if (!state) {
-          out.value.push(toRow(entity, r, null))
-          return
-        }
         const row = toRow(entity, r, null)
         out.value.push(row)
+        if (!state) return
         if (r.pack === undefined) {
           const d = t.objectStore('documents').get(r.id)
           d.onsuccess = () => { row.bodyState = (d.result as Uint8Array | undefined) ?? null }
@@ -277,41 +394,36 @@ export class IndexedDbStore implements Store {
         const request = p
         request.addEventListener('success', () => { row.bodyState = fromPack(request.result as Pack | undefined, r.id) })
       }
-      if (ids === undefined || ids.length > BULK) {
-        // one getAll is far cheaper than thousands of gets
-        const wanted = ids === undefined ? null : new Set(ids)
-        const all = table.getAll()
-        all.onsuccess = () => { for (const r of all.result as Record_[]) if (wanted === null || wanted.has(r.id)) add(r) }
-        return
-      }
-      for (const id of ids) {
-        const g = table.get(id)
-        g.onsuccess = () => { if (g.result !== undefined) add(g.result as Record_) }
-      }
+      if (entity === 'note') readNotes(t, ids, add)
+      else readRecords(t.objectStore(TABLE[entity]), ids, add)
     }, [])
+    if (ids === undefined) return found
+    // in the order asked for, as a store of one record per row gives them
+    const at = new Map(ids.map((id, i) => [id, i]))
+    return found.sort((a, b) => (at.get(a.id) ?? 0) - (at.get(b.id) ?? 0))
   }
 
-  /** Rows without their document state (`bodyState` null): a list never needs it. */
+  /**
+   * Rows without their document state (`bodyState` null): a list never needs it. Every
+   * pack is read and filtered here: the notes have no indexes, as reading ~`PACKS`
+   * records and filtering costs less than the index entries every write of a pack
+   * would rewrite (and a query is read, a pack written, once for many notes).
+   */
   async queryNotes (filter: NoteFilter): Promise<Row[]> {
     const deleted = filter.deleted === undefined ? false : filter.deleted
-    return await this.run<Row[]>(['notes'], 'readonly', (t, out) => {
-      const notes = t.objectStore('notes')
-      // the most selective index given (an index holds only notes with a project, a
-      // tag, pinned or deleted), then the other filters on what it returned
-      const request = typeof filter.projectId === 'string'
-        ? notes.index('project').getAll(filter.projectId)
-        : filter.tag !== undefined
-          ? notes.index('tags').getAll(filter.tag)
-          : filter.pinned === true
-            ? notes.index('pinned').getAll(1)
-            : deleted === true ? notes.index('deleted').getAll(1) : notes.getAll()
+    return await this.run<Row[]>(['notePacks'], 'readonly', (t, out) => {
+      const request = t.objectStore('notePacks').getAll()
       request.onsuccess = () => {
-        for (const r of request.result as Record_[]) {
-          if (deleted !== null && (r.deleted === 1) !== deleted) continue
-          if (filter.pinned !== undefined && (r.pinned === 1) !== filter.pinned) continue
-          if (filter.projectId !== undefined && (r.project ?? '') !== (filter.projectId ?? '')) continue
-          if (filter.tag !== undefined && !(r.tags ?? []).includes(filter.tag)) continue
-          out.value.push(toRow('note', r, null))
+        for (const pack of request.result as NotePack[]) {
+          for (const r of Object.values(pack.rows)) {
+            const f = r.fields
+            if (deleted !== null && (f.deleted === true) !== deleted) continue
+            if (filter.pinned !== undefined && (f.pinned === true) !== filter.pinned) continue
+            if (filter.projectId !== undefined &&
+              (typeof f.project_id === 'string' ? f.project_id : '') !== (filter.projectId ?? '')) continue
+            if (filter.tag !== undefined && !(Array.isArray(f.tags) && f.tags.includes(filter.tag))) continue
+            out.value.push(toRow('note', r, null))
+          }
         }
       }
     }, [])
@@ -373,18 +485,27 @@ export class IndexedDbStore implements Store {
       options.durable === false ? 'relaxed' : 'strict')
   }
 
+  /** Notes by pack (the other rows first): a chunk then rewrites only the packs it fills. */
+  bulkOrder (rows: readonly Row[]): Row[] {
+    return rows.map((row) => ({ row, k: row.entity === 'note' ? packOf(row.id) : -1 }))
+      .sort((a, b) => a.k - b.k).map((x) => x.row)
+  }
+
   async update (metaKeys: string[], first: RowKey[], decide: Decide): Promise<number[]> {
     let failure: unknown
     try {
       return await this.run<number[]>(ALL, 'readwrite', (t, out) => {
         const rows = new Map<string, Row | undefined>()
+        const packs = new Map<number, IDBRequest>()
+        // the packs read so far, by number (undefined: none yet), for the write
+        const packsRead = new Map<number, NotePack | undefined>()
         const meta: Record<string, string | undefined> = {}
         let waiting = 0
         const settle = (): void => {
           if (waiting > 0) return
           try {
             const d = decide(rows, meta)
-            if ('changes' in d) write(t, d.changes, out)
+            if ('changes' in d) write(t, d.changes, out, packsRead)
             else if (!read(d.read)) throw new Error('update: the rows asked for are read already')
           } catch (e) {
             // thrown from a request's callback, it would abort with a bare AbortError
@@ -398,12 +519,31 @@ export class IndexedDbStore implements Store {
             const key = `${entity}:${id}`
             rows.set(key, undefined)
             waiting++
-            const g = t.objectStore(TABLE[entity]).get(id)
-            g.onsuccess = () => {
-              if (g.result !== undefined) rows.set(key, toRow(entity, g.result as Record_, null))
+            const got = (r: Record_ | undefined): void => {
+              if (r !== undefined) rows.set(key, toRow(entity, r, null))
               waiting--
               settle()
             }
+            if (entity !== 'note') {
+              const g = t.objectStore(TABLE[entity]).get(id)
+              g.onsuccess = () => { got(g.result as Record_ | undefined) }
+              continue
+            }
+            const k = packOf(id)
+            let p = packs.get(k)
+            if (p === undefined) {
+              p = t.objectStore('notePacks').get(k)
+              packs.set(k, p)
+            }
+            const request = p
+            request.addEventListener('success', () => {
+              const pack = request.result as NotePack | undefined
+              packsRead.set(k, pack)
+              // the row gets its own maps: the pack is written as read, so a change
+              // `decide` makes to a row it does not write must not reach it
+              const r = pack?.rows[id]
+              got(r === undefined ? undefined : { ...r, fields: { ...r.fields }, clocks: { ...r.clocks }, derived: { ...r.derived } })
+            })
           }
           return fresh.length > 0
         }
@@ -452,7 +592,7 @@ export class IndexedDbStore implements Store {
 export async function openIndexedDbStore (name: string, factory: IDBFactory = indexedDB): Promise<IndexedDbStore> {
   const db = await new Promise<IDBDatabase>((resolve, reject) => {
     const r = factory.open(name, VERSION)
-    r.onupgradeneeded = (e) => upgrade(r.result, e.oldVersion)
+    r.onupgradeneeded = (e) => upgrade(r.result, r.transaction as IDBTransaction, e.oldVersion)
     r.onsuccess = () => resolve(r.result)
     r.onerror = () => reject(r.error)
     r.onblocked = () => reject(new Error(`database ${name} is blocked by an older version`))

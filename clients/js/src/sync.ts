@@ -23,7 +23,8 @@ const CHUNK = 1000
  * chunks whose events are then applied again from the old cursor; once it is on the
  * disk, so is every chunk written before it (one log, flushed in order).
  */
-async function commitInChunks (store: Store, rows: Row[], final: Changes): Promise<void> {
+async function commitInChunks (store: Store, unordered: Row[], final: Changes): Promise<void> {
+  const rows = store.bulkOrder?.(unordered) ?? unordered
   const chunks: Array<Promise<number[]>> = []
   let start = 0
   for (; rows.length - start > CHUNK; start += CHUNK) {

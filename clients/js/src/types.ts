@@ -229,6 +229,12 @@ export interface Store {
    * wait for one before calling the next.
    */
   commit: (changes: Changes, options?: CommitOptions) => Promise<number[]>
+  /**
+   * The order to write many rows in, in chunks of consecutive rows (several `commit`s):
+   * rows the store keeps in one record next to each other, so each record is written by
+   * as few chunks as can be. Absent: any order does.
+   */
+  bulkOrder?: (rows: readonly Row[]) => Row[]
   /** Renumber the queued ops contiguously from `first`, keeping their order. */
   renumber: (first: number) => Promise<void>
   /** Drop every entity, op, sent entry, rejection and notification (meta stays). */

@@ -209,6 +209,37 @@ export const cases = {
     eq([await store.outboxSize(), (await store.row('note', 'n1')).fields.title], [1, 'b'])
   },
 
+  async 'many notes written, rewritten and dropped together keep each other' (store) {
+    const n = 1000
+    await store.commit({ rows: Array.from({ length: n }, (_, i) => row(`n${i}`, { title: `a${i}` }, { bodyState: new Uint8Array([i % 256]) })) })
+    // one commit renames the even notes and drops every fourth odd one: notes that share
+    // a record in a store keeping many together must not undo each other
+    const listed = await store.rows('note', Array.from({ length: n }, (_, i) => `n${i}`).filter((_, i) => i % 2 === 0), false)
+    await store.commit({
+      rows: listed.map((r) => ({ ...r, fields: { title: `b${r.id.slice(1)}` } })),
+      drop: Array.from({ length: n }, (_, i) => i).filter((i) => i % 4 === 1).map((i) => ({ entity: 'note', id: `n${i}` }))
+    })
+    // a local edit of one note leaves the notes beside it as they are (n3 and n362 share
+    // a record in the IndexedDB store), even one its decision changed without writing it
+    await store.update([], [{ entity: 'note', id: 'n3' }, { entity: 'note', id: 'n362' }], (rows) => {
+      const n3 = rows.get('note:n3')
+      rows.get('note:n362').fields.title = 'not written'
+      return { changes: { rows: [{ ...n3, fields: { title: 'c3' } }] } }
+    })
+    const want = (i) => i % 4 === 1 ? undefined : i === 3 ? 'c3' : i % 2 === 0 ? `b${i}` : `a${i}`
+    const all = new Map((await store.rows('note')).map((r) => [r.id, r]))
+    eq(all.size, n - n / 4)
+    const some = Array.from({ length: 40 }, (_, i) => `n${i}`)
+    const byId = new Map((await store.rows('note', some)).map((r) => [r.id, r]))
+    for (let i = 0; i < n; i++) {
+      const r = all.get(`n${i}`)
+      eq(r?.fields.title, want(i), `n${i}`)
+      if (r !== undefined) eq(Array.from(r.bodyState), [i % 256], `n${i}'s state`)
+      if (i < 40) eq(byId.get(`n${i}`)?.fields.title, want(i), `n${i} by id`)
+    }
+    eq((await store.queryNotes({})).length, n - n / 4)
+  },
+
   async 'a commit is all or nothing' (store) {
     let failed = false
     try {

@@ -127,7 +127,15 @@ test('the store suite passes against IndexedDB', async () => {
   const layout = await d.page.evaluate(() => window.checkIndexedDbLayout())
   assert.ok(layout.packed <= 5, `500 new notes' states in ${layout.packed} records`)
   assert.equal(layout.few, 5, 'a few new notes keep a record each')
-  assert.deepEqual(layout.old, [true, true, true, false, false])
+  assert.equal(layout.notes, 505)
+  assert.ok(layout.notePacks <= 256, `505 notes in ${layout.notePacks} records`)
+})
+
+test('a database of one record per note opens with every note in packs', async () => {
+  const d = await device()
+  const { problems, stores } = await d.page.evaluate(() => window.checkUpgradeFromNoteRecords())
+  assert.deepEqual(problems, [])
+  assert.ok(stores.includes('notePacks') && !stores.includes('notes'), stores.join(' '))
 })
 
 test('two devices offline edit one note, reconnect and converge to the server', async () => {

@@ -70,10 +70,17 @@ async function countRecords (name, storeName) {
   }
 }
 
+const openRaw = (name, version, upgrade) => new Promise((resolve, reject) => {
+  const r = version === undefined ? indexedDB.open(name) : indexedDB.open(name, version)
+  if (upgrade !== undefined) r.onupgradeneeded = () => upgrade(r.result)
+  r.onsuccess = () => resolve(r.result)
+  r.onerror = () => reject(r.error)
+})
+
 /**
  * What only IndexedDB does: new notes written in bulk keep their states in a few
- * records, not one each; and notes written before the indexes became sparse ('' for
- * no project, 0 for unpinned and live) are still found by every query.
+ * records, not one each; and every note is in one of a fixed number of packs, not a
+ * record each.
  */
 window.checkIndexedDbLayout = async () => {
   const name = `layout-${Date.now()}`
@@ -84,16 +91,106 @@ window.checkIndexedDbLayout = async () => {
     const packed = await countRecords(name, 'documents')
     await store.commit({ rows: Array.from({ length: 5 }, (_, i) => note(`few${i}`)) })
     const few = await countRecords(name, 'documents') - packed
-    const db = await new Promise((resolve) => { const r = indexedDB.open(name); r.onsuccess = () => resolve(r.result) })
-    await new Promise((resolve, reject) => {
-      const t = db.transaction('notes', 'readwrite')
-      t.objectStore('notes').put({ id: 'old', fields: { title: 'old', tags: [], pinned: false, project_id: null, deleted: false }, clocks: {}, body: '', derived: {}, project: '', pinned: 0, deleted: 0, tags: [] })
-      t.oncomplete = resolve
-      t.onerror = () => reject(t.error)
-    })
+    const notePacks = await countRecords(name, 'notePacks')
+    return { packed, few, notePacks, notes: (await store.rows('note')).length }
+  } finally {
+    await store.close()
+  }
+}
+
+/**
+ * A database written by the layout before note packs (version 2: a record per note in
+ * `notes`, with indexes; some written before the indexes became sparse, with '' for no
+ * project and 0 for unpinned and live), opened by this SDK: every note, its fields and
+ * its state are found, by id and by every query, and the old store is gone.
+ */
+window.checkUpgradeFromNoteRecords = async () => {
+  const name = `upgrade-${Date.now()}`
+  const n = 300
+  const fields = (i) => ({ title: `old ${i}`, tags: i % 4 === 0 ? [] : [`t${i % 4}`], pinned: i % 10 === 0, favorite: false, project_id: i % 3 === 0 ? 'p1' : null, deleted: i % 7 === 0 })
+  const old = await openRaw(name, 2, (db) => {
+    db.createObjectStore('meta')
+    db.createObjectStore('outbox', { keyPath: 'client_seq' })
+    db.createObjectStore('sent', { keyPath: 'client_seq' })
+    const notes = db.createObjectStore('notes', { keyPath: 'id' })
+    notes.createIndex('project', 'project')
+    notes.createIndex('pinned', 'pinned')
+    notes.createIndex('deleted', 'deleted')
+    notes.createIndex('tags', 'tags', { multiEntry: true })
+    db.createObjectStore('projects', { keyPath: 'id' })
+    db.createObjectStore('documents')
+    db.createObjectStore('rejections', { keyPath: 'client_seq' })
+    db.createObjectStore('notifications', { keyPath: 'seq' }).createIndex('kind', 'kind')
+    db.createObjectStore('settings', { keyPath: 'id' })
+  })
+  await new Promise((resolve, reject) => {
+    const t = old.transaction(['notes', 'documents', 'projects'], 'readwrite')
+    const notes = t.objectStore('notes')
+    for (let i = 0; i < n; i++) {
+      const f = fields(i)
+      const r = { id: `old${i}`, fields: f, clocks: { title: `c${i}` }, body: `body ${i}`, derived: { word_count: i } }
+      if (i % 2 === 0) {
+        // sparse index columns
+        if (f.project_id !== null) r.project = f.project_id
+        if (f.pinned) r.pinned = 1
+        if (f.deleted) r.deleted = 1
+        if (f.tags.length > 0) r.tags = f.tags
+      } else {
+        Object.assign(r, { project: f.project_id ?? '', pinned: f.pinned ? 1 : 0, deleted: f.deleted ? 1 : 0, tags: f.tags })
+      }
+      // a third of the states in one pack of states, the rest on their own
+      if (i % 3 === 1) r.pack = 'oldpack'
+      else t.objectStore('documents').put(new Uint8Array([i % 256, 7]), r.id)
+      notes.put(r)
+    }
+    const inPack = Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 === 1)
+    t.objectStore('documents').put({ ids: inPack.map((i) => `old${i}`), states: inPack.map((i) => new Uint8Array([i % 256, 7])) }, ['oldpack'])
+    t.objectStore('projects').put({ id: 'p1', fields: { title: 'P' }, clocks: {}, body: '', derived: {} })
+    t.oncomplete = resolve
+    t.onerror = () => reject(t.error)
+  })
+  old.close()
+  const store = await openIndexedDbStore(name)
+  try {
+    const problems = []
+    const all = new Map((await store.rows('note')).map((r) => [r.id, r]))
+    for (let i = 0; i < n; i++) {
+      const r = all.get(`old${i}`)
+      if (r === undefined) { problems.push(`old${i} missing`); continue }
+      const same = JSON.stringify(r.fields) === JSON.stringify(fields(i)) && r.body === `body ${i}` &&
+        r.clocks.title === `c${i}` && r.derived.word_count === i &&
+        r.bodyState !== null && r.bodyState[0] === i % 256 && r.bodyState[1] === 7
+      if (!same) problems.push(`old${i} differs: ${JSON.stringify(r)}`)
+    }
+    const [one] = await store.rows('note', ['old4'])
+    if (one?.fields.title !== 'old 4' || one.bodyState?.[0] !== 4) problems.push('old4 by id')
+    const ids = async (filter) => (await store.queryNotes(filter)).map((r) => r.id).sort()
+    const expect = (pick) => Array.from({ length: n }, (_, i) => i).filter(pick).map((i) => `old${i}`).sort()
+    const live = (i) => i % 7 !== 0
+    const queries = [
+      [{}, expect(live)],
+      [{ deleted: true }, expect((i) => !live(i))],
+      [{ deleted: null }, expect(() => true)],
+      [{ projectId: 'p1' }, expect((i) => live(i) && i % 3 === 0)],
+      [{ projectId: null }, expect((i) => live(i) && i % 3 !== 0)],
+      [{ pinned: true }, expect((i) => live(i) && i % 10 === 0)],
+      [{ pinned: false }, expect((i) => live(i) && i % 10 !== 0)],
+      [{ tag: 't1' }, expect((i) => live(i) && i % 4 === 1)]
+    ]
+    for (const [filter, want] of queries) {
+      const got = await ids(filter)
+      if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`query ${JSON.stringify(filter)}: ${got.length} notes, not ${want.length}`)
+    }
+    if ((await store.rows('project')).length !== 1) problems.push('the project is gone')
+    // written again after the upgrade, a note keeps its state
+    const [o1] = await store.rows('note', ['old1'], false)
+    await store.commit({ rows: [{ ...o1, fields: { ...o1.fields, title: 'renamed' } }] })
+    const [r1] = await store.rows('note', ['old1'])
+    if (r1.fields.title !== 'renamed' || r1.bodyState?.[0] !== 1) problems.push('old1 written again')
+    const db = await openRaw(name)
+    const stores = [...db.objectStoreNames]
     db.close()
-    const found = async (filter) => (await store.queryNotes(filter)).some((r) => r.id === 'old')
-    return { packed, few, old: [await found({}), await found({ projectId: null }), await found({ pinned: false }), await found({ deleted: true }), await found({ pinned: true })] }
+    return { problems, stores }
   } finally {
     await store.close()
   }
