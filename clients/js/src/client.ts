@@ -22,7 +22,7 @@ import { type ApplyContext, applyBatch, loadSnapshot } from './sync.js'
 import { TabChannel } from './tabs.js'
 import { REMOTE, newDoc, replaceText, textOf } from './textdoc.js'
 import {
-  type Changes, type EntityName, type Event, type Json, type NewOp, type NoteFilter, type OpKind,
+  type Changes, type EntityName, type Event, type Json, type NewOp, type NoteFilter, type OpKind, type PushResponse,
   type Rejection, type Row, type Store, defaults, metaFields, newRow, writable
 } from './types.js'
 
@@ -579,22 +579,40 @@ export class SyncClient {
       await this.flush()
       let pushed = 0
       let gaps = 0
-      for (;;) {
-        const ops = await this.store.exclusive(async () => await this.outbox.nextBatch(MAX_BATCH))
-        if (ops.length === 0) return pushed
-        try {
-          const resp = await this.api.push(ops)
-          await this.store.exclusive(async () => await this.outbox.onResponse(ops, resp))
-          pushed += resp.results.length
-        } catch (e) {
-          if (e instanceof ApiError && e.code === 'client_seq_gap' && gaps < MAX_GAP_RETRIES) {
-            gaps++
-            await this.store.exclusive(async () => await this.outbox.onGap(Number(e.details.expected)))
-            continue
+      // Batches go to the server one at a time, in order (their client_seq must follow
+      // on), but the store's work overlaps the server's: the next batch is read while
+      // one is in flight, and a response is consumed while the next batch is in flight.
+      let consuming: Promise<void> = Promise.resolve()
+      let ops = await this.store.exclusive(async () => await this.outbox.nextBatch(MAX_BATCH))
+      try {
+        while (ops.length > 0) {
+          const batch = ops
+          const last = batch[batch.length - 1]?.client_seq ?? 0
+          const next = this.store.exclusive(async () => await this.outbox.nextBatch(MAX_BATCH, last))
+          let resp: PushResponse
+          try {
+            resp = await this.api.push(batch)
+          } catch (e) {
+            await next.catch(() => undefined)
+            await consuming
+            if (e instanceof ApiError && e.code === 'client_seq_gap' && gaps < MAX_GAP_RETRIES) {
+              gaps++
+              await this.store.exclusive(async () => await this.outbox.onGap(Number(e.details.expected)))
+              ops = await this.store.exclusive(async () => await this.outbox.nextBatch(MAX_BATCH))
+              continue
+            }
+            throw e
           }
-          throw e
+          await consuming // responses are consumed in the order of their batches
+          consuming = this.store.exclusive(async () => { await this.outbox.onResponse(batch, resp) })
+          consuming.catch(() => undefined) // its failure is thrown where it is awaited, not as unhandled
+          pushed += resp.results.length
+          ops = await next
         }
+      } finally {
+        await consuming
       }
+      return pushed
     })
   }
 

@@ -429,10 +429,11 @@ export class IndexedDbStore implements Store {
     }, [])
   }
 
-  async pending (limit: number): Promise<Op[]> {
+  async pending (limit: number, after = 0): Promise<Op[]> {
     return await this.run<Op[]>(['outbox'], 'readonly', (t, out) => {
       // getAll's count is an unsigned long: a larger limit means all
-      const r = t.objectStore('outbox').getAll(null, limit >= 2 ** 32 ? undefined : limit)
+      const range = after > 0 ? IDBKeyRange.lowerBound(after, true) : null
+      const r = t.objectStore('outbox').getAll(range, limit >= 2 ** 32 ? undefined : limit)
       r.onsuccess = () => { out.value = r.result as Op[] }
     }, [])
   }

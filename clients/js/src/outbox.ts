@@ -20,11 +20,12 @@ export class Outbox {
   constructor (private readonly store: Store) {}
 
   /**
-   * The next ops to push. They stay queued until a response consumes them; if it is lost,
-   * their own events (or a retry's `duplicate`) tell what became of them.
+   * The next ops to push (those numbered above `after`: the batch after one in flight).
+   * They stay queued until a response consumes them; if it is lost, their own events (or
+   * a retry's `duplicate`) tell what became of them.
    */
-  async nextBatch (limit = MAX_BATCH): Promise<Op[]> {
-    const ops = await this.store.pending(Math.min(limit, MAX_BATCH))
+  async nextBatch (limit = MAX_BATCH, after = 0): Promise<Op[]> {
+    const ops = await this.store.pending(Math.min(limit, MAX_BATCH), after)
     let bytes = 0
     let count = 0
     for (const op of ops) {

@@ -112,8 +112,8 @@ export class SqliteStore implements Store {
     return (this.db.prepare(sql).all(...args) as RowRecord[]).map((r) => toRow('note', r))
   }
 
-  async pending (limit: number): Promise<Op[]> {
-    const rows = this.db.prepare('SELECT client_seq, op FROM outbox ORDER BY client_seq LIMIT ?').all(limit) as Array<{ client_seq: number, op: string }>
+  async pending (limit: number, after = 0): Promise<Op[]> {
+    const rows = this.db.prepare('SELECT client_seq, op FROM outbox WHERE client_seq > ? ORDER BY client_seq LIMIT ?').all(after, limit) as Array<{ client_seq: number, op: string }>
     return rows.map((r) => ({ ...JSON.parse(r.op), client_seq: r.client_seq }))
   }
 

@@ -206,7 +206,8 @@ export interface Store {
   /** Rows by id (all if `ids` is omitted); `withState: false` leaves `bodyState` null. */
   rows: (entity: EntityName, ids?: readonly string[], withState?: boolean) => Promise<Row[]>
   queryNotes: (filter: NoteFilter) => Promise<Row[]>
-  pending: (limit: number) => Promise<Op[]>
+  /** The first `limit` queued ops, those numbered above `after` (0: from the head). */
+  pending: (limit: number, after?: number) => Promise<Op[]>
   outboxSize: () => Promise<number>
   /**
    * The first clocks of this device's ops, by number: from `sent` (consumed ops whose

@@ -123,6 +123,8 @@ export const cases = {
     await store.commit({ dropOps: [2], dropOpsBelow: 2 })
     eq((await store.pending(10)).map((o) => o.client_seq), [3])
     eq(await store.commit({ enqueue: [op('c', '4')] }), [4], 'never reused')
+    eq((await store.pending(1, 3)).map((o) => o.client_seq), [4], 'the batch after one in flight')
+    eq((await store.pending(10, 4)).map((o) => o.client_seq), [])
   },
 
   async 'consumed ops leave before new ones are numbered in the same commit' (store) {
