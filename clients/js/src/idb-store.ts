@@ -68,6 +68,18 @@ function packOf (id: string): number {
   return (h >>> 0) % PACKS
 }
 
+/** `items` grouped by the pack each belongs to (`idOf`: its note's id). */
+function byPack<T> (items: readonly T[], idOf: (item: T) => string): Map<number, T[]> {
+  const out = new Map<number, T[]>()
+  for (const item of items) {
+    const k = packOf(idOf(item))
+    const list = out.get(k)
+    if (list === undefined) out.set(k, [item])
+    else list.push(item)
+  }
+  return out
+}
+
 /** States of notes written together, by note id. */
 interface Pack { ids: string[], states: Uint8Array[] }
 
@@ -161,15 +173,12 @@ function createV1 (db: IDBDatabase): void {
 function repack (db: IDBDatabase, t: IDBTransaction, packs: IDBObjectStore): void {
   const all = t.objectStore('notes').getAll()
   all.onsuccess = () => {
-    const grouped = new Map<number, NotePack>()
-    for (const old of all.result as Record_[]) {
-      const k = packOf(old.id)
-      let pack = grouped.get(k)
-      if (pack === undefined) grouped.set(k, pack = { rows: {} })
+    for (const [k, olds] of byPack(all.result as Record_[], (r) => r.id)) {
+      const pack: NotePack = { rows: {} }
       // the index columns of the old layout are left behind
-      pack.rows[old.id] = { id: old.id, fields: old.fields, clocks: old.clocks, body: old.body, derived: old.derived, ...(old.pack === undefined ? {} : { pack: old.pack }) }
+      for (const old of olds) pack.rows[old.id] = { id: old.id, fields: old.fields, clocks: old.clocks, body: old.body, derived: old.derived, ...(old.pack === undefined ? {} : { pack: old.pack }) }
+      packs.put(pack, k)
     }
-    for (const [k, pack] of grouped) packs.put(pack, k)
     db.deleteObjectStore('notes')
   }
 }
@@ -181,22 +190,11 @@ function repack (db: IDBDatabase, t: IDBTransaction, packs: IDBObjectStore): voi
  */
 function writeNotes (t: IDBTransaction, rows: readonly Row[], drops: readonly string[], packed: Map<Row, string>,
   read: ReadonlyMap<number, NotePack | undefined>): void {
-  const touched = new Map<number, Array<Row | string>>()
-  const touch = (id: string, change: Row | string): void => {
-    const k = packOf(id)
-    const list = touched.get(k)
-    if (list === undefined) touched.set(k, [change])
-    else list.push(change)
-  }
   const documents = t.objectStore('documents')
-  for (const row of rows) {
-    if (!packed.has(row) && row.bodyState !== null) documents.put(row.bodyState, row.id)
-    touch(row.id, row)
-  }
-  for (const id of drops) {
-    documents.delete(id)
-    touch(id, id)
-  }
+  for (const row of rows) if (!packed.has(row) && row.bodyState !== null) documents.put(row.bodyState, row.id)
+  for (const id of drops) documents.delete(id)
+  // rows first, then drops, within each pack
+  const touched = byPack<Row | string>([...rows, ...drops], (c) => typeof c === 'string' ? c : c.id)
   const store = t.objectStore('notePacks')
   const change = (k: number, changes: Array<Row | string>, stored: NotePack | undefined): void => {
     const pack = stored ?? { rows: {} }
@@ -290,14 +288,8 @@ function readRecords (table: IDBObjectStore, ids: readonly string[] | undefined,
 /** Read the notes `ids` (all when omitted): each pack holding one once, calling `add` on each. */
 function readNotes (t: IDBTransaction, ids: readonly string[] | undefined, add: (r: Record_) => void): void {
   const store = t.objectStore('notePacks')
-  const byPack = new Map<number, string[]>()
-  for (const id of ids ?? []) {
-    const k = packOf(id)
-    const list = byPack.get(k)
-    if (list === undefined) byPack.set(k, [id])
-    else list.push(id)
-  }
-  if (ids === undefined || byPack.size > PACKS_BULK) {
+  const packs = byPack(ids ?? [], (id) => id)
+  if (ids === undefined || packs.size > PACKS_BULK) {
     const wanted = ids === undefined ? null : new Set(ids)
     const all = store.getAll()
     all.onsuccess = () => {
@@ -307,7 +299,7 @@ function readNotes (t: IDBTransaction, ids: readonly string[] | undefined, add: 
     }
     return
   }
-  for (const [k, list] of byPack) {
+  for (const [k, list] of packs) {
     const g = store.get(k)
     g.onsuccess = () => {
       const pack = g.result as NotePack | undefined

@@ -65,8 +65,9 @@ export class Outbox {
       }
     }
     const rows = await this.adoptClocks(adopt)
-    const acked = Math.max(resp.acked, Number(await this.store.getMeta('acked') ?? 0))
-    const nextSeq = Number(await this.store.getMeta('next_seq') ?? 1)
+    const meta = await this.store.getMetas(['acked', 'next_seq'])
+    const acked = Math.max(resp.acked, Number(meta.acked ?? 0))
+    const nextSeq = Number(meta.next_seq ?? 1)
     const changes: Changes = {
       rows,
       // those at or below `acked` go by one range delete below
