@@ -178,6 +178,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> Starle
         hub.device_closed.append(auth.forget_device)
         rooms = Rooms(db, hub, coalesce=settings.collab_coalesce,
                       peer_bytes=settings.collab_peer_bytes,
+                      send_buffer=settings.collab_send_buffer,
                       warm_bytes=settings.collab_warm_bytes)
         outbox = Outbox(db, settings)
         app.state.services = Services(settings, db, auth, hub, metrics, rooms,

@@ -77,6 +77,10 @@ class Settings:
         default_factory=lambda: float(_env("SYNCD_COLLAB_COALESCE", "0.003") or 0))
     collab_peer_bytes: int = field(
         default_factory=lambda: int(_env("SYNCD_COLLAB_PEER_BYTES", str(8 << 20)) or 0))
+    # The kernel's send buffer of a collab socket (0: the kernel sizes it). What a lagging
+    # peer has not read stays raw there; past it, its updates wait merged in the queue.
+    collab_send_buffer: int = field(
+        default_factory=lambda: int(_env("SYNCD_COLLAB_SEND_BUFFER", str(256 << 10)) or 0))
     # Idle collab documents kept in memory (a reconnect finds them warm), in bytes.
     collab_warm_bytes: int = field(
         default_factory=lambda: int(_env("SYNCD_COLLAB_WARM_BYTES", str(64 << 20)) or 0))

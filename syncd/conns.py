@@ -17,7 +17,8 @@ deadline: a silent connection, or one that sends half its headers, was held fore
   reads and discards up to `LINGER_BYTES` of the body, and closes when it ends. Closing with
   unread bytes in the socket sends a reset, and async clients then lose the response.
 
-A WebSocket keeps its slot until it closes (`GuardedWebSocket`).
+A WebSocket keeps its slot until it closes (`GuardedWebSocket`), and offers the app its
+transport under the scope's `syncd.direct` extension (frames.py).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from syncd.config import Settings
+from syncd.frames import EXTENSION, Direct
 from syncd.headers import BASE, DEFAULT_CSP
 from syncd.limits import MAX_BODY_BYTES
 from syncd.messages import encode
@@ -271,9 +274,16 @@ class GuardedHttp(HttpToolsProtocol):
 
 
 class GuardedWebSocket(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, handing back the connection's slot when it closes."""
+    """uvicorn's WebSocket protocol, handing back the connection's slot when it closes and
+    offering the app its transport for frames made once for many sockets (frames.py)."""
 
     table: ClassVar[Connections]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none when the handshake was refused
+        if scope is not None:
+            scope["extensions"][EXTENSION] = {"direct": Direct(self)}
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.table.release(self.transport)

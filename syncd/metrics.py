@@ -74,6 +74,10 @@ class _Live(Collector):
                                          "Updates sent to a collab peer inside another's frame")
             merged.add_metric([], float(rooms.tally.merged))
             yield merged
+            direct = CounterMetricFamily("syncd_collab_frames_direct",
+                                         "Frames written to an idle collab socket at once")
+            direct.add_metric([], float(rooms.tally.direct))
+            yield direct
             read = CounterMetricFamily(
                 "syncd_collab_documents_read",
                 "Stored note documents read into a collab room (one without an open peer)")

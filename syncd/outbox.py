@@ -24,14 +24,15 @@ from syncd.yproto import encode_update
 
 class Tally:
     """Bytes queued for every collab peer of the node, the most one peer held, how many
-    peers went over their budget, and how many updates went out merged into another's
-    frame."""
+    peers went over their budget, how many updates went out merged into another's frame,
+    and how many frames went straight to an idle socket, never queued (frames.py)."""
 
     def __init__(self) -> None:
         self.queued = 0
         self.peak = 0
         self.over = 0
         self.merged = 0
+        self.direct = 0
 
 
 class Outbox:

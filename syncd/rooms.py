@@ -72,6 +72,7 @@ from syncd import sync
 from syncd.db import Database
 from syncd.errors import OpRejected
 from syncd.fanout import DocChannels, Hub
+from syncd.frames import Outgoing
 from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import BODY, check_applies, check_update, merge_all
 from syncd.messages import Op
@@ -96,6 +97,7 @@ WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
 WARM_BYTES = 64 * 1024 * 1024  # and their documents' total size
 COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
 PEER_BYTES = 2 * MAX_DOC_BYTES  # what may wait for one peer: a merged backlog fits twice
+SEND_BUFFER = 256 * 1024  # a peer's kernel send buffer: past it, its updates wait merged
 EMPTY_UPDATE = b"\x00\x00"
 REMOTE_AWARENESS = 1024  # awareness states from other nodes a room remembers
 AWARENESS_STATES = 512  # states of local peers a room holds (each newcomer gets them all)
@@ -108,9 +110,7 @@ class Peer(Protocol):
     @property
     def open(self) -> bool: ...  # not closing (a closing peer may have lost its access)
 
-    def send(self, frame: bytes) -> None: ...
-
-    def send_update(self, update: bytes) -> None: ...
+    def deliver(self, out: Outgoing) -> None: ...  # one of a broadcast's recipients
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -279,14 +279,15 @@ class Room:
             self.remote.clear()
 
     def broadcast(self, frame: bytes, exclude: Peer | None = None) -> None:
-        for peer in list(self.peers):
-            if peer is not exclude:
-                peer.send(frame)
+        self._deliver(Outgoing(frame, update=False), exclude)
 
     def broadcast_update(self, update: bytes, exclude: Peer | None = None) -> None:
+        self._deliver(Outgoing(update, update=True), exclude)
+
+    def _deliver(self, out: Outgoing, exclude: Peer | None) -> None:
         for peer in list(self.peers):
             if peer is not exclude:
-                peer.send_update(update)
+                peer.deliver(out)
 
     def awareness_entries(self) -> list[AwarenessEntry]:
         """Every awareness state known here: local peers', and other nodes' still fresh."""
@@ -482,13 +483,14 @@ class Rooms:
 
     def __init__(self, db: Database, hub: Hub, *, warm: int = WARM_ROOMS,
                  warm_bytes: int = WARM_BYTES, coalesce: float = COALESCE,
-                 peer_bytes: int = PEER_BYTES) -> None:
+                 peer_bytes: int = PEER_BYTES, send_buffer: int = SEND_BUFFER) -> None:
         self.db = db
         self.hub = hub
         self.warm = warm
         self.warm_bytes = warm_bytes
         self.coalesce = coalesce
         self.peer_bytes = peer_bytes
+        self.send_buffer = send_buffer  # each peer's kernel send buffer (frames.Direct)
         self.tally = Tally()
         self.turns = Turns()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()

@@ -32,9 +32,10 @@ node to the user's channel, so changes committed on another node reach the room 
 Roles are live: a `member` event naming the user in the note's project sets the socket's
 role at once (a viewer's updates are refused from the next one on), and a move of the
 note or a nudge (events may have been missed) re-reads it.
-Sends go through the connection's `Outbox`: bounded in bytes, queued document updates
-merged into one frame; only a peer over its budget even so (it stopped reading) is closed
-with 4408.
+A frame for a peer whose socket is idle is written to it at once, made once for all the
+room's peers (frames.py); else it waits in the connection's `Outbox`: bounded in bytes,
+queued document updates merged into one frame; only a peer over its budget even so (it
+stopped reading) is closed with 4408.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from syncd import yproto
 from syncd.api.common import services
 from syncd.errors import SyncdError
 from syncd.fanout import Subscriber
+from syncd.frames import EXTENSION, Direct, Outgoing
 from syncd.limits import MAX_DOC_BYTES
 from syncd.messages import Event
 from syncd.outbox import Outbox
@@ -76,8 +78,11 @@ class _Close(Exception):
 class Connection:
     """One collab socket: the peer side of a room, its role, and what waits to be sent."""
 
-    def __init__(self, ws: WebSocket, who: Principal, outbox: Outbox) -> None:
+    def __init__(self, ws: WebSocket, who: Principal, outbox: Outbox,
+                 direct: Direct | None = None) -> None:
         self.ws = ws
+        self.direct = direct  # the socket's transport, where the server offers it
+        self.busy = False  # the sender holds a frame it has not written yet
         self.who = who
         self.role: str | None = None
         self.project_id: UUID | None = None
@@ -108,11 +113,19 @@ class Connection:
             self.close(4403, "this note is not shared with you")
 
     def send(self, frame: bytes) -> None:
-        if self.closing is None and not self.outbox.put(frame):
-            self.close(4408, "too slow")
+        self.deliver(Outgoing(frame, update=False))
 
-    def send_update(self, update: bytes) -> None:
-        if self.closing is None and not self.outbox.put_update(update):
+    def deliver(self, out: Outgoing) -> None:
+        """Write the message to the socket now if nothing waits before it, else queue it."""
+        if self.closing is not None:
+            return
+        if (self.direct is not None and not self.busy and not self.outbox.items
+                and self.direct.ready()):
+            self.direct.write(out.wire)
+            self.outbox.tally.direct += 1
+            return
+        queued = self.outbox.put_update(out.data) if out.update else self.outbox.put(out.data)
+        if not queued:
             self.close(4408, "too slow")
 
     def close(self, code: int, reason: str, notice: bytes | None = None) -> None:
@@ -128,7 +141,11 @@ class Connection:
     async def sender(self) -> None:
         self.sending = asyncio.current_task()
         while (frame := await self.outbox.get()) is not None:
-            await self.ws.send_bytes(frame)
+            self.busy = True  # a frame taken off the queue and not yet written: none may
+            try:  # pass it on the direct path (it waits while the transport is paused)
+                await self.ws.send_bytes(frame)
+            finally:
+                self.busy = False
         code, reason = self.closing or (1000, "")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT):
@@ -273,7 +290,11 @@ async def collab(ws: WebSocket) -> None:
         rooms = svc.rooms
         if rooms is None:
             raise RuntimeError("collab rooms are not started")
-        conn = Connection(ws, who, Outbox(rooms.peer_bytes, rooms.tally))
+        offered = ws.scope.get("extensions", {}).get(EXTENSION)
+        direct: Direct | None = offered["direct"] if offered else None
+        if direct is not None and rooms.send_buffer:
+            direct.send_buffer(rooms.send_buffer)
+        conn = Connection(ws, who, Outbox(rooms.peer_bytes, rooms.tally), direct)
         conn.access(row)
         if conn.role is None:
             await _refuse(ws, 4403, "this note is not shared with you")

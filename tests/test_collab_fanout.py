@@ -11,6 +11,7 @@ from pycrdt import Doc, Text
 
 from syncd.db import Database
 from syncd.fanout import Hub
+from syncd.frames import Outgoing
 from syncd.rooms import Rooms
 from syncd.types import Principal
 from tests.fix_server import ServerProcess
@@ -29,11 +30,9 @@ class Recorder:
     def open(self) -> bool:
         return self.closed is None
 
-    def send(self, frame: bytes) -> None:
-        pass
-
-    def send_update(self, update: bytes) -> None:
-        self.updates.append(update)
+    def deliver(self, out: Outgoing) -> None:
+        if out.update:
+            self.updates.append(out.data)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

@@ -46,6 +46,9 @@ class AsyncPeer:
         self.reading = asyncio.Event()  # cleared: the peer is busy and reads nothing
         self.reading.set()
         self.close_code: int | None = None
+        # updates that changed nothing here: sent before one they build on (the text only
+        # grows in these tests, and the server relays in the order it applied)
+        self.held = 0
 
     async def read(self) -> None:
         try:
@@ -60,7 +63,9 @@ class AsyncPeer:
                             self.doc.apply_update(update)
                             self.synced.set()
                         case yproto.Update(update):
+                            before = len(self.text)
                             self.doc.apply_update(update)
+                            self.held += len(self.text) == before
                 self.changed.set()
         except ConnectionClosed:
             pass
@@ -78,13 +83,11 @@ class AsyncPeer:
         for frame in frames:
             await self.ws.send(frame)
 
-    async def type_keys(self, keys: int, rng: random.Random) -> None:
-        """Type `keys` characters at one cursor, one keystroke a frame, as fast as the
-        socket takes them."""
-        at = rng.randint(0, len(self.text))
-        for i in range(keys):
+    async def paste(self, pastes: int, rng: random.Random) -> None:
+        """Paste `pastes` times at random places, one update a frame, back to back."""
+        for _ in range(pastes):
             before = self.doc.get_state()
-            self.text.insert(at + i, "k")
+            self.text.insert(rng.randint(0, len(self.text)), PASTE)
             await self.ws.send(yproto.encode_update(self.doc.get_update(before)))
 
     async def wait_length(self, length: int) -> None:
@@ -209,8 +212,13 @@ def test_a_peer_that_stops_reading_is_closed_within_its_byte_budget(
 
 SLOW = 4  # peers that stop reading while the others type
 TYPISTS = 8
-KEYS = 4000  # one-character keystrokes each
-SLOW_BUDGET = 512 * 1024  # above a merged backlog (about half its updates' bytes)
+PASTE = "pasted " * 150  # about 1 kB an update: the kernel's buffers fill in seconds
+PASTES = 16  # per typist a round
+BACKLOG = 256 * 1024  # bytes the test makes wait in the server's queue per slow peer
+SLOW_BUDGET = 2 * 1024 * 1024  # above that backlog
+CATCH_UP_ROUNDS = 8  # pasted while the slow peers catch up
+MAX_ROUNDS = 20  # 2.7 MB: many times what the kernel holds for a peer (SYNCD_COLLAB_SEND_BUFFER),
+# and with the catch-up rounds still short of the document limit
 
 
 async def slow_connect(url: str) -> ClientConnection:
@@ -227,11 +235,10 @@ async def slow_connect(url: str) -> ClientConnection:
 def test_peers_that_fall_behind_get_merged_frames_and_stay(
         pg_url: str, tmp_root: Path) -> None:
     """Peers that read nothing (a tiny receive buffer, one frame queued in the client)
-    while the others type thousands of keystrokes each: they stay, catch up through
-    merged frames and converge, and the server's accounting shows the merging: most
-    updates reached a peer inside another's frame. yrs's `merge_updates` does not squash
-    a run of keystrokes (2,000 one-character updates: 52 kB, merged 26 kB; applied and
-    encoded, 2 kB), so the budget leaves room for a merged backlog."""
+    while the others paste, round after round, until the kernel holds all it will for
+    them and what follows waits in the server's own queue (its /metrics say how much).
+    They stay, catch up through merged frames and converge: the queued updates went out
+    inside one another's frames, and what waited never exceeded the budget."""
     node = ServerProcess(pg_url, tmp_root / f"behind-{uuid.uuid4().hex[:8]}",
                          env={"SYNCD_COLLAB_PEER_BYTES": str(SLOW_BUDGET)})
     node.start()
@@ -240,14 +247,14 @@ def test_peers_that_fall_behind_get_merged_frames_and_stay(
             owner = api.user("owner")
             nid = make_note(owner, "start")
             url = f"{node.ws_url}/v1/collab/{nid}?token={owner.token}"
-            final = len("start") + TYPISTS * KEYS
 
-            async def main() -> list[AsyncPeer]:
+            async def main() -> tuple[list[AsyncPeer], int]:
                 slow = [AsyncPeer(await slow_connect(url)) for _ in range(SLOW)]
                 typists = [AsyncPeer(await connect(url, max_size=None, compression=None))
                            for _ in range(TYPISTS)]
                 peers = slow + typists
                 readers = [asyncio.create_task(p.read()) for p in peers]
+                final = len("start")
                 try:
                     async with asyncio.timeout(300):
                         for p in peers:
@@ -255,29 +262,41 @@ def test_peers_that_fall_behind_get_merged_frames_and_stay(
                         await asyncio.gather(*(p.synced.wait() for p in peers))
                         for p in slow:
                             p.reading.clear()
-                        await asyncio.gather(*(p.type_keys(KEYS, random.Random(i))
-                                               for i, p in enumerate(typists)))
+                        rounds = 0
+                        while metric(api, "syncd_collab_queued_bytes") < SLOW * BACKLOG:
+                            assert rounds < MAX_ROUNDS, "the slow peers never fell behind"
+                            await asyncio.gather(*(p.paste(PASTES, random.Random(rounds * 100 + i))
+                                                   for i, p in enumerate(typists)))
+                            final += TYPISTS * PASTES * len(PASTE)
+                            rounds += 1
                         # every typist has everything: the server has relayed it all
                         await asyncio.gather(*(p.wait_length(final) for p in typists))
                         assert metric(api, "syncd_collab_peers_over_budget_total") == 0
                         for p in slow:
                             p.reading.set()
-                        await asyncio.gather(*(p.wait_length(final) for p in slow))
+                        for k in range(CATCH_UP_ROUNDS):  # typing goes on meanwhile
+                            await asyncio.gather(*(p.paste(PASTES, random.Random(-k * 100 - i))
+                                                   for i, p in enumerate(typists)))
+                            final += TYPISTS * PASTES * len(PASTE)
+                        await asyncio.gather(*(p.wait_length(final) for p in peers))
                 finally:
                     for p in peers:
                         p.reading.set()  # a paused reader would hold up the close
                         await p.ws.close()
                     await asyncio.gather(*readers, return_exceptions=True)
-                return peers
+                return peers, final
 
-            peers = asyncio.run(main())
+            peers, final = asyncio.run(main())
             assert [p.close_code for p in peers] == [1000] * len(peers)
             texts = {str(p.text) for p in peers}
             assert len(texts) == 1
             text = texts.pop()
             assert len(text) == final
-            # the slow peers' backlog went out merged: far fewer frames than updates
-            assert metric(api, "syncd_collab_updates_merged_total") >= SLOW * TYPISTS * KEYS / 2
+            # straight to the socket or queued and merged, every frame kept its place
+            assert [p.held for p in peers] == [0] * len(peers)
+            # the slow peers' queued backlog went out merged: far fewer frames than updates
+            queued_updates = SLOW * BACKLOG // (len(PASTE) + 64)
+            assert metric(api, "syncd_collab_updates_merged_total") >= queued_updates / 2
             assert 0 < metric(api, "syncd_collab_peer_peak_bytes") <= SLOW_BUDGET
             wait_stored(owner, nid, text, timeout=30)
     finally:
