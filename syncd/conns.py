@@ -287,6 +287,9 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.table.release(self.transport)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the extension refers back to this protocol: no cycle left
+            scope["extensions"].pop(EXTENSION, None)
         super().connection_lost(exc)
 
 
