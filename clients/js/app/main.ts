@@ -10,7 +10,11 @@ const ACCOUNT = 'syncd.account'
 const root = document.getElementById('app') as HTMLElement
 
 async function open (email: string): Promise<SyncClient> {
-  const store = await openIndexedDbStore(`syncd-${email.toLowerCase()}`)
+  const store = await openIndexedDbStore(`syncd-${email.toLowerCase()}`, {
+    onBlocked: () => { root.textContent = 'Close the other tabs of these notes to finish updating.' }
+  })
+  // a newer version of the app in another tab took the database: this code is older
+  store.onVersionChange(() => location.reload())
   // people wait on a reconnect: retry sooner than the SDK's default 30 s cap
   return await SyncClient.open(store, { url: location.origin, backoffCap: 5000 })
 }

@@ -24,6 +24,12 @@ export class ReadOnly extends SyncdError {
   readonly code = 'forbidden'
 }
 
+/** The local database was upgraded by a newer version of the app in another tab, and
+ * this tab's store closed for it: reload the page. */
+export class StaleStore extends SyncdError {
+  override name = 'StaleStore'
+}
+
 /** The server refused a request. */
 export class ApiError extends SyncdError {
   override name = 'ApiError'

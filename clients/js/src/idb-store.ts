@@ -9,7 +9,15 @@
  * no await inside it (IndexedDB commits a transaction as soon as it has nothing left
  * to do). `exclusive` holds a Web Lock named after the database, so writers in
  * several tabs of one app take turns.
+ *
+ * A newer version of the app opened in another tab upgrades the database, which it can
+ * do only once every tab has closed it: a store closes its connection as soon as that
+ * is asked of it (`versionchange`), tells `onVersionChange` listeners (the app should
+ * reload: its code is older than the database's now), and fails every later call with
+ * `StaleStore` (errors.ts). What it had committed is in the database, and the outbox goes out
+ * from the new tab.
  */
+import { StaleStore } from './errors.js'
 import { Mutex } from './mutex.js'
 import type { Changes, CommitOptions, Decide, EntityName, Event, NoteFilter, Op, Rejection, Row, RowKey, Sent, Store } from './types.js'
 
@@ -314,13 +322,30 @@ function readNotes (t: IDBTransaction, ids: readonly string[] | undefined, add: 
 
 export class IndexedDbStore implements Store {
   private readonly mutex = new Mutex()
+  private readonly staleListeners = new Set<() => void>()
+  /** Closed for a newer version (see the module's doc). */
+  stale = false
 
-  constructor (private readonly db: IDBDatabase, readonly name: string) {}
+  constructor (private readonly db: IDBDatabase, readonly name: string) {
+    db.onversionchange = () => {
+      db.close()
+      this.stale = true
+      for (const fn of this.staleListeners) fn()
+    }
+  }
+
+  /** Call `fn` when another tab upgrades the database (this store is closed by then);
+   * returns a function that stops it. */
+  onVersionChange (fn: () => void): () => void {
+    this.staleListeners.add(fn)
+    return () => { this.staleListeners.delete(fn) }
+  }
 
   /** Run `fn` in one transaction; resolve with what it leaves in `out` once committed. */
   private async run<T> (stores: string[], mode: IDBTransactionMode,
     fn: (t: IDBTransaction, out: { value: T }) => void, initial: T,
     durability: IDBTransactionDurability = 'strict'): Promise<T> {
+    if (this.stale) throw new StaleStore(`database ${this.name} was upgraded by a newer version of the app in another tab: reload`)
     return await new Promise<T>((resolve, reject) => {
       const t = this.db.transaction(stores, mode, { durability })
       const out = { value: initial }
@@ -581,14 +606,24 @@ export class IndexedDbStore implements Store {
   }
 }
 
+export interface OpenOptions {
+  factory?: IDBFactory
+  /**
+   * Called when the upgrade waits for another tab that keeps the database open (a tab
+   * of an app from before stores closed for newer versions): the open goes on once that
+   * tab closes, and the app may ask the user to close it meanwhile.
+   */
+  onBlocked?: () => void
+}
+
 /** Open (or create) the account's database `name`. */
-export async function openIndexedDbStore (name: string, factory: IDBFactory = indexedDB): Promise<IndexedDbStore> {
+export async function openIndexedDbStore (name: string, options: OpenOptions = {}): Promise<IndexedDbStore> {
   const db = await new Promise<IDBDatabase>((resolve, reject) => {
-    const r = factory.open(name, VERSION)
+    const r = (options.factory ?? indexedDB).open(name, VERSION)
     r.onupgradeneeded = (e) => upgrade(r.result, r.transaction as IDBTransaction, e.oldVersion)
     r.onsuccess = () => resolve(r.result)
     r.onerror = () => reject(r.error)
-    r.onblocked = () => reject(new Error(`database ${name} is blocked by an older version`))
+    r.onblocked = () => options.onBlocked?.()
   })
   return new IndexedDbStore(db, name)
 }

@@ -1,10 +1,10 @@
 /** @syncd/client: an offline-first client for syncd. The SQLite store is `@syncd/client/sqlite`. */
 export { SyncClient, type ClientOptions, type Change, type Listener, type NoteQuery, type SyncResult } from './client.js'
-export { openIndexedDbStore, IndexedDbStore } from './idb-store.js'
+export { openIndexedDbStore, IndexedDbStore, type OpenOptions } from './idb-store.js'
 export { Clock, formatHlc, parseHlc, type Hlc } from './hlc.js'
 export { setFields, setClocked, rewriteClock } from './merge.js'
 export { applyEvent, applyEntity, view } from './projection.js'
 export { backoff, type Status, type LiveOptions } from './live.js'
-export { SyncdError, ApiError, AuthError, NotFound, NotSignedIn, NetworkError, ReadOnly } from './errors.js'
+export { SyncdError, ApiError, AuthError, NotFound, NotSignedIn, NetworkError, ReadOnly, StaleStore } from './errors.js'
 export { ROOT, REMOTE, newDoc, textOf, replaceText } from './textdoc.js'
 export * from './types.js'

@@ -138,6 +138,19 @@ test('a database of one record per note opens with every note in packs', async (
   assert.ok(stores.includes('notePacks') && !stores.includes('notes'), stores.join(' '))
 })
 
+test('a newer version of the app in another tab takes the database at once', async () => {
+  const older = await device()
+  const newer = await device({ ctx: older.ctx, proxy: older.proxy }) // a second tab
+  const name = `tabs-${Date.now()}`
+  await older.page.evaluate((name) => window.holdStore(name), name)
+  // not blocked: the older tab's store closed when asked, after committing what it had
+  assert.equal(await newer.page.evaluate((name) => window.openNewer(name), name), 'yes')
+  assert.deepEqual(await older.page.evaluate(() => window.heldStore()),
+    { changes: 1, stale: true, call: 'StaleStore' })
+  await older.page.close()
+  await newer.page.close()
+})
+
 test('two devices offline edit one note, reconnect and converge to the server', async () => {
   const account = await newAccount()
   const a = await device()

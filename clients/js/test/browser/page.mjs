@@ -70,6 +70,50 @@ async function countRecords (name, storeName) {
   }
 }
 
+/**
+ * This page's store holds database `name` open (a meta value committed), as an older
+ * version of the app would in a tab of its own.
+ */
+window.holdStore = async (name) => {
+  const store = await openIndexedDbStore(name)
+  await store.commit({ meta: { kept: 'yes' } })
+  window.held = { store, changes: 0 }
+  store.onVersionChange(() => { window.held.changes++ })
+}
+
+/** What the held store says now: the version changes it saw, and how a call fares. */
+window.heldStore = async () => {
+  const { store, changes } = window.held
+  const call = await store.getMeta('kept').then((v) => `ok ${v}`, (e) => e.name)
+  return { changes, stale: store.stale, call }
+}
+
+/**
+ * Open database `name` one version up, as a newer version of the app in another tab
+ * would (nothing to create): rejects if another tab's connection blocks it. Resolves
+ * with the meta value the other tab committed.
+ */
+window.openNewer = async (name) => {
+  const current = await openRaw(name)
+  const version = current.version
+  current.close()
+  const db = await new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, version + 1)
+    r.onblocked = () => reject(new Error('blocked by another tab'))
+    r.onsuccess = () => resolve(r.result)
+    r.onerror = () => reject(r.error)
+  })
+  try {
+    return await new Promise((resolve, reject) => {
+      const r = db.transaction('meta').objectStore('meta').get('kept')
+      r.onsuccess = () => resolve(r.result)
+      r.onerror = () => reject(r.error)
+    })
+  } finally {
+    db.close()
+  }
+}
+
 const openRaw = (name, version, upgrade) => new Promise((resolve, reject) => {
   const r = version === undefined ? indexedDB.open(name) : indexedDB.open(name, version)
   if (upgrade !== undefined) r.onupgradeneeded = () => upgrade(r.result)
