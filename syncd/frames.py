@@ -1,14 +1,16 @@
-"""One message for many collab peers, framed once and written straight to idle sockets.
+"""Collab frames: made once for many peers, written at the end of the loop's turn.
 
 A room sends the same bytes to every peer of a note. Through the ASGI stack each peer's
-copy wakes that peer's sender task and is framed again by Starlette and uvicorn: ten
+copy woke that peer's sender task and was framed again by Starlette and uvicorn: ten
 people typing five keystrokes a second into a note make 450 of those a second, most of a
-node's work on a steady collab load, and the wait for a task's turn is most of a frame's
-latency. So a broadcast is an `Outgoing`: its WebSocket frame is made once, when a first
-peer needs it, and a peer whose socket is idle (nothing queued for it, nothing of its own
-in flight, its transport below the high-water mark) writes those bytes straight onto its
-transport (`Direct`) in the same turn of the event loop. A busy peer queues the message
-as before (outbox.py), so each peer's frames keep their order.
+node's work on a steady collab load, and the wait for the tasks' turns most of a frame's
+latency. Here a broadcast is an `Outgoing`, whose WebSocket frame is made once, when a
+first peer needs it. A peer's messages still go through its queue (outbox.py), and a
+`Flusher` writes every peer's queue straight onto its transport (`Direct`) once the
+loop's current turn ends, in one write each: at a steady pace a frame leaves within the
+turn that made it, and in a burst everything a turn queued for a peer leaves together,
+its updates merged. A peer whose transport is paused (the kernel holds all it takes for
+it) is left to its sender task, which waits until it drains.
 
 `Direct` reaches the transport through the ASGI scope: the server's WebSocket protocol
 (conns.GuardedWebSocket) puts one under `scope["extensions"][EXTENSION]`. Under another
@@ -17,7 +19,10 @@ server there is none and every frame takes the ASGI path.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+from typing import Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
@@ -27,11 +32,13 @@ from syncd.yproto import encode_update
 
 EXTENSION = "syncd.direct"
 
+log = logging.getLogger("syncd.collab")
+
 
 class Outgoing:
     """One message for many peers: a document update (`update`: a peer's queue may merge
-    it with the updates beside it) or any other whole y-websocket frame. Its WebSocket
-    frame (`wire`) is made once, on first use."""
+    it with the updates beside it) or any other whole y-websocket message. Its message
+    and WebSocket frame (`wire`) are made once, on first use."""
 
     __slots__ = ("_wire", "data", "update")
 
@@ -41,9 +48,13 @@ class Outgoing:
         self._wire: bytes | None = None
 
     @property
+    def message(self) -> bytes:
+        return encode_update(self.data) if self.update else self.data
+
+    @property
     def wire(self) -> bytes:
         if self._wire is None:
-            self._wire = binary_frame(encode_update(self.data) if self.update else self.data)
+            self._wire = binary_frame(self.message)
         return self._wire
 
 
@@ -62,16 +73,14 @@ class Direct:
 
     def ready(self) -> bool:
         """The socket is open for data, without compression (a frame made once is the same
-        bytes for every peer only uncompressed), and the kernel took all it was given: a
-        peer that lags even a little gets its frames queued, and merged (outbox.py)."""
+        bytes for every peer only uncompressed), and its transport is not paused."""
         s = self._socket
         return (s.handshake_complete and not s.close_sent and s.initial_response is None
                 and s.conn.state is State.OPEN and not s.conn.extensions
-                and s.writable.is_set() and not s.transport.get_write_buffer_size()
-                and not s.transport.is_closing())
+                and s.writable.is_set() and not s.transport.is_closing())
 
-    def write(self, frame: bytes) -> None:
-        self._socket.transport.write(frame)
+    def write(self, frames: list[bytes]) -> None:
+        self._socket.transport.writelines(frames)
 
     def send_buffer(self, size: int) -> None:
         """Cap the kernel's send buffer. Linux grows it up to megabytes for a peer that
@@ -80,3 +89,28 @@ class Direct:
         sock = self._socket.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class Flusher:
+    """The peers with messages queued in this turn of the event loop, flushed (`flush`)
+    once it ends: one callback a turn for the node, however many peers and messages."""
+
+    def __init__(self) -> None:
+        self._marked: dict[Flushable, None] = {}  # in the order they were marked
+
+    def mark(self, peer: Flushable) -> None:
+        if not self._marked:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._marked[peer] = None
+
+    def _flush(self) -> None:
+        marked, self._marked = self._marked, {}
+        for peer in marked:
+            try:
+                peer.flush()
+            except Exception:  # one peer's failure must not leave the others' queues
+                log.exception("could not flush a collab peer's frames")

@@ -2,9 +2,11 @@
 
 Peers that fall behind in a burst are normal: fifty people typing into one note send
 each peer fifty updates per keystroke round. Document updates queued back to back form a
-run, and the sender takes a whole run as one update frame (`merge.merge_all`): a peer
-that lags gets fewer, larger frames, and never a backlog it cannot catch up with. Other
-frames (sync step 2, awareness, permission-denied) keep their place in the order.
+run, taken as one update frame (`merge.merge_all`): a peer that lags gets fewer, larger
+frames, and never a backlog it cannot catch up with. Other messages (sync step 2,
+awareness, permission-denied) keep their place in the order. The queue is emptied at the
+end of each turn of the event loop straight onto the socket (`take`, frames.py), or, for
+a peer whose socket is paused, by its sender task (`get`).
 
 The queue is bounded in bytes (`SYNCD_COLLAB_PEER_BYTES`). Past the budget the runs are
 merged in place first (what ten thousand keystrokes add is far smaller than their
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from syncd.frames import Outgoing, binary_frame
 from syncd.merge import merge_all
 from syncd.yproto import encode_update
 
@@ -25,7 +28,8 @@ from syncd.yproto import encode_update
 class Tally:
     """Bytes queued for every collab peer of the node, the most one peer held, how many
     peers went over their budget, how many updates went out merged into another's frame,
-    and how many frames went straight to an idle socket, never queued (frames.py)."""
+    and how many frames were written straight to a socket at the end of a turn of the
+    event loop (frames.py), not by a peer's sender task."""
 
     def __init__(self) -> None:
         self.queued = 0
@@ -39,30 +43,32 @@ class Outbox:
     def __init__(self, budget: int, tally: Tally | None = None) -> None:
         self.budget = budget
         self.tally = tally or Tally()
-        self.items: deque[bytes | list[bytes]] = deque()  # a frame, or a run of updates
+        self.items: deque[Outgoing | list[Outgoing]] = deque()  # a message, or a run of updates
         self.size = 0
         self.closed = False
         self._ready = asyncio.Event()
 
-    def put(self, frame: bytes) -> bool:
-        """Queue a frame; False when the peer is over its budget (nothing is queued)."""
-        if not self._fits(len(frame)):
+    def put(self, out: Outgoing) -> bool:
+        """Queue a message (an update joins the run at the end of the queue); False when
+        the peer is over its budget (nothing is queued). The caller has it sent: `take`
+        now, or `wake` the sender."""
+        n = len(out.data)
+        if not self._fits(n):
             return False
-        self.items.append(frame)
-        self._grow(len(frame))
+        if out.update:
+            last = self.items[-1] if self.items else None
+            if isinstance(last, list):
+                last.append(out)
+            else:
+                self.items.append([out])
+        else:
+            self.items.append(out)
+        self._grow(n)
         return True
 
-    def put_update(self, update: bytes) -> bool:
-        """Queue a document update, joining the run at the end of the queue."""
-        if not self._fits(len(update)):
-            return False
-        last = self.items[-1] if self.items else None
-        if isinstance(last, list):
-            last.append(update)
-        else:
-            self.items.append([update])
-        self._grow(len(update))
-        return True
+    def wake(self) -> None:
+        """Let `get` answer what is queued."""
+        self._ready.set()
 
     def close(self) -> None:
         """Drop what waits; `get` answers None from now on."""
@@ -72,32 +78,52 @@ class Outbox:
         self._ready.set()
 
     async def get(self) -> bytes | None:
-        """The next frame to send (a run as one update frame), or None once closed."""
+        """The next message to send (a run as one update message), or None once closed."""
         while not self.items and not self.closed:
             self._ready.clear()
             await self._ready.wait()
         if self.closed:
             return None
+        item = self._pop()
+        if isinstance(item, Outgoing):
+            return item.message
+        return encode_update(merge_all([o.data for o in item]))
+
+    def take(self) -> list[bytes]:
+        """Everything queued, as WebSocket frames: a lone message's made once for all the
+        peers it went to, a run's merged."""
+        frames = []
+        while self.items:
+            item = self._pop()
+            if isinstance(item, Outgoing):
+                frames.append(item.wire)
+            elif len(item) == 1:
+                frames.append(item[0].wire)
+            else:
+                frames.append(binary_frame(encode_update(merge_all([o.data for o in item]))))
+        return frames
+
+    def _pop(self) -> Outgoing | list[Outgoing]:
         item = self.items.popleft()
-        if isinstance(item, bytes):
-            self._grow(-len(item))
-            return item
-        self._grow(-sum(map(len, item)))
-        self.tally.merged += len(item) - 1
-        return encode_update(merge_all(item))
+        if isinstance(item, Outgoing):
+            self._grow(-len(item.data))
+        else:
+            self._grow(-sum(len(o.data) for o in item))
+            self.tally.merged += len(item) - 1
+        return item
 
     def _fits(self, n: int) -> bool:
-        # An empty queue takes any one frame: a document's step 2 may exceed a small budget.
+        # An empty queue takes any one message: a document's step 2 may exceed a small budget.
         if self.closed:
             return False
         if self.size + n <= self.budget or not self.items:
             return True
         for i, item in enumerate(self.items):
             if isinstance(item, list) and len(item) > 1:
-                merged = merge_all(item)
-                self._grow(len(merged) - sum(map(len, item)))
+                merged = merge_all([o.data for o in item])
+                self._grow(len(merged) - sum(len(o.data) for o in item))
                 self.tally.merged += len(item) - 1
-                self.items[i] = [merged]
+                self.items[i] = [Outgoing(merged, update=True)]
         if self.size + n <= self.budget:
             return True
         self.tally.over += 1
@@ -107,5 +133,3 @@ class Outbox:
         self.size += n
         self.tally.queued += n
         self.tally.peak = max(self.tally.peak, self.size)
-        if n > 0:
-            self._ready.set()

@@ -72,7 +72,7 @@ from syncd import sync
 from syncd.db import Database
 from syncd.errors import OpRejected
 from syncd.fanout import DocChannels, Hub
-from syncd.frames import Outgoing
+from syncd.frames import Flusher, Outgoing
 from syncd.limits import MAX_DOC_BYTES
 from syncd.merge import BODY, check_applies, check_update, merge_all
 from syncd.messages import Op
@@ -491,6 +491,7 @@ class Rooms:
         self.coalesce = coalesce
         self.peer_bytes = peer_bytes
         self.send_buffer = send_buffer  # each peer's kernel send buffer (frames.Direct)
+        self.flusher = Flusher()  # writes what each turn of the loop queued for the peers
         self.tally = Tally()
         self.turns = Turns()
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()

@@ -32,10 +32,11 @@ node to the user's channel, so changes committed on another node reach the room 
 Roles are live: a `member` event naming the user in the note's project sets the socket's
 role at once (a viewer's updates are refused from the next one on), and a move of the
 note or a nudge (events may have been missed) re-reads it.
-A frame for a peer whose socket is idle is written to it at once, made once for all the
-room's peers (frames.py); else it waits in the connection's `Outbox`: bounded in bytes,
-queued document updates merged into one frame; only a peer over its budget even so (it
-stopped reading) is closed with 4408.
+Sends go through the connection's `Outbox`: bounded in bytes, queued document updates
+merged into one frame; only a peer over its budget even so (it stopped reading) is closed
+with 4408. What a turn of the event loop queued is written straight to the socket when
+the turn ends, a broadcast's frame made once for all the room's peers (frames.py); a
+paused socket's queue is left to the connection's sender task.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from syncd import yproto
 from syncd.api.common import services
 from syncd.errors import SyncdError
 from syncd.fanout import Subscriber
-from syncd.frames import EXTENSION, Direct, Outgoing
+from syncd.frames import EXTENSION, Direct, Flusher, Outgoing
 from syncd.limits import MAX_DOC_BYTES
 from syncd.messages import Event
 from syncd.outbox import Outbox
@@ -79,9 +80,10 @@ class Connection:
     """One collab socket: the peer side of a room, its role, and what waits to be sent."""
 
     def __init__(self, ws: WebSocket, who: Principal, outbox: Outbox,
-                 direct: Direct | None = None) -> None:
+                 direct: Direct | None = None, flusher: Flusher | None = None) -> None:
         self.ws = ws
         self.direct = direct  # the socket's transport, where the server offers it
+        self.flusher = flusher if direct is not None else None
         self.busy = False  # the sender holds a frame it has not written yet
         self.who = who
         self.role: str | None = None
@@ -116,17 +118,27 @@ class Connection:
         self.deliver(Outgoing(frame, update=False))
 
     def deliver(self, out: Outgoing) -> None:
-        """Write the message to the socket now if nothing waits before it, else queue it."""
+        """Queue the message; it leaves at the end of this turn of the event loop."""
         if self.closing is not None:
             return
-        if (self.direct is not None and not self.busy and not self.outbox.items
-                and self.direct.ready()):
-            self.direct.write(out.wire)
-            self.outbox.tally.direct += 1
-            return
-        queued = self.outbox.put_update(out.data) if out.update else self.outbox.put(out.data)
-        if not queued:
+        if not self.outbox.put(out):
             self.close(4408, "too slow")
+        elif self.flusher is not None:
+            self.flusher.mark(self)
+        else:
+            self.outbox.wake()
+
+    def flush(self) -> None:
+        """Write what is queued straight to the socket, unless it is paused (or the sender
+        holds a message it has not written yet): then the sender sends it, in order."""
+        if self.closing is not None or self.busy or not self.outbox.items:
+            return
+        if self.direct is not None and self.direct.ready():
+            frames = self.outbox.take()
+            self.direct.write(frames)
+            self.outbox.tally.direct += len(frames)
+        else:
+            self.outbox.wake()
 
     def close(self, code: int, reason: str, notice: bytes | None = None) -> None:
         """Close after `notice` (what was queued is dropped). A sender stuck on a peer
@@ -294,7 +306,8 @@ async def collab(ws: WebSocket) -> None:
         direct: Direct | None = offered["direct"] if offered else None
         if direct is not None and rooms.send_buffer:
             direct.send_buffer(rooms.send_buffer)
-        conn = Connection(ws, who, Outbox(rooms.peer_bytes, rooms.tally), direct)
+        conn = Connection(ws, who, Outbox(rooms.peer_bytes, rooms.tally), direct,
+                          rooms.flusher)
         conn.access(row)
         if conn.role is None:
             await _refuse(ws, 4403, "this note is not shared with you")
