@@ -140,19 +140,24 @@ async def save_entities(conn: Conn, entities: Iterable[Entity]) -> None:
         await _save_settings(conn, settings)
     new_notes = [e for e in dirty if e.entity == "note" and e.is_new]
     if new_notes:
-        await _save_notes(conn, new_notes, True)
+        await _insert_notes(conn, new_notes)
     # Updates are grouped by the columns they change, and each SETs only those. PostgreSQL
     # recomputes a generated column only when an UPDATE sets a column it is made of (the
     # search vector: title, tags, project, and the body's words, set with the body), and
     # rewrites a TOASTed value it is sent again: a pinned toggle on a long chapter neither
     # re-parses nor rewrites its body or its vector.
-    groups: dict[tuple[str, ...], list[Entity]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for e in dirty:
         if e.entity == "note" and not e.is_new:
-            groups.setdefault(_changed_columns(e), []).append(e)
-    for changed, rows in groups.items():
-        await _save_notes(conn, rows, False, changed)
+            changed = _changed_columns(e)
+            groups.setdefault(changed, []).append(_update_row(e, changed))
+    for changed, updates in groups.items():
+        sets = "".join(_SETS[g] for g in changed)
+        await conn.execute(
+            f"""UPDATE notes n SET {sets} {_SET_DELTA}, updated_at = now()
+                FROM {NOTE_ROWS} WHERE n.id = v.id""", (_json.encode(updates).decode(),))
     for e in dirty:  # as saved now, should the same objects be saved again
+        e.unsaved.clear()
         if e.entity == "note":
             e.loaded = _as_saved(e)
 
@@ -175,15 +180,48 @@ _PROJECT_SRC = """(SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(id uuid, own
              deadline date, meta jsonb)) AS v"""
 
 
-# What a note update SETs besides its cheap fields, by group, and the row keys that only
-# that group reads: a document of megabytes is neither encoded nor sent when unchanged.
+# What a note update SETs besides its cheap fields, by group; a row sends a group's
+# columns only when the group is set: a document of megabytes is neither encoded nor sent
+# when unchanged.
 _SETS = {
     # body_words: the body's search words (schema.sql), parsed here only when the body is set.
-    "body": ("body = v.body, body_words = note_body_words(v.body), word_count = v.word_count,",
-             ("body", "word_count")),
-    "doc": ("body_state = v.body_state,", ("body_state",)),
-    "searched": ("title = v.title, tags = v.tags, project_id = v.project_id,", ()),
+    "body": "body = v.body, body_words = note_body_words(v.body), word_count = v.word_count,",
+    "doc": "body_state = v.body_state,",
+    "searched": "title = v.title, tags = v.tags, project_id = v.project_id,",
 }
+# The cheap fields and maps, from what a row sends of them: a field only when a write won
+# it (else null: the row keeps its value), and the clocks and writers of the fields won,
+# merged into the row's (a write only adds or replaces their keys). An offline device's
+# title edits then send neither the notes' other fields nor their whole clocks, which
+# were most of the statement's JSON.
+_SET_DELTA = """pinned = coalesce(v.pinned, n.pinned), favorite = coalesce(v.favorite, n.favorite),
+                deleted = coalesce(v.deleted, n.deleted), meta = coalesce(v.meta, n.meta),
+                clocks = n.clocks || v.clocks, writers = n.writers || v.writers,
+                version = v.version"""
+_FLAGS = ("pinned", "favorite", "deleted")
+
+
+def _update_row(e: Entity, changed: tuple[str, ...]) -> dict[str, Any]:
+    """What an UPDATE of the note sends: its id, version, the column groups in `changed`,
+    and the fields won since it was loaded (every field, without that record), with their
+    clocks and writers."""
+    won = e.unsaved if e.loaded is not None else e.clocks.keys() | set(e.fields)
+    row: dict[str, Any] = {
+        "id": e.id, "version": e.version,
+        "clocks": {k: e.clocks[k] for k in won if k in e.clocks},
+        "writers": {k: e.writers[k] for k in won if k in e.writers}}
+    for name in _FLAGS:
+        if name in won:
+            row[name] = e.fields[name]
+    if any(k.startswith(META) for k in won):
+        row["meta"] = app_values("note", e.fields)
+    if "body" in changed:
+        row["body"], row["word_count"] = e.body, e.word_count
+    if "doc" in changed:
+        row["body_state"] = e.body_state
+    if "searched" in changed:
+        row.update({name: e.fields[name] for name in SEARCHED})
+    return row
 
 
 def _changed_columns(e: Entity) -> tuple[str, ...]:
@@ -208,24 +246,11 @@ def note_row(e: Entity) -> dict[str, Any]:
         "version": e.version, "writers": e.writers, "meta": app_values("note", e.fields)}
 
 
-async def _save_notes(conn: Conn, rows: list[Entity], new: bool,
-                      changed: tuple[str, ...] = ()) -> None:
-    unsent = set() if new else {k for g, (_, keys) in _SETS.items() if g not in changed
-                                for k in keys}
-    doc = _json.encode([{k: v for k, v in note_row(e).items() if k not in unsent}
-                        for e in rows]).decode()
-    if new:
-        await conn.execute(
-            f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
-                deleted, body, body_state, word_count, clocks, version, writers, meta)
-                SELECT * FROM {NOTE_ROWS}""", (doc,))
-    else:
-        sets = "".join(_SETS[g][0] for g in changed)
-        await conn.execute(
-            f"""UPDATE notes n SET {sets} pinned = v.pinned, favorite = v.favorite,
-                deleted = v.deleted, clocks = v.clocks, version = v.version,
-                writers = v.writers, meta = v.meta, updated_at = now()
-                FROM {NOTE_ROWS} WHERE n.id = v.id""", (doc,))
+async def _insert_notes(conn: Conn, rows: list[Entity]) -> None:
+    await conn.execute(
+        f"""INSERT INTO notes (id, owner_id, project_id, title, tags, pinned, favorite,
+            deleted, body, body_state, word_count, clocks, version, writers, meta)
+            SELECT * FROM {NOTE_ROWS}""", (_json.encode([note_row(e) for e in rows]).decode(),))
 
 
 async def _save_projects(conn: Conn, rows: list[Entity], new: bool) -> None:
