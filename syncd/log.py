@@ -90,11 +90,6 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
     lines = []
     for p in planned:
         fields = _NULL if p.fields is None else _copy_escape(_json.encode(p.fields).decode())
-        row = {
-            "entity": p.entity, "entity_id": p.entity_id, "kind": p.kind,
-            "fields": p.fields, "hlc": p.hlc, "device_id": p.device_id,
-            "author_id": p.author_id, "client_seq": p.client_seq, "at": at_wire,
-        }
         shared = (f"{p.op_id}\t{p.entity}\t{p.entity_id}\t{p.kind}\t{fields}\t"
                   f"{'t' if p.payload is not None else 'f'}\t{p.hlc}\t"
                   f"{text(p.device_id)}\t{text(p.author_id)}\t"
@@ -105,7 +100,9 @@ async def append(conn: Conn, planned: list[Planned]) -> dict[UUID, list[Event]]:
                 continue  # an audience member without an account row: account deleted
             next_seq[user] = seq + 1
             lines.append(f"{text(user)}\t{seq}\t{shared}")
-            out[user].append(make_event(seq, row, p.payload))
+            out[user].append(_wire_event(seq, p.entity, p.entity_id, p.kind, p.fields, p.hlc,
+                                         p.device_id, p.author_id, p.client_seq, at_wire,
+                                         p.payload))
     async with conn.cursor().copy(
         """COPY events (user_id, seq, op_id, entity, entity_id, kind, fields, has_payload, hlc,
            device_id, author_id, client_seq, at) FROM STDIN"""
