@@ -80,23 +80,25 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UU
     loaded (with their documents), used as they are. `share_projects`: the batch cannot
     change a project, so its projects are locked FOR SHARE: membership still cannot change
     under it, and such batches on one project's notes no longer queue on its row."""
-    ids = sorted(set(ids))
+    # Rows are locked in the order of the statements' ORDER BY; the ids go unsorted (a
+    # sort of a thousand UUIDs compares them in Python).
+    asked = set(ids)
     found = dict(locked or {})
-    todo = [i for i in ids if i not in found]
+    todo = asked.difference(found)
     if todo:
         cur = await conn.execute(
             f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
             " ORDER BY id FOR UPDATE",
-            {"ids": _uuid_array(todo), "state": _uuid_array(sorted(set(with_state)))})
+            {"ids": _uuid_array(todo), "state": _uuid_array(set(with_state))})
         found.update({r["id"]: entity_from_row("note", r) for r in await cur.fetchall()})
     # Ids that are no note may be projects; so are the projects of the notes.
-    pids = {i for i in ids if i not in found}
-    pids |= {e.project_id for e in found.values() if e.entity == "note" and e.project_id}
-    pids -= set(found)
+    pids = asked.difference(found)
+    pids.update(e.project_id for e in found.values() if e.entity == "note" and e.project_id)
+    pids.difference_update(found)
     if pids:
         cur = await conn.execute(
             f"SELECT {PROJECT_SELECT} FROM projects WHERE id = ANY(%s::uuid[]) ORDER BY id"
-            f" FOR {'SHARE' if share_projects else 'UPDATE'}", (_uuid_array(sorted(pids)),))
+            f" FOR {'SHARE' if share_projects else 'UPDATE'}", (_uuid_array(pids),))
         found.update({r["id"]: entity_from_row("project", r) for r in await cur.fetchall()})
     return found
 
@@ -105,13 +107,15 @@ async def lock_settings(conn: Conn, users: Iterable[UUID]) -> dict[UUID, Entity]
     """Lock and load users' settings (after projects, before the log heads: lock order)."""
     cur = await conn.execute(
         f"SELECT {SETTINGS_SELECT} FROM settings WHERE user_id = ANY(%s::uuid[])"
-        " ORDER BY user_id FOR UPDATE", (_uuid_array(sorted(set(users))),))
+        " ORDER BY user_id FOR UPDATE", (_uuid_array(set(users)),))
     return {r["id"]: entity_from_row("settings", r) for r in await cur.fetchall()}
 
 
 def _uuid_array(ids: Iterable[UUID]) -> str:
-    """A uuid[] literal: one text parameter, where psycopg would dump a list element-wise."""
-    return "{" + ",".join(map(str, ids)) + "}"
+    """A uuid[] literal: one text parameter, where psycopg would dump a list element-wise.
+    Each is its 32 hex digits, which PostgreSQL reads as it reads the hyphenated form
+    str() makes in Python, several times slower."""
+    return "{" + ",".join([f"{u.int:032x}" for u in ids]) + "}"
 
 
 async def load_members(conn: Conn, project_ids: Iterable[UUID]) -> Members:
