@@ -25,11 +25,15 @@ SEARCHED = ("title", "tags", "project_id")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
 NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, meta, body, body_state, writers"
-# What a batch needs: no timestamps (a save sets updated_at itself), and the document only
-# for ids in the %(state)s array.
-_NOTE_LOCK_SELECT = NOTE_SELECT.replace(", created_at, updated_at", "").replace(
-    "body, body_state",
-    "CASE WHEN id = ANY(%(state)s::uuid[]) THEN body END AS body,"
+# What a batch needs: no timestamps (a save sets updated_at itself), the JSON columns as
+# one array (psycopg then decodes one value a row, not four: a tenth of reading a
+# thousand notes), and the document only for ids in the %(state)s array.
+_MAPS = ("clocks", "writers", "tags", "meta")
+_NOTE_LOCK_SELECT = (
+    "id, owner_id, word_count, version, "
+    + ", ".join(c for c in NOTE_COLS if c not in _MAPS)
+    + f", json_build_array({', '.join(_MAPS)}) AS maps,"
+    " CASE WHEN id = ANY(%(state)s::uuid[]) THEN body END AS body,"
     " CASE WHEN id = ANY(%(state)s::uuid[]) THEN body_state END AS body_state,"
     " id = ANY(%(state)s::uuid[]) AS state_loaded")
 PROJECT_SELECT = f"{_COMMON}, {', '.join(PROJECT_COLS)}, meta, milestones, writers"
@@ -90,7 +94,9 @@ async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UU
             f"SELECT {_NOTE_LOCK_SELECT} FROM notes WHERE id = ANY(%(ids)s::uuid[])"
             " ORDER BY id FOR UPDATE",
             {"ids": _uuid_array(todo), "state": _uuid_array(set(with_state))})
-        found.update({r["id"]: entity_from_row("note", r) for r in await cur.fetchall()})
+        for r in await cur.fetchall():
+            r.update(zip(_MAPS, r.pop("maps"), strict=True))
+            found[r["id"]] = entity_from_row("note", r)
     # Ids that are no note may be projects; so are the projects of the notes.
     pids = asked.difference(found)
     pids.update(e.project_id for e in found.values() if e.entity == "note" and e.project_id)
@@ -210,14 +216,20 @@ def _update_row(e: Entity, changed: tuple[str, ...]) -> dict[str, Any]:
     and the fields won since it was loaded (every field, without that record), with their
     clocks and writers."""
     won = e.unsaved if e.loaded is not None else e.clocks.keys() | set(e.fields)
-    row: dict[str, Any] = {
-        "id": e.id, "version": e.version,
-        "clocks": {k: e.clocks[k] for k in won if k in e.clocks},
-        "writers": {k: e.writers[k] for k in won if k in e.writers}}
-    for name in _FLAGS:
-        if name in won:
+    clocks: dict[str, str] = {}
+    writers: dict[str, int] = {}
+    row: dict[str, Any] = {"id": e.id, "version": e.version, "clocks": clocks,
+                           "writers": writers}
+    meta = False
+    for name in won:  # one loop: a batch saves a thousand notes
+        if name in e.clocks:
+            clocks[name] = e.clocks[name]
+        if name in e.writers:
+            writers[name] = e.writers[name]
+        if name in _FLAGS:
             row[name] = e.fields[name]
-    if any(k.startswith(META) for k in won):
+        meta = meta or name.startswith(META)
+    if meta:
         row["meta"] = app_values("note", e.fields)
     if "body" in changed:
         row["body"], row["word_count"] = e.body, e.word_count
