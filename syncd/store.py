@@ -20,8 +20,6 @@ from syncd.messages import Op
 from syncd.plan import Members, Writer
 from syncd.words import Tally
 
-# The note fields its search vector is made of, besides the body (schema.sql).
-SEARCHED = ("title", "tags", "project_id")
 _COMMON = "id, owner_id, word_count, clocks, version, created_at, updated_at"
 # The projection columns, named: `SELECT *` would also drag the search tsvector along.
 NOTE_SELECT = f"{_COMMON}, {', '.join(NOTE_COLS)}, meta, body, body_state, writers"
@@ -71,8 +69,14 @@ def entity_from_row(kind: str, row: dict[str, Any]) -> Entity:
     return ent
 
 
+def _searched(e: Entity) -> tuple[Any, ...]:
+    """The note fields its search vector is made of, besides the body (schema.sql)."""
+    f = e.fields
+    return f["title"], f["tags"], f["project_id"]
+
+
 def _as_saved(e: Entity) -> tuple[Any, ...]:
-    return (*(e.fields[name] for name in SEARCHED), e.body, e.body_state)
+    return (*_searched(e), e.body, e.body_state)
 
 
 async def lock_entities(conn: Conn, ids: Iterable[UUID], with_state: Iterable[UUID] = (),
@@ -236,7 +240,7 @@ def _update_row(e: Entity, changed: tuple[str, ...]) -> dict[str, Any]:
     if "doc" in changed:
         row["body_state"] = e.body_state
     if "searched" in changed:
-        row.update({name: e.fields[name] for name in SEARCHED})
+        row["title"], row["tags"], row["project_id"] = _searched(e)
     return row
 
 
@@ -248,8 +252,7 @@ def _changed_columns(e: Entity) -> tuple[str, ...]:
     body_changed = e.state_loaded and e.body != body
     return ((("body",) if body_changed else ())
             + (("doc",) if e.state_loaded and e.body_state != body_state else ())
-            + (("searched",) if body_changed or [e.fields[name] for name in SEARCHED]
-               != searched else ()))
+            + (("searched",) if body_changed or list(_searched(e)) != searched else ()))
 
 
 def note_row(e: Entity) -> dict[str, Any]:
