@@ -35,7 +35,7 @@ AT_TEXT = """to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""
 
 
 def make_event(seq: int, row: dict[str, Any], payload: bytes | None) -> Event:
-    """Turn a stored row (or a planned event) into the wire event."""
+    """Turn a stored row into the wire event."""
     return _wire_event(seq, row["entity"], row["entity_id"], row["kind"], row["fields"],
                        row["hlc"], row["device_id"], row["author_id"], row["client_seq"],
                        iso(row["at"]), payload)
