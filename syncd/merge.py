@@ -73,6 +73,9 @@ class Entity:
     # A note's searched fields (title, tags, project), body and document as loaded, so a
     # save can leave alone the columns a batch did not change (store.save_entities).
     loaded: tuple[Any, ...] | None = None
+    # The fields a write won since the entity was loaded or saved: only their values,
+    # clocks and writers change (apply_fields, projection.record), so a save sends those.
+    unsaved: set[str] = field(default_factory=set)
 
     @classmethod
     def new(cls, entity: str, id: UUID, owner_id: UUID) -> Entity:
@@ -110,6 +113,7 @@ def apply_fields(ent: Entity, fields: dict[str, Any], hlc: str) -> dict[str, Any
         if hlc > ent.clocks.get(name, ""):
             ent.fields[name] = value
             ent.clocks[name] = hlc
+            ent.unsaved.add(name)
             won[name] = value
     if won:
         ent.dirty = True

@@ -87,10 +87,6 @@ class Batch:
         # order: once op ids exist, they are recorded (projection.record), so the last
         # write of a field is its writer.
         self.changes: list[tuple[Entity, Planned, tuple[str, ...]]] = []
-        # The (entity id, field) pairs those changes won, kept as they are appended: a
-        # conflict check asks it once per op, and rebuilding it each time made a batch
-        # quadratic in its length.
-        self._rewritten: set[tuple[UUID, str]] = set()
         self.conflicts: list[dict[str, Any]] = []
         # Each note's contribution to a project's word count before the batch.
         self._baseline = {e.id: contribution(e) for e in entities.values() if e.entity == "note"}
@@ -259,9 +255,14 @@ class Batch:
         Returns who sees the entity now."""
         conflicts = self._conflicts(ent, op, hlc, changes)
         won = apply_fields(ent, changes, hlc)
-        after = self.audience(ent)
-        self._emit(ent, op, hlc, fields=event_fields,
-                   audience=after if before is None else before & after, won=tuple(won))
+        # Who sees a note changes with its project alone, and a project's members do not
+        # change here.
+        if before is not None and "project_id" not in won:
+            after = audience = before
+        else:
+            after = self.audience(ent)
+            audience = after if before is None else before & after
+        self._emit(ent, op, hlc, fields=event_fields, audience=audience, won=tuple(won))
         for c in conflicts:
             self.conflicts.append(c)
             self.events.append(Planned({self.author}, ent.entity, ent.id, "conflict",
@@ -277,8 +278,11 @@ class Batch:
         out = []
         for name, value in changes.items():
             writer = self.writers.get(ent.writers.get(name, 0))
+            # ent.unsaved: the fields this batch's writes won so far (its entities come
+            # to it loaded, and are saved after it), so a check per op is no scan of
+            # what the batch did.
             if (writer is None or writer.seq <= op.base or writer.device_id == self.device
-                    or (ent.id, name) in self._rewritten or ent.fields.get(name) == value):
+                    or name in ent.unsaved or ent.fields.get(name) == value):
                 continue
             out.append({
                 "id": str(uuid.uuid4()), "entity": ent.entity, "entity_id": str(ent.id),
@@ -319,7 +323,6 @@ class Batch:
         self.events.append(event)
         if op.kind in SOURCE_KINDS:
             self.changes.append((ent, event, won))
-            self._rewritten.update((ent.id, name) for name in won)
             # Its op id is the entity's version now, as a replay of the log says, even
             # when every field it wrote lost to a newer clock: the row is saved.
             ent.dirty = True
