@@ -4,6 +4,7 @@ and only over the notes the caller can see."""
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import psycopg
@@ -25,6 +26,10 @@ def stale_vectors(url: str) -> list[Any]:
     with psycopg.connect(url) as conn:
         return conn.execute(f"SELECT id FROM notes WHERE search IS DISTINCT FROM"
                             f" ({FROM_SCRATCH})").fetchall()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def search(dev: Device, q: str, **params: Any) -> list[dict[str, Any]]:
@@ -108,8 +113,13 @@ def test_search_and_body_follow_each_kind_of_write(api: Api) -> None:
     assert (got["pinned"], got["favorite"]) == (True, True)
     assert got["body"] == note["body"] and got["word_count"] == 1500
     assert found("almanac") and found("frost") and found("weather")
-    # Searched fields, through a push and through REST.
-    dev.push([dev.set("note", nid, title="Calendar", tags=["climate"], pinned=False)])
+    # Searched fields, through a push and through REST. The push's clock is above the
+    # note's, as a device's that pulled its writes would be: the server stamps its own
+    # writes above every clock it has accepted, up to minutes ahead after a skewed device.
+    got = call(dev, "GET", f"/v1/notes/{nid}").json()
+    ahead = max(int(str(c).split(".")[0]) for c in got["clocks"].values()) + 1
+    dev.push([dev.set("note", nid, hlc=dev.hlc(max(ahead, now_ms())), title="Calendar",
+                      tags=["climate"], pinned=False)])
     assert found("calendar") and found("climate") and not found("almanac")
     assert not found("weather") and found("novem")
     call(dev, "PATCH", f"/v1/notes/{nid}", json={"title": "Diary", "favorite": False})
