@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pycrdt import Doc, Text
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import console
 from bench.sockets import Worker, cpu_s, pipe_recv, raise_nofile, rss_kib
@@ -98,6 +98,17 @@ class LongRun:
     ok: bool
 
 
+async def dial(url: str, doc_name: str, auth: Callable[[str], bytes]) -> ClientConnection:
+    """A bench client's socket (no compression, no limits, no pings), authenticated first
+    where the server wants it (Hocuspocus's framing: `doc_name` set). Nothing read yet:
+    the library queues what arrives until the caller reads."""
+    ws = await connect(url, max_size=None, compression=None, max_queue=None,
+                       open_timeout=60, ping_interval=None)
+    if doc_name:
+        await ws.send(auth(doc_name))
+    return ws
+
+
 class Peer:
     """A y-websocket client on asyncio (Hocuspocus's framing when `doc_name` is set)."""
 
@@ -112,11 +123,8 @@ class Peer:
         self.changed: Callable[[], None] = lambda: None
 
     async def open(self) -> None:
-        self.ws = await connect(self.url, max_size=None, compression=None, max_queue=None,
-                                open_timeout=60, ping_interval=None)
+        self.ws = await dial(self.url, self.doc_name, self.auth)
         self.reader = asyncio.create_task(self.read())
-        if self.doc_name:
-            await self.ws.send(self.auth(self.doc_name))
 
     async def send(self, frame: bytes) -> None:
         await self.ws.send(self.wrap(self.doc_name, frame))
@@ -346,11 +354,8 @@ class SteadyPeer:
         self.synced = asyncio.Event()
 
     async def open(self) -> None:
-        self.ws = await connect(self.url, max_size=None, compression=None, max_queue=None,
-                                open_timeout=60, ping_interval=None)
+        self.ws = await dial(self.url, self.doc_name, self.auth)
         self.reader = asyncio.create_task(self.read())
-        if self.doc_name:
-            await self.ws.send(self.auth(self.doc_name))
         await self.ws.send(self.wrap(self.doc_name, yproto.encode_sync_step1(b"\x00")))
         async with asyncio.timeout(60):
             await self.synced.wait()

@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from syncd.frames import Outgoing, binary_frame
+from syncd.frames import Outgoing
 from syncd.merge import merge_all
-from syncd.yproto import encode_update
 
 
 class Tally:
@@ -84,33 +83,27 @@ class Outbox:
             await self._ready.wait()
         if self.closed:
             return None
-        item = self._pop()
-        if isinstance(item, Outgoing):
-            return item.message
-        return encode_update(merge_all([o.data for o in item]))
+        return self._pop().message
 
     def take(self) -> list[bytes]:
         """Everything queued, as WebSocket frames: a lone message's made once for all the
         peers it went to, a run's merged."""
         frames = []
         while self.items:
-            item = self._pop()
-            if isinstance(item, Outgoing):
-                frames.append(item.wire)
-            elif len(item) == 1:
-                frames.append(item[0].wire)
-            else:
-                frames.append(binary_frame(encode_update(merge_all([o.data for o in item]))))
+            frames.append(self._pop().wire)
         return frames
 
-    def _pop(self) -> Outgoing | list[Outgoing]:
+    def _pop(self) -> Outgoing:
+        """The next item as one message: a run of updates merged into one."""
         item = self.items.popleft()
         if isinstance(item, Outgoing):
             self._grow(-len(item.data))
-        else:
-            self._grow(-sum(len(o.data) for o in item))
-            self.tally.merged += len(item) - 1
-        return item
+            return item
+        self._grow(-sum(len(o.data) for o in item))
+        if len(item) == 1:
+            return item[0]
+        self.tally.merged += len(item) - 1
+        return Outgoing(merge_all([o.data for o in item]), update=True)
 
     def _fits(self, n: int) -> bool:
         # An empty queue takes any one message: a document's step 2 may exceed a small budget.
