@@ -404,7 +404,7 @@ def main() -> int:
     steadies: list[SteadyRun] = []
     with cluster(args) as c:
         console.print(f"[bold]bench.collab[/bold] — {machine_line(c)}")
-        node = c.server()
+        node = c.server(env=dict(kv.split("=", 1) for kv in args.server_env))
         (dev,) = c.user(node.base_url, 1)
         refs: dict[str, Reference] = {}
         try:
