@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from syncd import offload
+from syncd import docs, offload
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0)
@@ -117,6 +117,13 @@ def _planning() -> Iterable[Metric]:
                                "Large batches being planned in a worker thread now")
     flight.add_metric([], float(offload.tally.in_flight))
     yield flight
+    kept = CounterMetricFamily("syncd_note_documents_kept",
+                               "Note documents a write found kept from the last one (docs.py): "
+                               "taken, or stale (the row held another state)",
+                               labels=["outcome"])
+    kept.add_metric(["taken"], float(docs.cache.hits))
+    kept.add_metric(["stale"], float(docs.cache.misses))
+    yield kept
 
 
 def _gate(gate: Any) -> Iterable[Metric]:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from syncd import docs, log, offload, store
 from syncd import hlc as hlcs
-from syncd import log, offload, store
 from syncd.db import Conn, Database
 from syncd.errors import BadRequest, ClientSeqGap, PayloadTooLarge, Unauthorized
 from syncd.fanout import Hub
@@ -74,6 +74,7 @@ async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | No
                                          share_projects=not project_writes)
     if settings:
         entities.update(await store.lock_settings(conn, settings))
+    docs.cache.take(e for e in entities.values() if e.id in with_state)
     stamped = _stamp(ops, entities, who.device_id)
     project_ids = {e.id for e in entities.values() if e.entity == "project"}
     members = await store.load_members(conn, project_ids)
@@ -97,6 +98,7 @@ async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | No
     await store.add_conflicts(conn, who.user_id, batch.conflicts)
     await store.save_entities(conn, entities.values())
     await store.record_words(conn, batch.words.tally)
+    docs.cache.keep(entities.values())
     return results
 
 
