@@ -278,18 +278,32 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
     offering the app its transport for frames made once for many sockets (frames.py)."""
 
     table: ClassVar[Connections]
+    direct: Direct | None = None  # what the app is offered, while the socket is open
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole message: binary ones go straight to the app's listener when it has one
+        (frames.Direct.listen), not through the ASGI queue."""
+        listener = self.direct.listener if self.direct is not None else None
+        if listener is None or self.curr_msg_data_type != "bytes" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        listener(data)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # none when the handshake was refused
         if scope is not None:
-            scope["extensions"][EXTENSION] = {"direct": Direct(self)}
+            self.direct = Direct(self)
+            scope["extensions"][EXTENSION] = {"direct": self.direct}
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.table.release(self.transport)
         scope = getattr(self, "scope", None)
         if scope is not None:  # the extension refers back to this protocol: no cycle left
             scope["extensions"].pop(EXTENSION, None)
+        self.direct = None
         super().connection_lost(exc)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -66,10 +67,11 @@ def binary_frame(payload: bytes) -> bytes:
 class Direct:
     """Whole frames written to one WebSocket's transport, in the protocol's stead."""
 
-    __slots__ = ("_socket",)
+    __slots__ = ("_socket", "listener")
 
     def __init__(self, socket: WebSocketsSansIOProtocol) -> None:
         self._socket = socket
+        self.listener: Callable[[bytes], None] | None = None  # the protocol calls it
 
     def ready(self) -> bool:
         """The socket is open for data, without compression (a frame made once is the same
@@ -78,6 +80,16 @@ class Direct:
         return (s.handshake_complete and not s.close_sent and s.initial_response is None
                 and s.conn.state is State.OPEN and not s.conn.extensions
                 and s.writable.is_set() and not s.transport.is_closing())
+
+    def listen(self, on_bytes: Callable[[bytes], None]) -> bool:
+        """From now on, hand each binary message to `on_bytes` as it arrives, in the
+        protocol's `data_received`, instead of queueing it for the app's task (which then
+        gets only text frames and the disconnect). Only when nothing waits in that queue,
+        so no message passes one received before it; False when something does."""
+        if not self._socket.queue.empty():
+            return False
+        self.listener = on_bytes
+        return True
 
     def write(self, frames: list[bytes]) -> None:
         self._socket.transport.writelines(frames)

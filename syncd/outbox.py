@@ -27,8 +27,9 @@ from syncd.merge import merge_all
 class Tally:
     """Bytes queued for every collab peer of the node, the most one peer held, how many
     peers went over their budget, how many updates went out merged into another's frame,
-    and how many frames were written straight to a socket at the end of a turn of the
-    event loop (frames.py), not by a peer's sender task."""
+    how many frames were written straight to a socket at the end of a turn of the
+    event loop (frames.py), not by a peer's sender task, and how many messages were
+    handled as they arrived (frames.Direct.listen), not queued for a reader task."""
 
     def __init__(self) -> None:
         self.queued = 0
@@ -36,6 +37,7 @@ class Tally:
         self.over = 0
         self.merged = 0
         self.direct = 0
+        self.read = 0
 
 
 class Outbox:

@@ -356,21 +356,58 @@ async def _serve(room: Room, conn: Connection) -> None:
 
 
 async def _read(room: Room, conn: Connection) -> None:
-    while True:
-        message = await conn.ws.receive()
-        if message["type"] == "websocket.disconnect":
+    """Handle the peer's messages in order: through the ASGI queue until it is empty, then,
+    where the server offers it, each binary message as it arrives (frames.Direct.listen:
+    no task to wake per message, and its broadcast leaves in the same turn of the loop)."""
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_bytes(data: bytes) -> None:
+        if failed.done() or conn.closing is not None:
             return
-        data = message.get("bytes")
-        if data is None:
-            raise _Close(4409, "text frames are not part of the y-websocket protocol")
-        if len(data) > MAX_FRAME:
-            raise _Close(1009, f"frame over {MAX_FRAME} bytes")
+        conn.outbox.tally.read += 1
         try:
-            messages = yproto.decode_frame(data, max_payload=MAX_FRAME)
-        except yproto.ProtocolError as e:
-            raise _Close(4409, str(e)[:120]) from None
-        for msg in messages:
-            _handle(room, conn, msg)
+            _frame(room, conn, data)
+        except BaseException as e:  # the reader raises it, as if it had read the frame itself
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            failed.set_exception(e)
+
+    listening = False
+    try:
+        while True:
+            if listening:  # only text frames and the disconnect come this way now
+                receive: asyncio.Future[Any] = asyncio.ensure_future(conn.ws.receive())
+                await asyncio.wait({receive, failed}, return_when=asyncio.FIRST_COMPLETED)
+                if failed.done():
+                    receive.cancel()
+                    failed.result()
+                message = receive.result()
+            else:
+                message = await conn.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                raise _Close(4409, "text frames are not part of the y-websocket protocol")
+            _frame(room, conn, data)
+            if not listening and conn.direct is not None:
+                listening = conn.direct.listen(on_bytes)
+    finally:
+        if conn.direct is not None:
+            conn.direct.listener = None
+        if failed.done():
+            failed.exception()  # retrieved: it was raised, or the reader was cancelled
+
+
+def _frame(room: Room, conn: Connection, data: bytes) -> None:
+    if len(data) > MAX_FRAME:
+        raise _Close(1009, f"frame over {MAX_FRAME} bytes")
+    try:
+        messages = yproto.decode_frame(data, max_payload=MAX_FRAME)
+    except yproto.ProtocolError as e:
+        raise _Close(4409, str(e)[:120]) from None
+    for msg in messages:
+        _handle(room, conn, msg)
 
 
 def _handle(room: Room, conn: Connection, msg: yproto.Message) -> None:
