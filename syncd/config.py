@@ -71,10 +71,11 @@ class Settings:
         default_factory=lambda: float(_env("SYNCD_HEAVY_WAIT", "2") or 0))
     statement_timeout: float = field(
         default_factory=lambda: float(_env("SYNCD_STATEMENT_TIMEOUT", "10") or 0))
-    # Collab: seconds a room's write waits for more keystrokes to join it, and the bytes
-    # that may wait for one peer (its queued updates merged) before it is closed with 4408.
+    # Collab: seconds an author's collab changes wait for more to join their write
+    # (writebehind.py), and the bytes that may wait for one peer (its queued updates
+    # merged) before it is closed with 4408.
     collab_coalesce: float = field(
-        default_factory=lambda: float(_env("SYNCD_COLLAB_COALESCE", "0.003") or 0))
+        default_factory=lambda: float(_env("SYNCD_COLLAB_COALESCE", "0.5") or 0))
     collab_peer_bytes: int = field(
         default_factory=lambda: int(_env("SYNCD_COLLAB_PEER_BYTES", str(8 << 20)) or 0))
     # The kernel's send buffer of a collab socket (0: the kernel sizes it). What a lagging

@@ -78,11 +78,19 @@ class _Live(Collector):
                                          "Frames written to an idle collab socket at once")
             direct.add_metric([], float(rooms.tally.direct))
             yield direct
-            read = CounterMetricFamily(
+            read = CounterMetricFamily("syncd_collab_messages_read_direct",
+                                       "Collab messages handled as they arrived, not queued")
+            read.add_metric([], float(rooms.tally.read))
+            yield read
+            writes = CounterMetricFamily("syncd_collab_writes",
+                                         "Write-behind transactions (writebehind.py)")
+            writes.add_metric([], float(rooms.writes.transactions))
+            yield writes
+            stored = CounterMetricFamily(
                 "syncd_collab_documents_read",
                 "Stored note documents read into a collab room (one without an open peer)")
-            read.add_metric([], float(rooms.documents_read))
-            yield read
+            stored.add_metric([], float(rooms.documents_read))
+            yield stored
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))

@@ -69,10 +69,10 @@ class Batch:
         members: Members,
         server_hlc: Callable[[], str],
         writers: dict[int, Writer] | None = None,
-        vouched: UUID | None = None,
+        vouched: frozenset[UUID] = frozenset(),
     ) -> None:
         self.author = author
-        # A collab room's note: its text ops were admitted by the room from an author who
+        # Collab rooms' notes: their text ops were admitted by a room from an author who
         # could write the note then; a role change since does not refuse them (see
         # _vouches).
         self.vouched = vouched
@@ -171,7 +171,7 @@ class Batch:
         to every peer when it admitted it, so it is judged by the access its author had
         then. Refusing it now would leave text in every peer's document the log never
         holds (docs/protocol-notes.md, collab)."""
-        return (op.kind == "text" and op.id == self.vouched and ent.entity == "note"
+        return (op.kind == "text" and op.id in self.vouched and ent.entity == "note"
                 and op.entity == "note")
 
     def _existing(self, op: Op) -> Entity:

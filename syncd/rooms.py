@@ -12,21 +12,12 @@ awareness states they announced, and a queue of document changes not yet in the 
   root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
   apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
   relayed and cannot be taken back, so nothing the log will refuse may get that far.
-- Peer changes are broadcast at once and persisted right after (write-behind) by one writer
-  task per room: it waits `coalesce` seconds (`SYNCD_COLLAB_COALESCE`), then takes
-  everything queued, merges each author's deltas by bounded chunks (`merge.merge_all`:
-  one `merge_updates` over a 50,000-keystroke backlog is quadratic) and appends them with
-  `sync.write` as `text` ops, one transaction per author, one at a time per user across
-  the node's rooms (`Turns`). Changes arriving while a write waits or is in flight are
-  batched into the next one. The room vouches for what it admitted
-  (`sync.write(..., vouched=note)`): once relayed, an update is in every peer's document
-  and comes back on every reconnect, so the log records it as the room admitted it,
-  judged by the access its author had then; a demotion or removal, or a push that took
-  the document to its size limit, after that does not refuse it. A note deleted with its
-  owner's account closes the room's peers with 4404. A write that fails (the database)
-  is logged, the room is dropped and its peers are closed with 1011: they reconnect, the
-  fresh room loads the note from PostgreSQL, and the peers' sync step 2 sends back
-  whatever was not persisted.
+- Peer changes are broadcast at once and handed to the write-behind (writebehind.py),
+  which appends them to the log by author a fraction of a second later, one transaction
+  for everything an author queued across the node's rooms. A note deleted with its
+  owner's account closes the room's peers with 4404; a write that fails (the database)
+  drops the room and closes its peers with 1011: they reconnect, the fresh room loads the
+  note from PostgreSQL, and the peers' sync step 2 sends back whatever was not persisted.
 - Changes made through the sync path (device pushes, REST) arrive as hub events and are
   merged in (`merge_external`) and broadcast, never written again.
 
@@ -47,7 +38,7 @@ A peer joining a room that has open peers takes the room's document as it is
 (`Rooms.live`), without the note's stored state: their hub subscribers kept it current; a
 new room, or any other, is given the stored state (`Rooms.get`, counted in
 `documents_read`).
-Stopping it (SIGTERM, SIGINT: after the sockets closed) writes every room's queue at
+Stopping it (SIGTERM, SIGINT: after the sockets closed) writes everything queued at
 once, without waiting out the coalescing window.
 
 Awareness is bounded too: a state's bytes, the clients one connection announces, the
@@ -56,28 +47,25 @@ states a room holds (`admit_awareness`), so what greets a newcomer stays small.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol
 from uuid import UUID
 
 from pycrdt import Doc, Text, TransactionEvent, get_update, merge_updates
 
-from syncd import sync
+from syncd import writebehind
 from syncd.db import Database
 from syncd.errors import OpRejected
 from syncd.fanout import DocChannels, Hub
 from syncd.frames import Flusher, Outgoing
 from syncd.limits import MAX_DOC_BYTES
-from syncd.merge import BODY, check_applies, check_update, merge_all
-from syncd.messages import Op
+from syncd.merge import BODY, check_applies, check_update
 from syncd.outbox import Tally
 from syncd.types import Principal
+from syncd.writebehind import WriteBehind
 from syncd.yproto import (
     Awareness,
     AwarenessEntry,
@@ -95,7 +83,6 @@ log = logging.getLogger("syncd.collab")
 
 WARM_ROOMS = 256  # idle documents kept in memory after their last peer left
 WARM_BYTES = 64 * 1024 * 1024  # and their documents' total size
-COALESCE = 0.003  # seconds a write waits for more keystrokes to join it
 PEER_BYTES = 2 * MAX_DOC_BYTES  # what may wait for one peer: a merged backlog fits twice
 SEND_BUFFER = 256 * 1024  # a peer's kernel send buffer: past it, its updates wait merged
 EMPTY_UPDATE = b"\x00\x00"
@@ -151,9 +138,7 @@ class Room:
         self.awareness: dict[int, AwarenessEntry] = {}  # announced by local peers
         self.remote: OrderedDict[int, tuple[AwarenessEntry, float]] = OrderedDict()
         self.channel: DocChannels | None = None  # the bus, while the room has peers
-        self.pending: list[tuple[Principal, bytes]] = []
-        self.writer: asyncio.Task[None] | None = None
-        self.flush = asyncio.Event()  # set: write what is queued now (the server stops)
+        self.unwritten = 0  # changes the write-behind holds for the log (writebehind.py)
         self.seen: dict[UUID, int] = {}  # per user log: the last event seq merged in
         self.failed = False
         if state:
@@ -207,14 +192,12 @@ class Room:
     def apply_from_peer(self, who: Principal, update: bytes, origin: Peer) -> bool:
         """A peer's update: admit, apply, broadcast to the others, queue the write. The
         caller passes only updates of a peer that can write the note now: what is queued
-        is written as vouched for (`_persist`)."""
+        is written as vouched for (writebehind.py)."""
         delta = self._apply(self.admit(update))
         if delta is None:
             return False
         self.broadcast_update(delta, exclude=origin)
-        self.pending.append((who, delta))
-        if self.writer is None:
-            self.writer = asyncio.create_task(self._write_behind())
+        self.rooms.writes.add(who, self, delta)
         return True
 
     def merge_external(self, update: bytes) -> None:
@@ -387,93 +370,15 @@ class Room:
             while len(self.remote) > REMOTE_AWARENESS:
                 self.remote.popitem(last=False)
 
-    # --- write-behind -----------------------------------------------------------------------
-
-    async def _write_behind(self) -> None:
-        try:
-            while self.pending and not self.failed:
-                if not self.flush.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.flush.wait(), self.rooms.coalesce)
-                batch, self.pending = self.pending, []
-                by_author: dict[Principal, list[bytes]] = {}
-                for who, delta in batch:
-                    by_author.setdefault(who, []).append(delta)
-                for who, deltas in by_author.items():
-                    if not self.failed:
-                        await self._persist(who, merge_all(deltas))
-        finally:
-            self.writer = None
-
-    async def _persist(self, who: Principal, update: bytes) -> None:
-        """Append one author's merged deltas. The room vouches for them (`sync.write`'s
-        `vouched`): a role change or a push past the size limit since they were admitted
-        does not refuse them, and only a note that is gone does."""
-        op = Op(client_seq=0, hlc="", entity="note", id=self.note_id, kind="text",
-                field="body", update=update)
-        try:
-            async with self.rooms.turns.turn(who.user_id):
-                [result] = await sync.write(self.db, self.hub, who, [op], vouched=self.note_id)
-        except Exception:
-            log.exception("note %s: could not persist a collab update; reloading the room",
-                          self.note_id)
-            self.fail()
-            return
-        if result.code == "not_found":  # deleted with its owner's account
-            self.fail(4404, "the note is gone")
-        elif result.status == "rejected":  # the room admitted what the log refuses: a bug
-            log.error("note %s: the log refused a collab update the room admitted: %s: %s",
-                      self.note_id, result.code, result.message)
-
     def fail(self, code: int = 1011, reason: str = "could not store the document; reconnect"
              ) -> None:
         """Drop this room: its peers reconnect and resync against the stored document."""
         if self.failed:
             return
-        self.failed = True
-        self.pending.clear()
+        self.failed = True  # the write-behind drops what it holds of this room
         for peer in list(self.peers):
             peer.close(code, reason)
         self.rooms.dropped(self)
-
-    async def drain(self) -> None:
-        """Write what is queued now, and wait until it is in the log (or failed)."""
-        self.flush.set()
-        while self.writer is not None:
-            await asyncio.shield(self.writer)
-
-
-class Turns:
-    """One write-behind transaction per user at a time, across the node's rooms.
-
-    Every append to a user's log locks the user's row until it commits (log.py), so
-    several rooms writing as one user queue in PostgreSQL anyway, each holding a pooled
-    connection meanwhile: twenty such rooms took every connection, and requests waiting
-    for one timed out. Queued here instead, they hold none, and a room's changes arriving
-    while it waits join its next write."""
-
-    def __init__(self) -> None:
-        self._locks: dict[UUID, tuple[asyncio.Lock, int]] = {}  # the lock, its holder and waiters
-
-    @contextlib.asynccontextmanager
-    async def turn(self, user: UUID) -> AsyncIterator[None]:
-        lock, users = self._locks.get(user, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[user] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[user]
-            if users == 1:
-                del self._locks[user]
-            else:
-                self._locks[user] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
 
 class Rooms:
     """Rooms by note id: every room with peers, plus at most `warm` idle ones (LRU).
@@ -482,18 +387,17 @@ class Rooms:
     room's write-behind. `tally` counts the bytes queued for this node's collab peers."""
 
     def __init__(self, db: Database, hub: Hub, *, warm: int = WARM_ROOMS,
-                 warm_bytes: int = WARM_BYTES, coalesce: float = COALESCE,
+                 warm_bytes: int = WARM_BYTES, coalesce: float = writebehind.COALESCE,
                  peer_bytes: int = PEER_BYTES, send_buffer: int = SEND_BUFFER) -> None:
         self.db = db
         self.hub = hub
         self.warm = warm
         self.warm_bytes = warm_bytes
-        self.coalesce = coalesce
         self.peer_bytes = peer_bytes
         self.send_buffer = send_buffer  # each peer's kernel send buffer (frames.Direct)
         self.flusher = Flusher()  # writes what each turn of the loop queued for the peers
         self.tally = Tally()
-        self.turns = Turns()
+        self.writes = WriteBehind(db, hub, coalesce)
         self.rooms: OrderedDict[UUID, Room] = OrderedDict()
         self.documents_read = 0  # stored documents taken into a room (`get`), for /metrics
 
@@ -505,8 +409,8 @@ class Rooms:
         await self.stop()
 
     async def stop(self) -> None:
-        """Write every room's queue to the log now (the server is stopping)."""
-        await asyncio.gather(*(room.drain() for room in list(self.rooms.values())))
+        """Write everything queued to the log now (the server is stopping)."""
+        await self.writes.drain()
 
     def live(self, note_id: UUID) -> Room | None:
         """The note's room if it has an open peer: a joining peer takes its document as it
@@ -544,7 +448,7 @@ class Rooms:
     def release(self, room: Room) -> None:
         """A peer left: evict the least recently used idle rooms past the bounds (how many,
         and their documents' total size)."""
-        idle = [r for r in self.rooms.values() if not r.peers and r.writer is None]
+        idle = [r for r in self.rooms.values() if not r.peers and not r.unwritten]
         held = sum(r.size for r in idle)
         for count, old in enumerate(idle):
             if len(idle) - count <= self.warm and held <= self.warm_bytes:

@@ -49,14 +49,14 @@ def check_ops(ops: list[Op], device_id: UUID, server_ms: int) -> list[str]:
 
 async def apply_ops(unit: Unit, who: Principal, ops: Sequence[tuple[Op, str | None]],
                     locked: dict[UUID, Entity] | None = None,
-                    vouched: UUID | None = None) -> list[OpResult]:
+                    vouched: frozenset[UUID] = frozenset()) -> list[OpResult]:
     """Plan and write a batch of (op, canonical hlc) in the caller's unit of work; a
     server-made op passes None and is stamped here, once its entities are locked.
 
     The one path for ops: push, server-made writes, REST edits with preconditions,
     conflict resolution and import all go through it.
     `locked`: entities the caller has locked and loaded already; they are updated in place.
-    `vouched`: the note of a collab room writing behind what it admitted (plan.Batch).
+    `vouched`: the notes of collab rooms writing behind what they admitted (plan.Batch).
     """
     conn = unit.conn
     ids = {op.id for op, _ in ops}
@@ -169,9 +169,9 @@ async def push(db: Database, hub: Hub, who: Principal, ops: list[Op]) -> PushRes
 
 
 async def write(db: Database, hub: Hub, who: Principal, ops: list[Op],
-                vouched: UUID | None = None) -> list[OpResult]:
+                vouched: frozenset[UUID] = frozenset()) -> list[OpResult]:
     """Server-made ops (REST, collab): no client_seq, a server HLC, the same merge and log.
-    `vouched`: a collab room's note, whose text ops it admitted (plan.Batch)."""
+    `vouched`: collab rooms' notes, whose text ops they admitted (plan.Batch)."""
     unstamped: list[tuple[Op, str | None]] = [(op, None) for op in ops]
 
     async def tx(unit: Unit) -> list[OpResult]:

@@ -161,6 +161,8 @@ def test_two_pycrdt_peers_converge_and_persist(server: ServerProcess, owner: Dev
                                                db: psycopg.Connection[Any]) -> None:
     nid = make_note(owner, "hello")
     other = owner.login_again("tablet")
+    read = metric(server.base_url, "syncd_collab_messages_read_direct_total")
+    writes = metric(server.base_url, "syncd_collab_writes_total")
     with YPeer(server, nid, owner.token) as a, YPeer(server, nid, other.token) as b:
         a.sync(), b.sync()
         assert str(a.text) == str(b.text) == "hello"
@@ -176,6 +178,9 @@ def test_two_pycrdt_peers_converge_and_persist(server: ServerProcess, owner: Dev
     assert r.status_code == 200 and r.json()["body"] == text
     # bursts were coalesced: far fewer log rows than the 40 keystroke updates
     assert log_rows(db, nid) < 2 + 40
+    assert metric(server.base_url, "syncd_collab_writes_total") > writes
+    # once a socket's first messages were handled, the rest were handled as they arrived
+    assert metric(server.base_url, "syncd_collab_messages_read_direct_total") >= read + 38
     # and what the peers typed counts as written, like a push's text ops
     stats = owner.get("/v1/stats", params={"period": "week"}).json()
     assert stats["total_words"] == len(text.split()) == 41
