@@ -58,43 +58,37 @@ class _Live(Collector):
         yield subs
         rooms = getattr(services, "rooms", None)
         if rooms is not None:
-            queued = GaugeMetricFamily("syncd_collab_queued_bytes",
-                                       "Bytes waiting to be sent to this node's collab peers")
-            queued.add_metric([], float(rooms.tally.queued))
-            yield queued
-            peak = GaugeMetricFamily("syncd_collab_peer_peak_bytes",
-                                     "The most bytes ever waiting for one collab peer")
-            peak.add_metric([], float(rooms.tally.peak))
-            yield peak
-            over = CounterMetricFamily("syncd_collab_peers_over_budget",
-                                       "Collab peers closed with 4408: over their byte budget")
-            over.add_metric([], float(rooms.tally.over))
-            yield over
-            merged = CounterMetricFamily("syncd_collab_updates_merged",
-                                         "Updates sent to a collab peer inside another's frame")
-            merged.add_metric([], float(rooms.tally.merged))
-            yield merged
-            direct = CounterMetricFamily("syncd_collab_frames_direct",
-                                         "Frames written to an idle collab socket at once")
-            direct.add_metric([], float(rooms.tally.direct))
-            yield direct
-            read = CounterMetricFamily("syncd_collab_messages_read_direct",
-                                       "Collab messages handled as they arrived, not queued")
-            read.add_metric([], float(rooms.tally.read))
-            yield read
-            writes = CounterMetricFamily("syncd_collab_writes",
-                                         "Write-behind transactions (writebehind.py)")
-            writes.add_metric([], float(rooms.writes.transactions))
-            yield writes
-            stored = CounterMetricFamily(
-                "syncd_collab_documents_read",
-                "Stored note documents read into a collab room (one without an open peer)")
-            stored.add_metric([], float(rooms.documents_read))
-            yield stored
+            for family, name, doc, value in _COLLAB:
+                metric = family(name, doc)
+                metric.add_metric([], float(value(rooms)))
+                yield metric
         pool = GaugeMetricFamily("syncd_db_pool", "psycopg pool statistics", labels=["stat"])
         for stat, value in services.db.pool.get_stats().items():
             pool.add_metric([stat], float(value))
         yield pool
+
+
+# The collab rooms' figures: (family, name, help, how to read it off `Rooms`).
+_COLLAB: tuple[tuple[type[GaugeMetricFamily | CounterMetricFamily], str, str,
+                     Callable[[Any], int]], ...] = (
+    (GaugeMetricFamily, "syncd_collab_queued_bytes",
+     "Bytes waiting to be sent to this node's collab peers", lambda r: r.tally.queued),
+    (GaugeMetricFamily, "syncd_collab_peer_peak_bytes",
+     "The most bytes ever waiting for one collab peer", lambda r: r.tally.peak),
+    (CounterMetricFamily, "syncd_collab_peers_over_budget",
+     "Collab peers closed with 4408: over their byte budget", lambda r: r.tally.over),
+    (CounterMetricFamily, "syncd_collab_updates_merged",
+     "Updates sent to a collab peer inside another's frame", lambda r: r.tally.merged),
+    (CounterMetricFamily, "syncd_collab_frames_direct",
+     "Frames written to an idle collab socket at once", lambda r: r.tally.direct),
+    (CounterMetricFamily, "syncd_collab_messages_read_direct",
+     "Collab messages handled as they arrived, not queued", lambda r: r.tally.read),
+    (CounterMetricFamily, "syncd_collab_writes",
+     "Write-behind transactions (writebehind.py)", lambda r: r.writes.transactions),
+    (CounterMetricFamily, "syncd_collab_documents_read",
+     "Stored note documents read into a collab room (one without an open peer)",
+     lambda r: r.documents_read),
+)
 
 
 def _connections(table: Any) -> Iterable[Metric]:
