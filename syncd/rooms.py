@@ -12,9 +12,9 @@ awareness states they announced, and a queue of document changes not yet in the 
   root other than `body`, a nested type, NUL: `merge.check_update`), when yrs cannot
   apply it (`merge.check_applies`), or past MAX_DOC_BYTES. Once applied an update is
   relayed and cannot be taken back, so nothing the log will refuse may get that far.
-- Peer changes are broadcast at once and handed to the write-behind (writebehind.py),
-  which appends them to the log by author a fraction of a second later, one transaction
-  for everything an author queued across the node's rooms. A note deleted with its
+- Peer changes are broadcast at once and handed to the write-behind (writebehind.py):
+  a room's changes wait out a window (`SYNCD_COLLAB_COALESCE`), then go to the log by
+  author, in one transaction with that author's other rooms due by then. A note deleted with its
   owner's account closes the room's peers with 4404; a write that fails (the database)
   drops the room and closes its peers with 1011: they reconnect, the fresh room loads the
   note from PostgreSQL, and the peers' sync step 2 sends back whatever was not persisted.
