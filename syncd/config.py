@@ -71,9 +71,9 @@ class Settings:
         default_factory=lambda: float(_env("SYNCD_HEAVY_WAIT", "2") or 0))
     statement_timeout: float = field(
         default_factory=lambda: float(_env("SYNCD_STATEMENT_TIMEOUT", "10") or 0))
-    # Collab: seconds an author's collab changes wait for more to join their write
-    # (writebehind.py), and the bytes that may wait for one peer (its queued updates
-    # merged) before it is closed with 4408.
+    # Collab: seconds a room's changes wait, from the first of them, before they are
+    # written to the log (writebehind.py), and the bytes that may wait for one peer (its
+    # queued updates merged) before it is closed with 4408.
     collab_coalesce: float = field(
         default_factory=lambda: float(_env("SYNCD_COLLAB_COALESCE", "0.5") or 0))
     collab_peer_bytes: int = field(

@@ -48,11 +48,12 @@ class DocCache:
                 continue
             state, doc = kept
             self._bytes -= len(state)
-            if (ent.doc is None and ent.state_loaded and not ent.applied_updates
-                    and ent.body_state == state):
+            if ent.doc is not None or not ent.state_loaded or ent.applied_updates:
+                continue  # it has its document already (a caller's), or may not take one
+            if ent.body_state == state:
                 ent.doc, ent.doc_bytes = doc, len(state)
                 self.hits += 1
-            else:
+            else:  # the row moved on (another node, a rolled-back save, a rebuild)
                 self.misses += 1
 
     def keep(self, entities: Iterable[Entity]) -> None:
